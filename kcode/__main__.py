@@ -1,0 +1,3 @@
+from kcode.cli import main
+
+main()

@@ -1,0 +1,41 @@
+"""The ``kcode`` command (typer).
+
+Each command group lives in its own module below ``kcode.cli`` and keeps heavy imports
+inside its functions, so ``kcode --help`` and the headless path stay fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from kcode.cli import run as _run
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="kcode",
+    help="A local-first, long-horizon autonomous coding agent.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+
+@app.callback()
+def _root() -> None:
+    """kcode: run `kcode run "TASK"` in a git repository."""
+
+
+_run.register(app)
+
+# Command groups (one line each).
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,155 @@
+"""Configuration: defaults < ``~/.config/kcode/config.toml`` < project ``.kcode/config.toml``
+< ``KCODE_*`` environment variables < command-line flags (later wins).
+
+Also the user directories (platformdirs): data (sessions, work trees), cache (models) and
+config. ``KCODE_HOME`` puts all three under one folder (tests and portable installs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from kcode.errors import ConfigError
+
+__all__ = ["Config", "load_config", "data_dir", "cache_dir", "config_dir", "parse_duration"]
+
+
+def _home_override() -> Path | None:
+    home = os.environ.get("KCODE_HOME")
+    return Path(home).expanduser() if home else None
+
+
+def data_dir() -> Path:
+    home = _home_override()
+    return home / "data" if home else Path(platformdirs.user_data_dir("kcode"))
+
+
+def cache_dir() -> Path:
+    home = _home_override()
+    return home / "cache" if home else Path(platformdirs.user_cache_dir("kcode"))
+
+
+def config_dir() -> Path:
+    home = _home_override()
+    return home / "config" if home else Path(platformdirs.user_config_dir("kcode"))
+
+
+@dataclass
+class Config:
+    # model
+    model: str | None = None
+    base_url: str | None = None
+    # budgets
+    max_steps: int = 1000
+    max_time: float = 12 * 3600.0  # seconds
+    # tools
+    test_command: str | None = None
+    bash_timeout: float = 120.0
+    # sandbox profile name (see the top-level sandbox/ folder)
+    sandbox: str = "workspace-write"
+    # output
+    output_format: str = "text"
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str | float | int) -> float:
+    """``90``, ``"90s"``, ``"30m"``, ``"12h"`` → seconds."""
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ConfigError(f"invalid duration {value!r} (use e.g. 90s, 30m, 12h)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _field_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(Config)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
+
+
+def _coerce(name: str, value: Any, annotation: Any, source: str) -> Any:
+    if name == "max_time":
+        return parse_duration(value)
+    base = annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value == ""):
+            return None
+        base = args[0]
+    try:
+        if base is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if base in (int, float, str):
+            return base(value)
+        if typing.get_origin(base) is list:
+            if isinstance(value, str):
+                return [item for item in value.split(",") if item]
+            return list(value)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{source}: invalid value {value!r} for {name}") from error
+    return value
+
+
+def _apply(values: dict[str, Any], layer: dict[str, Any], source: str) -> None:
+    types_by_name = _field_types()
+    for key, value in layer.items():
+        name = key.replace("-", "_")
+        if name not in types_by_name:
+            raise ConfigError(f"{source}: unknown setting {key!r}")
+        values[name] = _coerce(name, value, types_by_name[name], source)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        return {}
+    except (tomllib.TOMLDecodeError, OSError) as error:
+        raise ConfigError(f"{path}: {error}") from error
+
+
+def load_config(
+    project_root: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Config:
+    """Merge every configuration layer; ``overrides`` are the command-line flags that were set."""
+    values: dict[str, Any] = {}
+    layers: list[tuple[dict[str, Any], str]] = []
+    user_file = config_dir() / "config.toml"
+    layers.append((_read_toml(user_file), str(user_file)))
+    if project_root is not None:
+        project_file = project_root / ".kcode" / "config.toml"
+        layers.append((_read_toml(project_file), str(project_file)))
+    env = os.environ if environ is None else environ
+    names = {f.name for f in dataclasses.fields(Config)}
+    env_layer = {name: env[f"KCODE_{name.upper()}"] for name in names if f"KCODE_{name.upper()}" in env}
+    layers.append((env_layer, "environment"))
+    layers.append(({k: v for k, v in (overrides or {}).items() if v is not None}, "command line"))
+    for layer, source in layers:
+        _apply(values, layer, source)
+    return Config(**values)
+

@@ -1,0 +1,262 @@
+"""The event vocabulary: everything the agent does, as typed records.
+
+The loop emits events; every consumer (session log, headless renderers, the TUI, the eval
+harness) reads the same stream through an :class:`EventBus`. An event serialises to one
+JSON object ``{"type": ..., "ts": ..., **fields}``; :func:`event_from_dict` reverses it, so a
+session log replays to the same sequence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+__all__ = [
+    "Event",
+    "SessionStarted",
+    "TurnStarted",
+    "TextDelta",
+    "ReasoningDelta",
+    "AssistantMessage",
+    "MessageAdded",
+    "ToolCallStarted",
+    "ToolCallFinished",
+    "FileChanged",
+    "TestsRun",
+    "Checkpoint",
+    "TodoUpdated",
+    "Usage",
+    "TurnCompleted",
+    "BudgetWarning",
+    "Compaction",
+    "ErrorEvent",
+    "SessionFinished",
+    "EventBus",
+    "event_from_dict",
+    "EVENT_TYPES",
+]
+
+EVENT_TYPES: dict[str, type[Event]] = {}
+
+
+@dataclass(kw_only=True)
+class Event:
+    """Base of all events. ``ts`` is set by the bus when the event is emitted."""
+
+    type: ClassVar[str] = "event"
+    ts: float = 0.0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        EVENT_TYPES[cls.type] = cls
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {"type": self.type, **data}
+
+
+@dataclass(kw_only=True)
+class SessionStarted(Event):
+    type: ClassVar[str] = "session.started"
+    session_id: str
+    task: str
+    repo: str
+    workdir: str
+    branch: str
+    base_commit: str
+    model: str
+    mode: str = "worktree"  # or "in-place"
+    resumed: bool = False
+
+
+@dataclass(kw_only=True)
+class TurnStarted(Event):
+    type: ClassVar[str] = "turn.started"
+    step: int
+
+
+@dataclass(kw_only=True)
+class TextDelta(Event):
+    type: ClassVar[str] = "text.delta"
+    step: int
+    text: str
+
+
+@dataclass(kw_only=True)
+class ReasoningDelta(Event):
+    type: ClassVar[str] = "reasoning.delta"
+    step: int
+    text: str
+
+
+@dataclass(kw_only=True)
+class AssistantMessage(Event):
+    """The model's complete text (and reasoning) for one step."""
+
+    type: ClassVar[str] = "assistant.message"
+    step: int
+    content: str
+    reasoning: str = ""
+
+
+@dataclass(kw_only=True)
+class MessageAdded(Event):
+    """A message appended to the model-facing conversation (what resume rebuilds)."""
+
+    type: ClassVar[str] = "message.added"
+    message: dict[str, Any]
+
+
+@dataclass(kw_only=True)
+class ToolCallStarted(Event):
+    type: ClassVar[str] = "tool.started"
+    step: int
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(kw_only=True)
+class ToolCallFinished(Event):
+    type: ClassVar[str] = "tool.finished"
+    step: int
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+    output: str
+    is_error: bool = False
+    data: dict[str, Any] = field(default_factory=dict)
+    duration_ms: float = 0.0
+
+
+@dataclass(kw_only=True)
+class FileChanged(Event):
+    type: ClassVar[str] = "file.changed"
+    step: int
+    changes: list[dict[str, str]]  # [{"path": ..., "kind": "add" | "update" | "delete"}]
+
+
+@dataclass(kw_only=True)
+class TestsRun(Event):
+    type: ClassVar[str] = "tests.run"
+    step: int
+    command: str
+    ok: bool
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    skipped: int = 0
+    failing: list[str] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class Checkpoint(Event):
+    type: ClassVar[str] = "checkpoint"
+    step: int
+    commit: str
+    ref: str
+
+
+@dataclass(kw_only=True)
+class TodoUpdated(Event):
+    type: ClassVar[str] = "todo.updated"
+    step: int
+    items: list[dict[str, str]]  # [{"text": ..., "status": "pending" | "in_progress" | "done"}]
+
+
+@dataclass(kw_only=True)
+class Usage(Event):
+    """Token usage of one model call."""
+
+    type: ClassVar[str] = "usage"
+    step: int
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(kw_only=True)
+class TurnCompleted(Event):
+    type: ClassVar[str] = "turn.completed"
+    step: int
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    model_state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class BudgetWarning(Event):
+    type: ClassVar[str] = "budget.warning"
+    budget: str  # "steps" | "time" | "tokens"
+    fraction: float
+    used: float
+    limit: float
+
+
+@dataclass(kw_only=True)
+class Compaction(Event):
+    type: ClassVar[str] = "compaction"
+    step: int
+    strategy: str
+    tokens_before: int
+    tokens_after: int
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class ErrorEvent(Event):
+    type: ClassVar[str] = "error"
+    message: str
+    kind: str = "error"
+    recoverable: bool = True
+    step: int = 0
+
+
+@dataclass(kw_only=True)
+class SessionFinished(Event):
+    type: ClassVar[str] = "session.finished"
+    status: str  # "finished" | "budget_exhausted" | "interrupted" | "error"
+    summary: str
+    exit_code: int
+    steps: int
+    duration_ms: float
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """Rebuild an event from its ``to_dict`` form (unknown keys are ignored)."""
+    cls = EVENT_TYPES.get(data.get("type", ""))
+    if cls is None:
+        raise ValueError(f"unknown event type {data.get('type')!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+Subscriber = Callable[[Event], None]
+
+
+class EventBus:
+    """Fan-out of events to subscribers, in subscription order.
+
+    ``clock`` stamps ``ts``; a replay passes events that already carry one.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._subscribers: list[Subscriber] = []
+        self._clock = clock
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.append(subscriber)
+
+    def emit(self, event: Event) -> Event:
+        if not event.ts:
+            event.ts = self._clock()
+        for subscriber in self._subscribers:
+            subscriber(event)
+        return event

@@ -1,0 +1,30 @@
+"""Model backends behind one protocol (``kcode.llm.base.ChatModel``)."""
+
+from kcode.llm.base import (
+    CancelToken,
+    ChatModel,
+    Message,
+    ReasoningChunk,
+    StepEnd,
+    StreamChunk,
+    TextChunk,
+    TokenUsage,
+    ToolCall,
+    ToolSpec,
+)
+from kcode.llm.registry import ModelOptions, create_model
+
+__all__ = [
+    "CancelToken",
+    "ChatModel",
+    "Message",
+    "ReasoningChunk",
+    "StepEnd",
+    "StreamChunk",
+    "TextChunk",
+    "TokenUsage",
+    "ToolCall",
+    "ToolSpec",
+    "ModelOptions",
+    "create_model",
+]

@@ -1,0 +1,177 @@
+"""The model layer's contract: messages, tool specs, stream chunks and ``ChatModel``.
+
+A backend streams *one step*: text and reasoning deltas, then a single :class:`StepEnd`
+holding the complete message, its parsed tool calls and the usage. Tool calls whose
+arguments could not be parsed are returned with ``error`` set, never silently dropped: the
+loop turns them into a format-error observation and does not store them in the
+conversation.
+
+Messages are plain dicts in the OpenAI chat shape, so they serialise to the session log as
+they are::
+
+    {"role": "system" | "user" | "assistant" | "tool", "content": str,
+     "reasoning": str,                         # assistant only, may be ""
+     "tool_calls": [{"id", "name", "arguments": dict}],   # assistant only
+     "tool_call_id": str, "name": str}         # tool only
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = [
+    "Message",
+    "ToolSpec",
+    "ToolCall",
+    "TokenUsage",
+    "TextChunk",
+    "ReasoningChunk",
+    "StepEnd",
+    "StreamChunk",
+    "ChatModel",
+    "CancelToken",
+    "estimate_tokens",
+]
+
+Message = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool as the model sees it: name, description, JSON schema of the arguments."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+    def to_openai(self) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+            },
+        }
+
+
+@dataclass
+class ToolCall:
+    """One tool call parsed from the model's output.
+
+    ``arguments`` is the decoded JSON object; when decoding failed it is ``{}``, ``raw`` holds
+    what the model wrote and ``error`` says what was wrong.
+    """
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    raw: str = ""
+    error: str | None = None
+
+    def to_message(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments}
+
+
+@dataclass
+class TokenUsage:
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+
+    def add(self, other: TokenUsage) -> None:
+        self.input_tokens += other.input_tokens
+        self.cached_input_tokens += other.cached_input_tokens
+        self.output_tokens += other.output_tokens
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
+            "output_tokens": self.output_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class TextChunk:
+    text: str
+
+
+@dataclass(frozen=True)
+class ReasoningChunk:
+    text: str
+
+
+@dataclass
+class StepEnd:
+    """The end of one streamed step."""
+
+    content: str
+    reasoning: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    finish_reason: str = "stop"  # "stop" | "tool_calls" | "length"
+
+
+StreamChunk = TextChunk | ReasoningChunk | StepEnd
+
+
+class CancelToken:
+    """A flag shared by the loop, the model stream and the sandbox."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; return True early if cancelled."""
+        return self._event.wait(seconds)
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """A model that streams one step at a time.
+
+    ``stream`` yields :class:`TextChunk` / :class:`ReasoningChunk` and ends with exactly one
+    :class:`StepEnd`. It raises :class:`kcode.errors.TransientModelError` for failures worth
+    retrying and other :class:`kcode.errors.ModelError` subclasses for fatal ones. It must
+    stop promptly when ``cancel`` is set.
+
+    ``state``/``restore`` carry whatever the backend needs to continue a resumed session
+    (the scripted model's position; nothing for stateless servers).
+    """
+
+    name: str
+
+    @property
+    def context_window(self) -> int: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def stream(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec],
+        *,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[StreamChunk]: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+    def restore(self, state: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def estimate_tokens(text: str) -> int:
+    """A tokenizer-free estimate (about 4 characters per token)."""
+    return (len(text) + 3) // 4

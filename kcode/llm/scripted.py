@@ -1,0 +1,132 @@
+"""A deterministic model that replays a script: one turn per step, in order.
+
+Script file (JSON)::
+
+    {"turns": [{"content": "...", "reasoning": "...",
+                "tool_calls": [{"name": "read_file", "arguments": {"path": "x.py"}}]}]}
+
+``arguments`` may also be a string, passed through as the raw JSON the model "wrote" (so a
+script can contain malformed calls). The position is part of the session state: a resumed
+session continues with the next unconsumed turn. When the turns run out the step fails with
+:class:`~kcode.errors.ModelUnavailable` instead of hanging.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from kcode.errors import ModelUnavailable, UsageError
+from kcode.llm.base import (
+    CancelToken,
+    Message,
+    ReasoningChunk,
+    StepEnd,
+    StreamChunk,
+    TextChunk,
+    TokenUsage,
+    ToolCall,
+    ToolSpec,
+    estimate_tokens,
+)
+
+__all__ = ["ScriptedModel", "load_script", "decode_arguments"]
+
+
+def load_script(path: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise UsageError(f"scripted model: no such file {path}") from error
+    except json.JSONDecodeError as error:
+        raise UsageError(f"scripted model: {path} is not valid JSON: {error}") from error
+    turns = data.get("turns") if isinstance(data, dict) else None
+    if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
+        raise UsageError(f'scripted model: {path} must hold {{"turns": [{{...}}, ...]}}')
+    return turns
+
+
+def decode_arguments(raw: Any) -> tuple[dict[str, Any], str, str | None]:
+    """Return (arguments, raw text, error) for a tool call's arguments as written."""
+    if isinstance(raw, dict):
+        return raw, json.dumps(raw), None
+    text = raw if isinstance(raw, str) else json.dumps(raw)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        return {}, text, f"arguments are not valid JSON ({error.msg} at position {error.pos})"
+    if not isinstance(value, dict):
+        return {}, text, "arguments must be a JSON object"
+    return value, text, None
+
+
+class ScriptedModel:
+    def __init__(
+        self,
+        turns: list[dict[str, Any]],
+        *,
+        name: str = "scripted",
+        context_window: int = 262_144,
+        chunk_chars: int = 24,
+    ) -> None:
+        self.name = name
+        self._turns = turns
+        self._position = 0
+        self._context_window = context_window
+        self._chunk_chars = chunk_chars
+
+    @classmethod
+    def from_file(cls, path: Path, **kwargs: Any) -> ScriptedModel:
+        return cls(load_script(path), name=f"scripted:{path}", **kwargs)
+
+    @property
+    def context_window(self) -> int:
+        return self._context_window
+
+    @property
+    def position(self) -> int:
+        return self._position
+
+    def count_tokens(self, text: str) -> int:
+        return estimate_tokens(text)
+
+    def state(self) -> dict[str, Any]:
+        return {"position": self._position}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._position = int(state.get("position", 0))
+
+    def close(self) -> None:
+        pass
+
+    def stream(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec],
+        *,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[StreamChunk]:
+        if self._position >= len(self._turns):
+            raise ModelUnavailable(
+                f"the scripted model has no turns left (all {len(self._turns)} were used)"
+            )
+        turn = self._turns[self._position]
+        self._position += 1
+        reasoning = str(turn.get("reasoning", ""))
+        content = str(turn.get("content", ""))
+        for text, chunk_type in ((reasoning, ReasoningChunk), (content, TextChunk)):
+            for start in range(0, len(text), self._chunk_chars):
+                yield chunk_type(text[start : start + self._chunk_chars])
+        calls = []
+        for index, call in enumerate(turn.get("tool_calls") or []):
+            arguments, raw, error = decode_arguments(call.get("arguments", {}))
+            call_id = str(call.get("id") or f"call_{self._position}_{index}")
+            calls.append(ToolCall(call_id, str(call.get("name", "")), arguments, raw, error))
+        prompt_text = "".join(str(m.get("content", "")) for m in messages)
+        usage = TokenUsage(
+            input_tokens=estimate_tokens(prompt_text),
+            output_tokens=estimate_tokens(reasoning + content + "".join(c.raw for c in calls)),
+        )
+        yield StepEnd(content, reasoning, calls, usage, "tool_calls" if calls else "stop")

@@ -1,0 +1,155 @@
+"""The tool contract: typed parameters, a description from ``prompts/tools/<name>.md``, and
+a registry that validates a model's call before running it.
+
+A tool never raises to the loop. Invalid arguments, :class:`kcode.errors.ToolError` and
+unexpected exceptions all become an error :class:`ToolResult` that the model reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from kcode.errors import ToolError
+from kcode.llm.base import CancelToken, ToolCall, ToolSpec
+from kcode.resources import read_prompt
+from kcode.sandbox.base import Sandbox
+
+__all__ = [
+    "Params",
+    "Tool",
+    "ToolContext",
+    "ToolResult",
+    "ToolRegistry",
+    "SessionState",
+]
+
+log = logging.getLogger(__name__)
+
+
+class Params(BaseModel):
+    """Base for tool parameter models: unknown arguments are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class SessionState:
+    """State the tools share with the loop and that is saved with the session."""
+
+    todo: list[dict[str, str]] = field(default_factory=list)
+    finished_summary: str | None = None
+
+
+@dataclass
+class ToolContext:
+    root: Path  # the work tree the agent edits
+    sandbox: Sandbox
+    state: SessionState
+    cancel: CancelToken = field(default_factory=CancelToken)
+    test_command: str | None = None
+    scratch_dir: Path | None = None  # host directory writable inside the sandbox
+    step: int = 0
+    emit: Callable[[Any], Any] = lambda event: None
+
+
+@dataclass
+class ToolResult:
+    output: str
+    is_error: bool = False
+    data: dict[str, Any] = field(default_factory=dict)
+    changed_files: bool = False  # whether the tool may have changed the work tree
+
+
+class Tool:
+    """Subclasses set ``name`` and ``Params`` and implement :meth:`run`."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[Params]]
+    may_change_files: ClassVar[bool] = False
+
+    def run(self, params: Any, ctx: ToolContext) -> ToolResult:  # pragma: no cover
+        raise NotImplementedError
+
+    def description(self) -> str:
+        return read_prompt(f"tools/{self.name}.md").strip()
+
+    def spec(self) -> ToolSpec:
+        return ToolSpec(self.name, self.description(), parameters_schema(self.Params))
+
+
+def parameters_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema of a parameter model, without pydantic's ``title`` noise."""
+    return _strip_titles(model.model_json_schema())
+
+
+def _strip_titles(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: _strip_titles(value)
+            for key, value in node.items()
+            if not (key == "title" and isinstance(value, str))
+        }
+    if isinstance(node, list):
+        return [_strip_titles(item) for item in node]
+    return node
+
+
+def format_validation_error(tool: Tool, error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(arguments)"
+        problems.append(f"- {where}: {item['msg']}")
+    schema = json.dumps(parameters_schema(tool.Params), separators=(",", ":"))
+    return (
+        f"Invalid arguments for {tool.name}:\n" + "\n".join(problems) + f"\nExpected arguments (JSON schema): {schema}"
+    )
+
+
+class ToolRegistry:
+    def __init__(self, tools: Iterable[Tool]) -> None:
+        self._tools = {tool.name: tool for tool in tools}
+        self._specs: list[ToolSpec] | None = None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._tools
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+    def specs(self) -> list[ToolSpec]:
+        if self._specs is None:
+            self._specs = [tool.spec() for tool in self._tools.values()]
+        return self._specs
+
+    def execute(self, call: ToolCall, ctx: ToolContext) -> ToolResult:
+        tool = self._tools.get(call.name)
+        if tool is None:
+            return ToolResult(
+                f"Unknown tool {call.name!r}. Available tools: {', '.join(self._tools)}.",
+                is_error=True,
+            )
+        try:
+            params = tool.Params.model_validate(call.arguments)
+        except ValidationError as error:
+            return ToolResult(format_validation_error(tool, error), is_error=True)
+        try:
+            result = tool.run(params, ctx)
+        except ToolError as error:
+            return ToolResult(f"Error: {error}", is_error=True)
+        except Exception as error:  # a bug in a tool must not end a 12-hour run
+            log.exception("tool %s failed", call.name)
+            return ToolResult(f"Error: {call.name} failed: {type(error).__name__}: {error}", is_error=True)
+        if tool.may_change_files:
+            result.changed_files = True
+        return result
