@@ -32,6 +32,7 @@ def _root() -> None:
 _run.register(app)
 
 # Command groups (one line each).
+app.add_typer(__import__("kcode.cli.models", fromlist=["app"]).app, name="models")
 
 
 def main() -> None:
