@@ -85,20 +85,31 @@ class Tool:
 
 
 def parameters_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The JSON schema of a parameter model, without pydantic's ``title`` noise."""
-    return _strip_titles(model.model_json_schema())
+    """The JSON schema of a parameter model in the plain form small models and grammar
+    converters handle best: no ``title`` noise, ``$defs`` inlined, ``Optional[X]`` as ``X``."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+    return _simplify(schema, definitions)
 
 
-def _strip_titles(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {
-            key: _strip_titles(value)
-            for key, value in node.items()
-            if not (key == "title" and isinstance(value, str))
-        }
+def _simplify(node: Any, definitions: dict[str, Any]) -> Any:
     if isinstance(node, list):
-        return [_strip_titles(item) for item in node]
-    return node
+        return [_simplify(item, definitions) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = definitions[node["$ref"].rsplit("/", 1)[-1]]
+        extra = {k: v for k, v in node.items() if k != "$ref"}
+        return _simplify({**target, **extra}, definitions)
+    options = node.get("anyOf")
+    if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
+        kept = next(option for option in options if option != {"type": "null"})
+        node = {**{k: v for k, v in node.items() if k != "anyOf"}, **kept}
+    return {
+        key: _simplify(value, definitions)
+        for key, value in node.items()
+        if not (key == "title" and isinstance(value, str))
+    }
 
 
 def format_validation_error(tool: Tool, error: ValidationError) -> str:

@@ -1,0 +1,274 @@
+"""The agent loop: ask the model for one step, run its tool calls, checkpoint, repeat.
+
+Control flow uses exceptions (``kcode.errors.AgentStop``) caught in one place, :meth:`Agent.run`.
+The loop is synchronous and UI-free; everything it does reaches the outside as events.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kcode.errors import (
+    BudgetExhausted,
+    Finished,
+    Interrupted,
+    KcodeError,
+    ModelError,
+    TransientModelError,
+)
+from kcode.events import (
+    AssistantMessage,
+    BudgetWarning,
+    Checkpoint,
+    ErrorEvent,
+    EventBus,
+    FileChanged,
+    MessageAdded,
+    ReasoningDelta,
+    SessionFinished,
+    TestsRun,
+    TextDelta,
+    TodoUpdated,
+    ToolCallFinished,
+    ToolCallStarted,
+    TurnCompleted,
+    TurnStarted,
+    Usage,
+)
+from kcode.llm.base import ChatModel, Message, ReasoningChunk, StepEnd, TextChunk, TokenUsage, ToolCall
+from kcode.tools.base import ToolContext, ToolRegistry
+from kcode.tools.plan import render_todo
+from kcode.vcs.workspace import Workspace
+
+__all__ = ["Agent", "Budget", "RunResult", "EXIT_CODES"]
+
+EXIT_CODES = {"finished": 0, "error": 1, "budget_exhausted": 3, "interrupted": 130}
+_WARN_AT = (0.5, 0.8, 0.95)
+
+NO_TOOL_CALL = (
+    "You did not call a tool. Continue the task by calling one of the tools; "
+    "call `finish` with a summary once the task is done and verified."
+)
+
+
+@dataclass
+class Budget:
+    max_steps: int = 1000
+    max_time: float = 12 * 3600.0
+
+
+@dataclass
+class RunResult:
+    status: str
+    summary: str
+    steps: int
+    duration: float
+    usage: TokenUsage
+    last_message: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 6
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+
+
+@dataclass
+class Agent:
+    model: ChatModel
+    tools: ToolRegistry
+    ctx: ToolContext
+    bus: EventBus
+    workspace: Workspace | None
+    messages: list[Message]
+    budget: Budget = field(default_factory=Budget)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    step: int = 0
+    elapsed_before: float = 0.0  # time spent in earlier runs of a resumed session
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    _started: float = 0.0
+    _warned: set[tuple[str, float]] = field(default_factory=set)
+    _last_text: str = ""
+
+    # -- the run -------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        self._started = time.monotonic()
+        status, summary = "error", ""
+        try:
+            while True:
+                self._step()
+        except Finished as stop:
+            status, summary = "finished", stop.summary
+        except BudgetExhausted as stop:
+            status, summary = "budget_exhausted", str(stop)
+        except Interrupted as stop:
+            status, summary = "interrupted", str(stop) or "interrupted"
+        except KcodeError as error:
+            status, summary = "error", f"{type(error).__name__}: {error}"
+            self.bus.emit(ErrorEvent(message=summary, kind="fatal", recoverable=False, step=self.step))
+        result = RunResult(status, summary, self.step, self._elapsed(), self.usage, self._last_text)
+        self.bus.emit(
+            SessionFinished(
+                status=status,
+                summary=summary,
+                exit_code=result.exit_code,
+                steps=self.step,
+                duration_ms=round(result.duration * 1000, 1),
+                **self.usage.as_dict(),
+            )
+        )
+        return result
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + (time.monotonic() - self._started)
+
+    # -- one step ------------------------------------------------------------------------
+
+    def _step(self) -> None:
+        if self.ctx.cancel.cancelled:
+            raise Interrupted("interrupted by the user")
+        self._check_budgets()
+        self.step += 1
+        self.ctx.step = self.step
+        self.bus.emit(TurnStarted(step=self.step))
+        end = self._call_model()
+        self.usage.add(end.usage)
+        self.bus.emit(Usage(step=self.step, **end.usage.as_dict()))
+        valid = [call for call in end.tool_calls if call.error is None]
+        broken = [call for call in end.tool_calls if call.error is not None]
+        if end.content or end.reasoning:
+            self._last_text = end.content or self._last_text
+            self.bus.emit(AssistantMessage(step=self.step, content=end.content, reasoning=end.reasoning))
+        # Broken calls are never stored: a malformed message would poison every later request.
+        self._add(
+            {
+                "role": "assistant",
+                "content": end.content,
+                "reasoning": end.reasoning,
+                "tool_calls": [call.to_message() for call in valid],
+            }
+        )
+        changed = False
+        for call in valid:
+            changed |= self._run_tool(call)
+        if broken:
+            self._add({"role": "user", "content": self._format_error(broken)})
+            for call in broken:
+                self.bus.emit(ErrorEvent(message=f"malformed call to {call.name}: {call.error}", kind="format_error", step=self.step))
+        elif not valid:
+            self._add({"role": "user", "content": NO_TOOL_CALL})
+        if changed:
+            self._checkpoint()
+        self.bus.emit(TurnCompleted(step=self.step, model_state=self.model.state(), **end.usage.as_dict()))
+        if self.ctx.state.finished_summary is not None:
+            raise Finished(self.ctx.state.finished_summary)
+        if self.ctx.cancel.cancelled:
+            raise Interrupted("interrupted by the user")
+
+    def _check_budgets(self) -> None:
+        used = {"steps": (self.step, self.budget.max_steps), "time": (self._elapsed(), self.budget.max_time)}
+        for name, (spent, limit) in used.items():
+            if spent >= limit:
+                unit = "steps" if name == "steps" else "seconds"
+                raise BudgetExhausted(name, f"{name} budget exhausted ({spent:.0f} of {limit:.0f} {unit})")
+            for fraction in _WARN_AT:
+                if spent >= fraction * limit and (name, fraction) not in self._warned:
+                    self._warned.add((name, fraction))
+                    self.bus.emit(BudgetWarning(budget=name, fraction=fraction, used=spent, limit=limit))
+
+    def _prompt(self) -> list[Message]:
+        """The conversation plus, when there is a plan, a reminder of it at the end (not stored)."""
+        if not self.ctx.state.todo:
+            return self.messages
+        reminder = "Current plan (update it with the todo tool):\n" + render_todo(self.ctx.state.todo)
+        return [*self.messages, {"role": "user", "content": reminder}]
+
+    def _call_model(self) -> StepEnd:
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                return self._stream_once()
+            except TransientModelError as error:
+                if attempt == self.retry.attempts:
+                    raise ModelError(f"giving up after {attempt} attempts: {error}") from error
+                delay = error.retry_after
+                if delay is None:
+                    delay = min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1))
+                    delay *= random.uniform(0.5, 1.0)
+                self.bus.emit(
+                    ErrorEvent(
+                        message=f"{error} (attempt {attempt}/{self.retry.attempts}, retrying in {delay:.2f}s)",
+                        kind="model_retry",
+                        step=self.step,
+                    )
+                )
+                if self.ctx.cancel.wait(delay):
+                    raise Interrupted("interrupted by the user") from error
+        raise AssertionError("unreachable")
+
+    def _stream_once(self) -> StepEnd:
+        for chunk in self.model.stream(self._prompt(), self.tools.specs(), cancel=self.ctx.cancel):
+            if self.ctx.cancel.cancelled:
+                raise Interrupted("interrupted by the user")
+            if isinstance(chunk, TextChunk):
+                self.bus.emit(TextDelta(step=self.step, text=chunk.text))
+            elif isinstance(chunk, ReasoningChunk):
+                self.bus.emit(ReasoningDelta(step=self.step, text=chunk.text))
+            elif isinstance(chunk, StepEnd):
+                return chunk
+        raise ModelError("the model's stream ended without a result")
+
+    def _run_tool(self, call: ToolCall) -> bool:
+        self.bus.emit(ToolCallStarted(step=self.step, call_id=call.id, name=call.name, arguments=call.arguments))
+        started = time.monotonic()
+        result = self.tools.execute(call, self.ctx)
+        self.bus.emit(
+            ToolCallFinished(
+                step=self.step,
+                call_id=call.id,
+                name=call.name,
+                arguments=call.arguments,
+                output=result.output,
+                is_error=result.is_error,
+                data=result.data,
+                duration_ms=round((time.monotonic() - started) * 1000, 1),
+            )
+        )
+        self._add({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": result.output})
+        tests = result.data.get("tests")
+        if tests:
+            self.bus.emit(TestsRun(step=self.step, **{k: v for k, v in tests.items() if k != "exit_code"}))
+        if "todo" in result.data:
+            self.bus.emit(TodoUpdated(step=self.step, items=result.data["todo"]))
+        return result.changed_files
+
+    def _checkpoint(self) -> None:
+        if self.workspace is None:
+            return
+        info = self.workspace.checkpoint(f"kcode: step {self.step}")
+        if info is not None:
+            self.bus.emit(FileChanged(step=self.step, changes=info.changes))
+            self.bus.emit(Checkpoint(step=self.step, commit=info.commit, ref=self.workspace.branch))
+
+    def _format_error(self, broken: list[ToolCall]) -> str:
+        lines = ["Your tool call could not be used, so it was not run:"]
+        for call in broken:
+            lines.append(f"- {call.name or '(no name)'}: {call.error}")
+        names = ", ".join(self.tools.names)
+        lines.append(
+            "Call a tool with a JSON object as arguments that matches its schema. "
+            f"Available tools: {names}."
+        )
+        return "\n".join(lines)
+
+    def _add(self, message: dict[str, Any]) -> None:
+        self.messages.append(message)
+        self.bus.emit(MessageAdded(message=message))

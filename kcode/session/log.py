@@ -1,0 +1,72 @@
+"""The append-only session log: one JSON event per line, fsync'd at every step boundary.
+
+A crash can leave a half-written last line; readers skip it (and say so) instead of
+failing, so the log up to the last complete event is always usable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from kcode.errors import SessionError
+from kcode.events import Checkpoint, Event, SessionFinished, TurnCompleted, event_from_dict
+
+__all__ = ["SessionLog", "read_events", "read_event_dicts"]
+
+log = logging.getLogger(__name__)
+
+# Events after which the log is forced to disk: the end of every step and every checkpoint.
+_SYNC_AFTER = (TurnCompleted, Checkpoint, SessionFinished)
+
+
+class SessionLog:
+    """An event-bus subscriber that appends every event to ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle: IO[str] | None = path.open("a", encoding="utf-8")
+
+    def __call__(self, event: Event) -> None:
+        if self._handle is None:
+            return
+        self._handle.write(json.dumps(event.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n")
+        self._handle.flush()
+        if isinstance(event, _SYNC_AFTER):
+            os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+            self._handle = None
+
+
+def read_event_dicts(path: Path) -> Iterator[dict]:
+    try:
+        handle = path.open("r", encoding="utf-8")
+    except FileNotFoundError as error:
+        raise SessionError(f"no session log at {path}") from error
+    with handle:
+        for number, line in enumerate(handle, 1):
+            if not line.endswith("\n"):
+                log.warning("%s:%d: skipping a partly written last line", path, number)
+                return
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                log.warning("%s:%d: skipping an unreadable line", path, number)
+
+
+def read_events(path: Path) -> Iterator[Event]:
+    for data in read_event_dicts(path):
+        try:
+            yield event_from_dict(data)
+        except (ValueError, TypeError) as error:
+            log.warning("%s: skipping event: %s", path, error)

@@ -1,0 +1,165 @@
+"""``edit_file``: replace an exact snippet, with a whitespace-tolerant retry, a "did you
+mean" error quoting the closest region, and a syntax check that reverts broken Python."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from pydantic import Field
+
+from kcode.errors import ToolError
+from kcode.tools.base import Params, Tool, ToolContext, ToolResult
+from kcode.tools.files import read_text_file
+from kcode.tools.paths import display_path, resolve_path
+
+__all__ = ["EditFileTool", "apply_edit", "python_syntax_error"]
+
+_CONTEXT_LINES = 3
+
+
+class EditFileParams(Params):
+    path: str = Field(description="File to edit, relative to the repository root.")
+    old: str = Field(description="The exact text to replace (include enough context to match once).")
+    new: str = Field(description="The replacement text.")
+    replace_all: bool = Field(default=False, description="Replace every occurrence instead of exactly one.")
+
+
+@dataclass
+class EditOutcome:
+    text: str
+    first_line: int  # 1-based line where the replacement starts
+    new_line_count: int
+    count: int
+    fuzzy: bool = False
+
+
+def python_syntax_error(source: str, filename: str) -> str | None:
+    try:
+        compile(source, filename, "exec", dont_inherit=True)
+    except SyntaxError as error:
+        where = f"line {error.lineno}" + (f", column {error.offset}" if error.offset else "")
+        line = (error.text or "").rstrip("\n")
+        return f"{error.msg} ({where})" + (f"\n    {line}" if line else "")
+    except ValueError as error:  # e.g. NUL bytes
+        return str(error)
+    return None
+
+
+def _line_of(text: str, index: int) -> int:
+    return text.count("\n", 0, index) + 1
+
+
+def _exact(text: str, old: str, new: str, replace_all: bool, shown: str) -> EditOutcome | None:
+    count = text.count(old)
+    if count == 0:
+        return None
+    if count > 1 and not replace_all:
+        lines, start = [], 0
+        while (index := text.find(old, start)) != -1 and len(lines) < 10:
+            lines.append(str(_line_of(text, index)))
+            start = index + 1
+        raise ToolError(
+            f"{shown}: `old` matches {count} times (at lines {', '.join(lines)}). "
+            "Include more surrounding lines so it matches exactly once, or set replace_all=true."
+        )
+    first = _line_of(text, text.find(old))
+    return EditOutcome(text.replace(old, new), first, new.count("\n") + 1, count)
+
+
+def _fuzzy(text: str, old: str, new: str) -> EditOutcome | None:
+    """Match line by line ignoring indentation and trailing blanks; re-indent ``new``."""
+    old_lines = old.strip("\n").split("\n")
+    file_lines = text.split("\n")
+    wanted = [line.strip() for line in old_lines]
+    if not any(wanted):
+        return None
+    hits = [
+        start
+        for start in range(len(file_lines) - len(old_lines) + 1)
+        if [line.strip() for line in file_lines[start : start + len(old_lines)]] == wanted
+    ]
+    if len(hits) != 1:
+        return None
+    start = hits[0]
+    first_old = next(line for line in old_lines if line.strip())
+    first_file = file_lines[start + old_lines.index(first_old)]
+    old_indent = first_old[: len(first_old) - len(first_old.lstrip())]
+    file_indent = first_file[: len(first_file) - len(first_file.lstrip())]
+    replacement = []
+    for line in new.strip("\n").split("\n"):
+        if line.startswith(old_indent):
+            line = file_indent + line[len(old_indent) :]
+        elif line.strip():
+            line = file_indent + line.lstrip()
+        replacement.append(line)
+    result = file_lines[:start] + replacement + file_lines[start + len(old_lines) :]
+    return EditOutcome("\n".join(result), start + 1, len(replacement), 1, fuzzy=True)
+
+
+def _closest_region(text: str, old: str) -> str:
+    file_lines = text.split("\n")
+    old_lines = old.strip("\n").split("\n")
+    size = max(1, len(old_lines))
+    target = "\n".join(line.strip() for line in old_lines)
+    best_ratio, best_start = 0.0, 0
+    for start in range(max(1, len(file_lines) - size + 1)):
+        window = "\n".join(line.strip() for line in file_lines[start : start + size])
+        matcher = difflib.SequenceMatcher(None, target, window, autojunk=False)
+        if matcher.real_quick_ratio() <= best_ratio or matcher.quick_ratio() <= best_ratio:
+            continue
+        ratio = matcher.ratio()
+        if ratio > best_ratio:
+            best_ratio, best_start = ratio, start
+    if best_ratio < 0.5:
+        return ""
+    end = min(len(file_lines), best_start + size)
+    numbered = "\n".join(f"{n + 1:>5}\t{file_lines[n]}" for n in range(best_start, end))
+    return f"Did you mean lines {best_start + 1}-{end} ({best_ratio:.0%} similar)?\n{numbered}"
+
+
+def apply_edit(text: str, old: str, new: str, *, replace_all: bool = False, shown: str = "file") -> EditOutcome:
+    if old == "":
+        raise ToolError("`old` is empty; use write_file to create or overwrite a file")
+    if old == new:
+        raise ToolError("`old` and `new` are identical; nothing to change")
+    outcome = _exact(text, old, new, replace_all, shown) or _fuzzy(text, old, new)
+    if outcome is None:
+        hint = _closest_region(text, old)
+        message = f"{shown}: `old` was not found (exact and whitespace-tolerant matching both failed)."
+        raise ToolError(message + ("\n" + hint if hint else " Read the file again and copy the text exactly."))
+    return outcome
+
+
+def _snippet(text: str, first_line: int, line_count: int) -> str:
+    lines = text.split("\n")
+    start = max(1, first_line - _CONTEXT_LINES)
+    end = min(len(lines), first_line + line_count - 1 + _CONTEXT_LINES)
+    return "\n".join(f"{n:>5}\t{lines[n - 1]}" for n in range(start, end + 1))
+
+
+class EditFileTool(Tool):
+    name = "edit_file"
+    Params = EditFileParams
+    may_change_files = True
+
+    def run(self, params: EditFileParams, ctx: ToolContext) -> ToolResult:
+        path = resolve_path(ctx.root, params.path, for_write=True)
+        shown = display_path(ctx.root, path)
+        original = read_text_file(path, shown)
+        outcome = apply_edit(original, params.old, params.new, replace_all=params.replace_all, shown=shown)
+        if path.suffix == ".py":
+            error = python_syntax_error(outcome.text, shown)
+            if error and python_syntax_error(original, shown) is None:
+                raise ToolError(
+                    f"{shown}: the edit was reverted because it leaves a syntax error: {error}\n"
+                    "Fix the replacement text (indentation, brackets, quotes) and try again."
+                )
+        path.write_text(outcome.text, encoding="utf-8")
+        how = " (matched ignoring whitespace)" if outcome.fuzzy else ""
+        what = f"{outcome.count} occurrences" if outcome.count > 1 else "1 occurrence"
+        snippet = _snippet(outcome.text, outcome.first_line, outcome.new_line_count)
+        return ToolResult(
+            f"edited {shown}: replaced {what}{how}\n{snippet}",
+            data={"path": shown, "replacements": outcome.count, "fuzzy": outcome.fuzzy},
+        )

@@ -1,0 +1,135 @@
+"""``read_file``, ``list_files`` and ``write_file``."""
+
+from __future__ import annotations
+
+import fnmatch
+import subprocess
+from pathlib import Path
+
+from pydantic import Field
+
+from kcode.errors import ToolError
+from kcode.tools.base import Params, Tool, ToolContext, ToolResult
+from kcode.tools.paths import display_path, is_binary, resolve_path
+
+__all__ = ["ReadFileTool", "ListFilesTool", "WriteFileTool", "read_text_file"]
+
+_MAX_LINE_CHARS = 2000
+_MAX_LISTED = 500
+
+
+def read_text_file(path: Path, shown: str) -> str:
+    """Read a UTF-8 (or mostly UTF-8) text file, refusing binaries with a clear error."""
+    if not path.exists():
+        raise ToolError(f"{shown}: no such file")
+    if path.is_dir():
+        raise ToolError(f"{shown}: is a directory (use list_files)")
+    data = path.read_bytes()
+    if is_binary(data):
+        raise ToolError(f"{shown}: binary file ({len(data)} bytes); it cannot be shown as text")
+    return data.decode("utf-8", errors="replace")
+
+
+class ReadFileParams(Params):
+    path: str = Field(description="File path, relative to the repository root.")
+    offset: int = Field(default=1, ge=1, description="First line to show (1-based).")
+    limit: int = Field(default=400, ge=1, le=5000, description="Number of lines to show.")
+
+
+class ReadFileTool(Tool):
+    name = "read_file"
+    Params = ReadFileParams
+
+    def run(self, params: ReadFileParams, ctx: ToolContext) -> ToolResult:
+        path = resolve_path(ctx.root, params.path)
+        shown = display_path(ctx.root, path)
+        lines = read_text_file(path, shown).splitlines()
+        total = len(lines)
+        if total == 0:
+            return ToolResult(f"{shown}: empty file (0 lines)", data={"path": shown, "total_lines": 0})
+        if params.offset > total:
+            raise ToolError(f"{shown}: offset {params.offset} is past the end (the file has {total} lines)")
+        end = min(total, params.offset + params.limit - 1)
+        width = len(str(end))
+        body = []
+        for number in range(params.offset, end + 1):
+            line = lines[number - 1]
+            if len(line) > _MAX_LINE_CHARS:
+                line = line[:_MAX_LINE_CHARS] + f"… [{len(line) - _MAX_LINE_CHARS} more characters]"
+            body.append(f"{number:>{width}}\t{line}")
+        header = f"{shown} (lines {params.offset}-{end} of {total})"
+        if end < total:
+            header += f"; continue with offset={end + 1}"
+        return ToolResult(header + "\n" + "\n".join(body), data={"path": shown, "total_lines": total})
+
+
+class ListFilesParams(Params):
+    path: str = Field(default=".", description="Directory to list, relative to the repository root.")
+    pattern: str | None = Field(default=None, description="Optional glob on the relative path, e.g. '*.py' or 'src/**/test_*'.")
+
+
+def _git_files(root: Path, directory: Path) -> list[str] | None:
+    """Tracked and untracked-but-not-ignored files below ``directory`` (None outside git)."""
+    try:
+        out = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", str(directory)],
+            cwd=root,
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return None
+    files = sorted({name for name in out.decode("utf-8", errors="replace").split("\x00") if name})
+    return [name for name in files if (root / name).exists()]
+
+
+class ListFilesTool(Tool):
+    name = "list_files"
+    Params = ListFilesParams
+
+    def run(self, params: ListFilesParams, ctx: ToolContext) -> ToolResult:
+        directory = resolve_path(ctx.root, params.path)
+        if not directory.is_dir():
+            raise ToolError(f"{params.path}: not a directory")
+        root = ctx.root.resolve()
+        files = _git_files(root, directory)
+        if files is None:
+            files = sorted(
+                p.relative_to(root).as_posix()
+                for p in directory.rglob("*")
+                if p.is_file() and ".git" not in p.relative_to(root).parts
+            )
+        if params.pattern:
+            pattern = params.pattern
+            files = [f for f in files if fnmatch.fnmatch(f, pattern) or fnmatch.fnmatch(Path(f).name, pattern)]
+        total = len(files)
+        if total == 0:
+            return ToolResult("no files match", data={"count": 0})
+        shown = files[:_MAX_LISTED]
+        text = "\n".join(shown)
+        if total > _MAX_LISTED:
+            text += f"\n[... {total - _MAX_LISTED} more files; narrow with path= or pattern=]"
+        return ToolResult(f"{total} files\n{text}", data={"count": total})
+
+
+class WriteFileParams(Params):
+    path: str = Field(description="File path, relative to the repository root. Parent directories are created.")
+    content: str = Field(description="The complete new content of the file.")
+
+
+class WriteFileTool(Tool):
+    name = "write_file"
+    Params = WriteFileParams
+    may_change_files = True
+
+    def run(self, params: WriteFileParams, ctx: ToolContext) -> ToolResult:
+        path = resolve_path(ctx.root, params.path, for_write=True)
+        shown = display_path(ctx.root, path)
+        if path.is_dir():
+            raise ToolError(f"{shown}: is a directory")
+        existed = path.exists()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(params.content, encoding="utf-8")
+        lines = params.content.count("\n") + (0 if params.content.endswith("\n") or not params.content else 1)
+        verb = "overwrote" if existed else "created"
+        return ToolResult(f"{verb} {shown} ({lines} lines)", data={"path": shown, "created": not existed})

@@ -1,0 +1,43 @@
+"""Resolve a path the model gave against the work tree, refusing anything outside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kcode.errors import PathOutsideRepo, ToolError
+
+__all__ = ["resolve_path", "display_path", "is_binary"]
+
+
+def resolve_path(root: Path, path: str, *, for_write: bool = False) -> Path:
+    """Return the real path of ``path`` (relative to ``root`` or absolute inside it).
+
+    Symlinks are resolved first, so a link pointing outside the repository is refused too.
+    Writes into ``.git`` are refused.
+    """
+    if not path or "\x00" in path:
+        raise ToolError("a non-empty path is required")
+    root = root.resolve()
+    candidate = Path(path).expanduser()
+    if not candidate.is_absolute():
+        candidate = root / candidate
+    resolved = candidate.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise PathOutsideRepo(f"{path}: outside the repository ({root}); only files inside it can be used")
+    if for_write:
+        relative = resolved.relative_to(root)
+        if relative.parts and relative.parts[0] == ".git":
+            raise ToolError(f"{path}: the .git directory cannot be written")
+    return resolved
+
+
+def display_path(root: Path, path: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix() or "."
+    except ValueError:
+        return str(path)
+
+
+def is_binary(data: bytes) -> bool:
+    """A NUL byte in the first 8 KiB, as git decides."""
+    return b"\x00" in data[:8192]

@@ -1,0 +1,128 @@
+"""Where a run edits files, and its checkpoints.
+
+``worktree`` mode (default): a separate git worktree under the user data dir, on branch
+``kcode/<session>``, started from a snapshot of the user's current state *including*
+uncommitted and untracked files. The user's branch, index and working tree are never
+touched. ``in-place`` mode edits the checkout itself; checkpoints then go to the hidden ref
+``refs/kcode/<session>``, built with a private index, so the user's branch and index are
+never touched either.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from kcode.errors import VcsError
+from kcode.vcs.git import git
+
+__all__ = ["Workspace", "CheckpointInfo", "snapshot_commit", "parse_name_status"]
+
+_KINDS = {"A": "add", "M": "update", "D": "delete", "T": "update"}
+
+
+@dataclass
+class CheckpointInfo:
+    commit: str
+    changes: list[dict[str, str]]  # [{"path", "kind"}]
+
+
+def parse_name_status(text: str) -> list[dict[str, str]]:
+    changes = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        status = parts[0][:1]
+        if status == "R" and len(parts) == 3:  # rename: old path deleted, new path added
+            changes.append({"path": parts[1], "kind": "delete"})
+            changes.append({"path": parts[2], "kind": "add"})
+        else:
+            changes.append({"path": parts[-1], "kind": _KINDS.get(status, "update")})
+    return changes
+
+
+def _head(root: Path) -> str | None:
+    out = str(git(["rev-parse", "--verify", "-q", "HEAD"], root, check=False)).strip()
+    return out or None
+
+
+def snapshot_commit(root: Path, message: str, parent: str | None) -> tuple[str, str]:
+    """Commit the working tree of ``root`` (tracked + untracked, minus ignored) through a
+    private index. Returns (commit, tree); nothing the user sees changes."""
+    fd, index_path = tempfile.mkstemp(prefix="kcode-index-")
+    os.close(fd)
+    os.unlink(index_path)  # git creates it; an empty file is not a valid index
+    env = {"GIT_INDEX_FILE": index_path}
+    try:
+        if parent:
+            git(["read-tree", parent], root, env=env)
+        git(["add", "-A", "--", "."], root, env=env)
+        tree = str(git(["write-tree"], root, env=env)).strip()
+    finally:
+        if os.path.exists(index_path):
+            os.unlink(index_path)
+    args = ["commit-tree", tree, "-m", message] + (["-p", parent] if parent else [])
+    return str(git(args, root)).strip(), tree
+
+
+@dataclass
+class Workspace:
+    repo: Path  # the user's checkout
+    path: Path  # where the agent edits
+    branch: str  # branch (worktree mode) or hidden ref (in-place mode)
+    base_commit: str  # the snapshot the run started from
+    mode: str  # "worktree" | "in-place"
+    head: str = ""  # last checkpoint (or base)
+
+    @classmethod
+    def create(cls, repo: Path, session_id: str, worktrees_dir: Path, *, in_place: bool = False) -> Workspace:
+        head = _head(repo)
+        if in_place:
+            base, _ = snapshot_commit(repo, f"kcode {session_id}: start", head)
+            ref = f"refs/kcode/{session_id}"
+            git(["update-ref", ref, base], repo)
+            return cls(repo, repo, ref, base, "in-place", base)
+        base = head
+        dirty = str(git(["status", "--porcelain", "--untracked-files=normal"], repo)).strip()
+        if dirty or head is None:
+            base, _ = snapshot_commit(repo, f"kcode {session_id}: start (your uncommitted changes)", head)
+        branch = f"kcode/{session_id}"
+        path = worktrees_dir / session_id
+        path.parent.mkdir(parents=True, exist_ok=True)
+        git(["worktree", "add", "--quiet", "-b", branch, str(path), base], repo)
+        return cls(repo, path, branch, base, "worktree", base)
+
+    def checkpoint(self, message: str) -> CheckpointInfo | None:
+        """Commit whatever changed since the last checkpoint; None when nothing did."""
+        if self.mode == "in-place":
+            commit, tree = snapshot_commit(self.path, message, self.head)
+            parent_tree = str(git(["rev-parse", f"{self.head}^{{tree}}"], self.path)).strip()
+            if tree == parent_tree:
+                return None
+            changes = parse_name_status(str(git(["diff-tree", "-r", "--name-status", "-M", self.head, commit], self.path)))
+            git(["update-ref", self.branch, commit], self.path)
+        else:
+            git(["add", "-A", "--", "."], self.path)
+            changes = parse_name_status(str(git(["diff", "--cached", "--name-status", "-M"], self.path)))
+            if not changes:
+                return None
+            git(["commit", "--quiet", "--no-verify", "-m", message], self.path)
+            commit = str(git(["rev-parse", "HEAD"], self.path)).strip()
+        self.head = commit
+        return CheckpointInfo(commit, changes)
+
+    def diff_stat(self) -> str:
+        return str(git(["diff", "--stat", self.base_commit, self.head], self.path)).rstrip()
+
+    def changed_files(self) -> list[dict[str, str]]:
+        return parse_name_status(str(git(["diff", "--name-status", "-M", self.base_commit, self.head], self.path)))
+
+    def remove_worktree(self) -> None:
+        if self.mode == "worktree" and self.path.exists():
+            try:
+                git(["worktree", "remove", "--force", str(self.path)], self.repo)
+            except VcsError:
+                pass
