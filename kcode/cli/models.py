@@ -55,3 +55,60 @@ def plan(
 def _resolve_model_path(model: str) -> Path:
     """The GGUF file to plan for (catalog names are resolved here once the catalog exists)."""
     return Path(model).expanduser()
+
+
+@app.command("list")
+def list_models() -> None:
+    """List the catalog: name, size, whether it is downloaded, description."""
+    from kcode.llm._progress import format_size
+    from kcode.llm.catalog import CATALOG, DEFAULT_MODEL, is_present, models_dir
+
+    rows = [
+        (
+            entry.name + (" (default)" if entry.name == DEFAULT_MODEL else ""),
+            ("~" if entry.sha256 is None else "") + format_size(entry.size),
+            "yes" if is_present(entry) else "no",
+            entry.description,
+        )
+        for entry in CATALOG.values()
+    ]
+    header = ("NAME", "SIZE", "LOCAL", "DESCRIPTION")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
+    for row in [header, *rows]:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
+    typer.echo(f"\nmodels are cached in {models_dir()}", err=True)
+
+
+@app.command("pull")
+def pull(name: str = typer.Argument(..., help="A catalog name (see `kcode models list`).")) -> None:
+    """Download a catalog model, verify its sha256 and cache it (no work if already there)."""
+    from kcode.errors import KcodeError
+    from kcode.llm._progress import stderr_progress
+    from kcode.llm.catalog import is_present, model_path
+    from kcode.llm.catalog import pull as pull_model
+
+    try:
+        if is_present(name):
+            typer.echo(f"{name} is already present: {model_path(name)}", err=True)
+            typer.echo(str(model_path(name)))
+            return
+        with stderr_progress() as report:
+            path = pull_model(name, report)
+    except KcodeError as error:
+        typer.echo(f"kcode models pull: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(str(path))
+
+
+@app.command("rm")
+def remove(name: str = typer.Argument(..., help="A catalog name.")) -> None:
+    """Delete a downloaded catalog model."""
+    from kcode.errors import KcodeError
+    from kcode.llm.catalog import remove as remove_model
+
+    try:
+        removed = remove_model(name)
+    except KcodeError as error:
+        typer.echo(f"kcode models rm: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(f"removed {name}" if removed else f"{name} was not downloaded", err=True)
