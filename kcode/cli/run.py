@@ -1,11 +1,234 @@
-"""``kcode run``, ``kcode apply`` and the session commands (filled in below)."""
+"""``kcode run``, ``resume``, ``apply``, ``sessions`` and ``replay``.
+
+Exit codes: 0 finished, 1 error, 2 usage error, 3 budget exhausted, 130 interrupted.
+"""
 
 from __future__ import annotations
 
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+__all__ = ["register"]
+
+EXIT_ERROR, EXIT_USAGE = 1, 2
+
+RepoOption = Annotated[Path | None, typer.Option("--repo", help="The git repository (default: the current directory's).")]
+ModelOption = Annotated[str | None, typer.Option("--model", "-m", help="Model: scripted:FILE, chaos:RATE:SPEC, …")]
+FormatOption = Annotated[str, typer.Option("--output-format", help="text (progress on stderr, summary on stdout) or stream-json (JSONL on stdout).")]
+OutputFileOption = Annotated[Path | None, typer.Option("--output-last-message", "-o", help="Also write the final message to this file.")]
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"kcode: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Translate kcode's exceptions into messages and exit codes."""
+    from kcode.errors import KcodeError, UsageError
+
+    try:
+        yield
+    except UsageError as error:
+        _fail(str(error), EXIT_USAGE)
+    except KcodeError as error:
+        _fail(str(error), EXIT_ERROR)
+
+
+@contextmanager
+def _cancel_on_signals() -> Iterator[Any]:
+    """SIGINT/SIGTERM cancel the run (it stops cleanly, exit 130); a second SIGINT aborts."""
+    from kcode.llm.base import CancelToken
+
+    cancel = CancelToken()
+
+    def handler(signum: int, frame: Any) -> None:
+        if cancel.cancelled and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        cancel.cancel()
+        sys.stderr.write("\nkcode: stopping (press Ctrl-C again to abort at once)\n")
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield cancel
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _subscribers(output_format: str) -> list[Callable]:
+    from kcode.headless import StreamJsonRenderer, TextRenderer
+
+    if output_format == "stream-json":
+        return [StreamJsonRenderer(sys.stdout)]
+    if output_format == "text":
+        return [TextRenderer(sys.stderr)]
+    _fail(f"unknown output format {output_format!r} (text or stream-json)", EXIT_USAGE)
+    return []
+
+
+def _summary(outcome: Any) -> str:
+    result, meta = outcome.result, outcome.meta
+    lines = [f"Status: {result.status} after {result.steps} steps ({result.duration:.1f}s)"]
+    if result.summary:
+        lines.append(f"Summary: {result.summary}")
+    if outcome.tests:
+        t = outcome.tests
+        state = "passing" if t["ok"] else "failing"
+        lines.append(f"Tests: {state} ({t['passed']} passed, {t['failed']} failed, {t['errors']} errors) — {t['command']}")
+    else:
+        lines.append("Tests: not run")
+    if outcome.changed_files:
+        lines.append(f"Changes since the start ({meta.base_commit[:10]}):")
+        lines.extend("  " + line for line in outcome.diff_stat.splitlines())
+    else:
+        lines.append("Changes: none")
+    if outcome.applied is not None:
+        report = outcome.applied
+        lines.append(f"Applied to {meta.repo}: {len(report.applied) + len(report.merged)} files" + (f", {len(report.conflicts)} conflicts" if report.conflicts else ""))
+        lines.extend("  " + note for note in report.notes)
+    elif meta.mode == "worktree" and outcome.changed_files:
+        lines.append(f"Result on branch {meta.branch} (work tree {meta.workdir}).")
+        lines.append(f"  Bring it into your checkout:  kcode apply {meta.session_id}")
+        lines.append(f"  Or review it:                 git diff {meta.base_commit[:10]} {meta.branch}")
+    elif meta.mode == "in-place":
+        lines.append(f"Edited in place; checkpoints are on {meta.branch}.")
+    if result.status != "finished":
+        lines.append(f"Continue with:  kcode resume {meta.session_id}")
+    return "\n".join(lines)
+
+
+def _finish(outcome: Any, output_format: str, output_file: Path | None) -> None:
+    if output_file is not None:
+        message = outcome.result.summary if outcome.result.status == "finished" else (outcome.result.last_message or outcome.result.summary)
+        output_file.write_text(message + "\n", encoding="utf-8")
+    if output_format == "text":
+        typer.echo(_summary(outcome))
+    raise typer.Exit(outcome.result.exit_code)
+
+
+def _config(repo: Path | None, **overrides: Any) -> Any:
+    from kcode.config import load_config
+    from kcode.vcs import repo_root
+
+    root = repo_root(repo or Path.cwd())
+    return root, load_config(root, overrides)
 
 
 def register(app: typer.Typer) -> None:
+    @app.command()
+    def run(
+        task: Annotated[str, typer.Argument(help="What to do, in plain words.")],
+        repo: RepoOption = None,
+        model: ModelOption = None,
+        base_url: Annotated[str | None, typer.Option(help="Server URL for OpenAI-compatible models.")] = None,
+        max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many steps (default 1000).")] = None,
+        max_time: Annotated[str | None, typer.Option(help="Stop after this long, e.g. 30m or 12h (default 12h).")] = None,
+        test_command: Annotated[str | None, typer.Option(help="The command that runs the tests (default: detected).")] = None,
+        sandbox: Annotated[str | None, typer.Option(help="Sandbox profile: workspace-write, read-only, workspace-write-network, off.")] = None,
+        output_format: FormatOption = "text",
+        output_last_message: OutputFileOption = None,
+        apply: Annotated[bool, typer.Option("--apply", help="Bring the result into your checkout when the run succeeds.")] = False,
+        in_place: Annotated[bool, typer.Option("--in-place", help="Edit your checkout directly (checkpoints go to refs/kcode/<session>).")] = False,
+    ) -> None:
+        """Run TASK headless in a separate work tree of the current repository."""
+        from kcode.agent.runner import run_task
+
+        with _errors():
+            root, config = _config(repo, model=model, base_url=base_url, max_steps=max_steps, max_time=max_time, test_command=test_command, sandbox=sandbox)
+            subscribers = _subscribers(output_format)
+            with _cancel_on_signals() as cancel:
+                outcome = run_task(task, config, repo=root, cwd=Path.cwd(), in_place=in_place, apply=apply, subscribers=subscribers, cancel=cancel)
+        _finish(outcome, output_format, output_last_message)
+
+    @app.command()
+    def resume(
+        session: Annotated[str | None, typer.Argument(help="Session id (default: the latest of this repository).")] = None,
+        repo: RepoOption = None,
+        model: ModelOption = None,
+        max_steps: Annotated[int | None, typer.Option(min=1, help="New total step budget.")] = None,
+        max_time: Annotated[str | None, typer.Option(help="New total time budget, e.g. 2h.")] = None,
+        output_format: FormatOption = "text",
+        output_last_message: OutputFileOption = None,
+    ) -> None:
+        """Continue a session after it finished, ran out of budget, was interrupted or crashed."""
+        from kcode.agent.runner import resume_task
+
+        with _errors():
+            root, config = _config(repo, model=model, max_steps=max_steps, max_time=max_time)
+            subscribers = _subscribers(output_format)
+            with _cancel_on_signals() as cancel:
+                outcome = resume_task(session, config, repo=root if session is None else None, subscribers=subscribers, cancel=cancel)
+        _finish(outcome, output_format, output_last_message)
+
+    @app.command(name="apply")
+    def apply_command(
+        session: Annotated[str | None, typer.Argument(help="Session id (default: the latest of this repository).")] = None,
+        repo: RepoOption = None,
+    ) -> None:
+        """Bring a session's result into your working tree (3-way; conflicts are reported)."""
+        from kcode.agent.runner import apply_session
+        from kcode.vcs import repo_root
+
+        with _errors():
+            root = repo_root(repo or Path.cwd()) if session is None else repo
+            meta, report = apply_session(session, root)
+        for name in report.applied + report.merged:
+            typer.echo(f"  {'merged' if name in report.merged else 'applied'}  {name}")
+        for note in report.notes:
+            typer.echo(f"  conflict {note}")
+        total = len(report.applied) + len(report.merged)
+        typer.echo(f"kcode apply {meta.session_id}: {total} files brought over, {len(report.unchanged)} already identical, {len(report.conflicts)} conflicts")
+        raise typer.Exit(0 if report.ok else EXIT_ERROR)
+
+    @app.command()
+    def sessions(
+        repo: RepoOption = None,
+        all_repos: Annotated[bool, typer.Option("--all", help="Sessions of every repository.")] = False,
+    ) -> None:
+        """List sessions: id, status, steps, branch, last activity."""
+        import time
+
+        from kcode.session import SessionStore
+        from kcode.vcs import repo_root
+
+        with _errors():
+            root = None if all_repos else repo_root(repo or Path.cwd())
+            metas = SessionStore().list(root)
+        if not metas:
+            typer.echo("no sessions")
+            return
+        typer.echo(f"{'SESSION':<24} {'STATUS':<17} {'STEPS':>5}  {'LAST ACTIVITY':<19}  BRANCH / TASK")
+        for meta in metas:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(meta.updated))
+            task = meta.task.splitlines()[0][:50] if meta.task else ""
+            typer.echo(f"{meta.session_id:<24} {meta.status:<17} {meta.steps:>5}  {when:<19}  {meta.branch}  {task}")
+
+    @app.command()
+    def replay(
+        session: Annotated[str | None, typer.Argument(help="Session id (default: the latest of this repository).")] = None,
+        repo: RepoOption = None,
+        output_format: FormatOption = "stream-json",
+    ) -> None:
+        """Print a session's recorded events through a renderer, as the live run printed them."""
+        from kcode.session import SessionStore, read_events
+        from kcode.vcs import repo_root
+
+        with _errors():
+            store = SessionStore()
+            meta = store.resolve(session, repo_root(repo or Path.cwd()) if session is None else None)
+            subscribers = _subscribers(output_format)
+            for event in read_events(store.log_path(meta.session_id)):
+                for subscriber in subscribers:
+                    subscriber(event)
+
     @app.command()
     def version() -> None:
         """Print kcode's version."""

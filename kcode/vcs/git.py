@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from kcode.errors import VcsError
+from kcode.errors import UsageError, VcsError
 
 __all__ = ["git", "git_ok", "repo_root", "KCODE_IDENTITY"]
 
@@ -61,5 +61,5 @@ def repo_root(path: Path) -> Path:
     try:
         out = git(["rev-parse", "--show-toplevel"], path)
     except VcsError as error:
-        raise VcsError(f"{path} is not inside a git repository") from error
+        raise UsageError(f"{path} is not inside a git repository (run kcode in a git checkout, or pass --repo)") from error
     return Path(str(out).strip())

@@ -22,6 +22,18 @@ __all__ = ["Workspace", "CheckpointInfo", "snapshot_commit", "parse_name_status"
 
 _KINDS = {"A": "add", "M": "update", "D": "delete", "T": "update"}
 
+# Caches that tools and tests leave behind in repositories that do not ignore them; they
+# never belong in a checkpoint.
+ADD_PATHSPEC = [
+    "--",
+    ".",
+    ":(exclude,glob)**/__pycache__/**",
+    ":(exclude,glob)**/*.py[co]",
+    ":(exclude,glob)**/.pytest_cache/**",
+    ":(exclude,glob)**/.mypy_cache/**",
+    ":(exclude,glob)**/.ruff_cache/**",
+]
+
 
 @dataclass
 class CheckpointInfo:
@@ -59,7 +71,7 @@ def snapshot_commit(root: Path, message: str, parent: str | None) -> tuple[str, 
     try:
         if parent:
             git(["read-tree", parent], root, env=env)
-        git(["add", "-A", "--", "."], root, env=env)
+        git(["add", "-A", *ADD_PATHSPEC], root, env=env)
         tree = str(git(["write-tree"], root, env=env)).strip()
     finally:
         if os.path.exists(index_path):
@@ -105,7 +117,7 @@ class Workspace:
             changes = parse_name_status(str(git(["diff-tree", "-r", "--name-status", "-M", self.head, commit], self.path)))
             git(["update-ref", self.branch, commit], self.path)
         else:
-            git(["add", "-A", "--", "."], self.path)
+            git(["add", "-A", *ADD_PATHSPEC], self.path)
             changes = parse_name_status(str(git(["diff", "--cached", "--name-status", "-M"], self.path)))
             if not changes:
                 return None

@@ -1,0 +1,86 @@
+"""The text renderer: progress on stderr while the run goes on, the final summary on stdout."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TextIO
+
+from kcode.events import (
+    AssistantMessage,
+    BudgetWarning,
+    Checkpoint,
+    ErrorEvent,
+    Event,
+    SessionFinished,
+    SessionStarted,
+    TodoUpdated,
+    ToolCallFinished,
+    ToolCallStarted,
+    TurnStarted,
+)
+from kcode.tools.plan import render_todo
+
+__all__ = ["TextRenderer", "summarize_arguments"]
+
+_ARG_CHARS = 80
+
+
+def summarize_arguments(name: str, arguments: dict) -> str:
+    if name in ("bash", "run_tests") and arguments.get("command"):
+        return str(arguments["command"]).splitlines()[0][:_ARG_CHARS * 2]
+    parts = []
+    for key, value in arguments.items():
+        text = str(value).replace("\n", "⏎")
+        if len(text) > _ARG_CHARS:
+            text = text[: _ARG_CHARS - 1] + "…"
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
+
+
+class TextRenderer:
+    def __init__(self, err: TextIO | None = None, *, color: bool | None = None, verbose: bool = False) -> None:
+        self._err = err or sys.stderr
+        if color is None:
+            color = self._err.isatty() and "NO_COLOR" not in os.environ
+        self._color = color
+        self._verbose = verbose
+
+    def _style(self, text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self._color else text
+
+    def _line(self, text: str = "") -> None:
+        self._err.write(text + "\n")
+        self._err.flush()
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, SessionStarted):
+            verb = "resumed" if event.resumed else "started"
+            self._line(self._style(f"kcode session {event.session_id} {verb} · model {event.model}", "1"))
+            where = f"work tree {event.workdir}" if event.mode == "worktree" else "in place"
+            self._line(self._style(f"  branch {event.branch} · {where}", "2"))
+        elif isinstance(event, TurnStarted):
+            self._line(self._style(f"── step {event.step}", "2"))
+        elif isinstance(event, AssistantMessage):
+            if event.reasoning and self._verbose:
+                self._line(self._style("  thinking: " + event.reasoning.strip().replace("\n", "\n  "), "2;3"))
+            if event.content.strip():
+                self._line("  " + event.content.strip().replace("\n", "\n  "))
+        elif isinstance(event, ToolCallStarted):
+            self._line(f"  → {event.name} {summarize_arguments(event.name, event.arguments)}")
+        elif isinstance(event, ToolCallFinished):
+            mark = self._style("✗", "31") if event.is_error else self._style("✓", "32")
+            lines = event.output.strip().splitlines() or [""]
+            first = lines[0][:160]
+            more = f" (+{len(lines) - 1} lines)" if len(lines) > 1 else ""
+            self._line(f"    {mark} {first}{self._style(more, '2')} {self._style(f'{event.duration_ms:.0f} ms', '2')}")
+        elif isinstance(event, Checkpoint):
+            self._line(self._style(f"    checkpoint {event.commit[:10]}", "2"))
+        elif isinstance(event, TodoUpdated):
+            self._line("    plan:\n      " + render_todo(event.items).replace("\n", "\n      "))
+        elif isinstance(event, BudgetWarning):
+            self._line(self._style(f"  ! {event.budget} budget {event.fraction:.0%} used ({event.used:.0f}/{event.limit:.0f})", "33"))
+        elif isinstance(event, ErrorEvent):
+            self._line(self._style(f"  ! {event.kind}: {event.message}", "33" if event.recoverable else "31"))
+        elif isinstance(event, SessionFinished):
+            self._line(self._style(f"── {event.status} after {event.steps} steps, {event.duration_ms / 1000:.1f}s", "1"))
