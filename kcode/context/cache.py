@@ -1,0 +1,91 @@
+"""The on-disk tag cache: SQLite under ``cache_dir()/tags/``.
+
+Two tables. ``stat`` maps (repository root, path) to the size, mtime and content digest seen
+last time, so an unchanged file is recognised without reading it. ``tags`` maps a content
+digest (plus grammar versions) to the extracted :class:`~kcode.context.tags.FileTags`, so a
+renamed or copied file, or the same file in another clone, is not parsed again. WAL mode and
+a busy timeout let several kcode processes (a swarm) share the file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from kcode.context.languages import GRAMMAR_VERSION
+from kcode.context.tags import TAGS_SCHEMA, FileTags
+
+__all__ = ["TagCache", "StatRow"]
+
+StatRow = tuple[int, int, str, str | None]  # size, mtime_ns, digest, content skip reason
+
+_VERSION = f"{TAGS_SCHEMA};{GRAMMAR_VERSION}"
+
+
+class TagCache:
+    def __init__(self, path: Path | None) -> None:
+        """``path=None`` keeps the cache in memory (nothing persists)."""
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path) if path else ":memory:", timeout=30, check_same_thread=False)
+        self._lock = threading.Lock()
+        with self._lock, self._db:
+            if path is not None:
+                self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS stat (root TEXT, path TEXT, size INTEGER, mtime_ns INTEGER,"
+                " digest TEXT, skip TEXT, PRIMARY KEY (root, path))"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS tags (digest TEXT, language TEXT, version TEXT, data TEXT,"
+                " PRIMARY KEY (digest, language, version))"
+            )
+
+    def stat_rows(self, root: str) -> dict[str, StatRow]:
+        with self._lock:
+            rows = self._db.execute("SELECT path, size, mtime_ns, digest, skip FROM stat WHERE root = ?", (root,))
+            return {path: (size, mtime, digest, skip) for path, size, mtime, digest, skip in rows}
+
+    def update_stats(self, root: str, rows: dict[str, StatRow], removed: Iterable[str]) -> None:
+        with self._lock, self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO stat VALUES (?, ?, ?, ?, ?, ?)",
+                [(root, path, *row) for path, row in rows.items()],
+            )
+            self._db.executemany("DELETE FROM stat WHERE root = ? AND path = ?", [(root, p) for p in removed])
+
+    def get_tags(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], FileTags]:
+        """Cached tags for (digest, language) pairs; missing ones are absent from the result."""
+        found: dict[tuple[str, str], FileTags] = {}
+        wanted = set(keys)
+        digests = sorted({digest for digest, _ in keys})
+        with self._lock:
+            for start in range(0, len(digests), 500):
+                chunk = digests[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT digest, language, data FROM tags WHERE version = ? AND digest IN ({marks})",
+                    (_VERSION, *chunk),
+                )
+                for digest, language, data in rows:
+                    if (digest, language) in wanted:
+                        found[(digest, language)] = FileTags.from_json(json.loads(data))
+        return found
+
+    def put_tags(self, items: dict[tuple[str, str], FileTags]) -> None:
+        with self._lock, self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO tags VALUES (?, ?, ?, ?)",
+                [
+                    (digest, language, _VERSION, json.dumps(tags.to_json(), separators=(",", ":")))
+                    for (digest, language), tags in items.items()
+                ],
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,150 @@
+"""Which tree-sitter grammar parses which file, and the tags query that goes with it.
+
+Grammars come from the official per-language wheels (``tree-sitter-python``, ...), each of
+which exposes ``language()`` and ships ``queries/tags.scm``. Where a wheel ships no tags query
+(C#) or its query misses references a repo map needs (Python's only sees calls), the small
+queries below fill in. A wheel that is not installed makes its files plain text.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+__all__ = ["LanguageSpec", "language_for", "load_language", "LANGUAGES", "GRAMMAR_VERSION"]
+
+
+@dataclass(frozen=True)
+class LanguageSpec:
+    name: str  # our name, also the Markdown fence tag
+    module: str  # the grammar wheel's import name
+    factory: str = "language"  # the function returning the language pointer
+    query_modules: tuple[str, ...] = ()  # wheels whose tags.scm we use (default: module)
+    extra_query: str = ""  # our additions
+
+
+# Python's tags.scm only records calls as references; imports, base classes, attribute
+# accesses and decorators are what tie a module to the files defining those names.
+_PYTHON_EXTRA = """
+(import_from_statement name: (dotted_name (identifier) @name)) @reference.import
+(import_from_statement name: (aliased_import name: (dotted_name (identifier) @name))) @reference.import
+(class_definition superclasses: (argument_list (identifier) @name)) @reference.class
+(class_definition superclasses: (argument_list (attribute attribute: (identifier) @name))) @reference.class
+(attribute attribute: (identifier) @name) @reference.attribute
+(decorator (identifier) @name) @reference.call
+(type (identifier) @name) @reference.type
+(class_definition body: (block (expression_statement (assignment left: (identifier) @name) @definition.field)))
+"""
+
+# tree-sitter-c-sharp ships no tags query.
+_CSHARP = """
+(class_declaration name: (identifier) @name) @definition.class
+(struct_declaration name: (identifier) @name) @definition.class
+(record_declaration name: (identifier) @name) @definition.class
+(enum_declaration name: (identifier) @name) @definition.class
+(interface_declaration name: (identifier) @name) @definition.interface
+(method_declaration name: (identifier) @name) @definition.method
+(constructor_declaration name: (identifier) @name) @definition.method
+(property_declaration name: (identifier) @name) @definition.property
+(namespace_declaration name: (_) @name) @definition.module
+(invocation_expression function: (identifier) @name) @reference.call
+(invocation_expression function: (member_access_expression name: (identifier) @name)) @reference.call
+(object_creation_expression type: (identifier) @name) @reference.class
+(base_list (identifier) @name) @reference.class
+(variable_declaration type: (identifier) @name) @reference.type
+(parameter type: (identifier) @name) @reference.type
+"""
+
+LANGUAGES: dict[str, LanguageSpec] = {
+    spec.name: spec
+    for spec in (
+        LanguageSpec("python", "tree_sitter_python", extra_query=_PYTHON_EXTRA),
+        LanguageSpec("javascript", "tree_sitter_javascript"),
+        # TypeScript's tags.scm only adds TS constructs to JavaScript's.
+        LanguageSpec(
+            "typescript",
+            "tree_sitter_typescript",
+            "language_typescript",
+            ("tree_sitter_javascript", "tree_sitter_typescript"),
+        ),
+        LanguageSpec("tsx", "tree_sitter_typescript", "language_tsx", ("tree_sitter_javascript", "tree_sitter_typescript")),
+        LanguageSpec("go", "tree_sitter_go"),
+        LanguageSpec("rust", "tree_sitter_rust"),
+        LanguageSpec("java", "tree_sitter_java"),
+        LanguageSpec("c", "tree_sitter_c"),
+        LanguageSpec("cpp", "tree_sitter_cpp"),
+        LanguageSpec("ruby", "tree_sitter_ruby"),
+        LanguageSpec("php", "tree_sitter_php", "language_php"),
+        LanguageSpec("csharp", "tree_sitter_c_sharp", query_modules=("-",), extra_query=_CSHARP),
+    )
+}
+
+_EXTENSIONS = {
+    ".py": "python", ".pyi": "python",
+    ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript", ".jsx": "javascript",
+    ".ts": "typescript", ".mts": "typescript", ".cts": "typescript",
+    ".tsx": "tsx",
+    ".go": "go",
+    ".rs": "rust",
+    ".java": "java",
+    ".c": "c", ".h": "c",
+    ".cc": "cpp", ".cpp": "cpp", ".cxx": "cpp", ".hpp": "cpp", ".hh": "cpp", ".hxx": "cpp",
+    ".rb": "ruby", ".rake": "ruby",
+    ".php": "php",
+    ".cs": "csharp",
+}  # fmt: skip
+
+
+def language_for(path: str) -> str | None:
+    """Our language name for a file path, or None for plain text."""
+    name = _EXTENSIONS.get(Path(path).suffix.lower())
+    if name is None:
+        return None
+    return name if load_language(name) is not None else None
+
+
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=None)
+def _wheel_query(module_name: str) -> str:
+    module = importlib.import_module(module_name)
+    path = Path(module.__file__).parent / "queries" / "tags.scm"
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
+
+
+@lru_cache(maxsize=None)
+def load_language(name: str) -> tuple[Any, Any] | None:
+    """``(Language, Query)`` for one of :data:`LANGUAGES`, or None if its wheel is missing."""
+    from tree_sitter import Language, Query
+
+    spec = LANGUAGES[name]
+    with _lock:
+        try:
+            module = importlib.import_module(spec.module)
+        except ImportError:
+            return None
+        language = Language(getattr(module, spec.factory)())
+        sources = [_wheel_query(m) for m in (spec.query_modules or (spec.module,)) if m != "-"]
+        sources.append(spec.extra_query)
+        return language, Query(language, "\n".join(sources))
+
+
+def _grammar_version() -> str:
+    """Changes when a grammar wheel or tree-sitter is upgraded: part of the tag cache key."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = []
+    for dist in ["tree-sitter"] + sorted({s.module.replace("_", "-") for s in LANGUAGES.values()}):
+        try:
+            parts.append(f"{dist}={version(dist)}")
+        except PackageNotFoundError:
+            parts.append(f"{dist}=-")
+    return ";".join(parts)
+
+
+GRAMMAR_VERSION = _grammar_version()

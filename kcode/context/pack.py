@@ -1,0 +1,292 @@
+"""Pack a repository into a token budget: whole when it fits, else map + top files.
+
+Searching uses character-based estimates calibrated against the caller's exact token
+counter; the final text is always counted exactly and never exceeds the budget. A
+:class:`Packer` keeps the index and the ranker warm between packs (the agent re-packs at
+compaction; the ``repo_map`` tool shares the index); :func:`build_pack` keeps one per
+repository in the process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kcode.context.index import RepoIndex
+from kcode.context.rank import Ranker, Ranking, seeds_from_task
+from kcode.context.render import map_unit_chars, render_file, render_map
+from kcode.errors import UsageError
+
+__all__ = ["Pack", "Packer", "build_pack", "default_budget", "get_packer", "MODES"]
+
+MODES = ("auto", "map", "full", "none")
+FILL = 0.98  # a pack that does not hold everything fills at least this share of the budget
+WHOLE_SHARE = 0.5  # in "auto", the share of the budget first offered to whole files
+_WHOLE_CANDIDATES = 50  # whole files are picked from this many top-ranked files
+_MAX_EXACT_COUNTS = 12
+
+CountTokens = Callable[[str], int]
+
+
+def default_budget(context_window: int, share: float, reserve: int = 32_768) -> int:
+    """The pack's share of the window, leaving at least ``reserve`` for conversation and output."""
+    return max(0, min(int(context_window * share), context_window - reserve))
+
+
+@dataclass
+class Pack:
+    text: str
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _estimate(chars: int) -> float:
+    return chars / 4.0
+
+
+class _Fitter:
+    """Find the largest prefix ``n`` whose rendering fits the budget, counting exactly rarely."""
+
+    def __init__(self, count_tokens: CountTokens, budget: int) -> None:
+        self.count_tokens = count_tokens
+        self.budget = budget
+        self.ratio = 1.0  # exact tokens per estimated token, learned from exact counts
+        self.exact_counts = 0
+
+    def count(self, text: str) -> int:
+        self.exact_counts += 1
+        return self.count_tokens(text)
+
+    def fit(self, chars: list[int], render: Callable[[int], str]) -> tuple[int, str, int]:
+        """``chars[n]``: estimated length of ``render(n)``, nondecreasing; ``render(0)`` must fit."""
+        lo, hi = 0, len(chars) - 1  # lo fits (exactly counted); hi may not
+        best = render(0)
+        best_tokens = self.count(best)
+        if best_tokens > self.budget:
+            return 0, best, best_tokens
+        upper = hi
+        while lo < upper and self.exact_counts < _MAX_EXACT_COUNTS:
+            target = self.budget * (FILL + 1.0) / 2 / self.ratio  # aim for the middle of the band
+            n = self._largest(chars, lo + 1, upper, target)
+            text = render(n)
+            tokens = self.count(text)
+            if chars[n] > 0:
+                self.ratio = max(tokens / _estimate(chars[n]), 1e-3)
+            if tokens <= self.budget:
+                lo, best, best_tokens = n, text, tokens
+                if tokens >= FILL * self.budget or n == upper:
+                    break
+            else:
+                upper = n - 1
+        return lo, best, best_tokens
+
+    @staticmethod
+    def _largest(chars: list[int], lo: int, hi: int, target: float) -> int:
+        """The largest n in [lo, hi] with estimate(chars[n]) <= target (at least lo)."""
+        a, b = lo, hi
+        while a < b:
+            mid = (a + b + 1) // 2
+            if _estimate(chars[mid]) <= target:
+                a = mid
+            else:
+                b = mid - 1
+        return a
+
+
+class Packer:
+    def __init__(self, root: Path, *, cache_path: Path | None = None, persist: bool = True) -> None:
+        self.index = RepoIndex.open(root, cache_path, persist=persist)
+        self.ranker = Ranker()
+        self.lock = threading.Lock()
+
+    def rank(
+        self, task: str, focus_files: Sequence[str] = (), failing_files: Sequence[str] = ()
+    ) -> Ranking:
+        files = self.index.files
+        seeds = seeds_from_task(
+            task,
+            files,
+            self.ranker.definer_counts(files),
+            focus_files=[self._relative(f) for f in focus_files],
+            failing_files=[self._relative(f) for f in failing_files],
+        )
+        return self.ranker.rank(files, seeds)
+
+    def _relative(self, path: str | Path) -> str:
+        p = Path(path)
+        if p.is_absolute():
+            try:
+                p = p.resolve().relative_to(self.index.root)
+            except ValueError:
+                return str(path)
+        return p.as_posix()
+
+    def pack(
+        self,
+        *,
+        task: str,
+        count_tokens: CountTokens,
+        budget: int,
+        mode: str = "auto",
+        focus_files: Sequence[str] = (),
+        failing_files: Sequence[str] = (),
+        tokenizer: str = "model",
+    ) -> Pack:
+        if mode not in MODES:
+            raise UsageError(f"unknown pack mode {mode!r} (use one of {', '.join(MODES)})")
+        with self.lock:
+            refreshed = self.index.refresh()
+            started = time.perf_counter()
+            ranking = self.rank(task, focus_files, failing_files)
+            ranked = time.perf_counter()
+            text, whole, mapped, mode_used, fitter = self._pack(ranking, count_tokens, budget, mode)
+            tokens = fitter.count(text) if text else 0
+            finished = time.perf_counter()
+        files = self.index.files
+        stats = {
+            "tokens": tokens,
+            "budget": budget,
+            "tokenizer": tokenizer,
+            "mode": mode,
+            "mode_used": mode_used,
+            "files_total": len(files),
+            "files_whole": sorted(whole),
+            "files_in_map": sorted(mapped),
+            "files_left_out": len(files) - len(whole) - len(mapped),
+            "files_skipped": dict(self.index.skipped),
+            "files_parsed": refreshed.parsed,
+            "files_read": refreshed.read,
+            "exact_counts": fitter.exact_counts,
+            "seconds": {
+                "parse": round(refreshed.seconds, 4),
+                "rank": round(ranked - started, 4),
+                "pack": round(finished - ranked, 4),
+            },
+        }
+        return Pack(text, stats)
+
+    def _pack(self, ranking: Ranking, count_tokens: CountTokens, budget: int, mode: str):
+        fitter = _Fitter(count_tokens, budget)
+        files = self.index.files
+        if mode == "none" or budget <= 0 or not files:
+            return "", [], [], "none", fitter
+        texts: dict[str, str] = {}
+
+        def text_of(path: str) -> str:
+            if path not in texts:
+                texts[path] = render_file(path, self.index.read_text(path))
+            return texts[path]
+
+        if mode in ("auto", "full"):
+            # The whole repository, if it fits.
+            total_chars = sum(indexed.size + len(path) + 20 for path, indexed in files.items())
+            if _estimate(total_chars) * 0.8 <= budget:
+                text = "".join(text_of(path) for path in files)
+                if fitter.count(text) <= budget:
+                    return text, list(files), [], "full", fitter
+        if mode == "full":
+            whole = self._greedy_whole(ranking.files, text_of, set(), budget, fitter, candidates=None)
+            return "".join(text_of(p) for p in sorted(whole)), whole, [], "full", fitter
+        if mode == "map":
+            text, mapped = self._fit_map(ranking, set(), "", budget, fitter)
+            return text, [], mapped, "map", fitter
+        # auto: top-ranked files whole within a share of the budget, the map in the rest.
+        whole = self._greedy_whole(ranking.files, text_of, set(), int(budget * WHOLE_SHARE), fitter)
+        for _ in range(3):
+            whole_text = "".join(text_of(p) for p in sorted(whole))
+            text, mapped = self._fit_map(ranking, set(whole), whole_text, budget, fitter)
+            if len(mapped) + len(whole) < len(files) or fitter.ratio * _estimate(len(text)) >= FILL * budget:
+                break
+            # The map holds everything and room is left: offer it to more whole files.
+            room = budget - int(fitter.ratio * _estimate(len(text) - len(whole_text)))
+            more = self._greedy_whole(ranking.files, text_of, set(whole), room, fitter)
+            if len(more) == len(whole):
+                break
+            whole = more
+        return text, whole, mapped, "auto", fitter
+
+    def _greedy_whole(self, ranked, text_of, already: set[str], allowance: int, fitter, candidates=_WHOLE_CANDIDATES):
+        """Top-ranked files (beyond ``already``) whose estimated sizes fit ``allowance`` together."""
+        chosen = sorted(already)
+        used = sum(fitter.ratio * _estimate(len(text_of(p))) for p in chosen)
+        pool = ranked if candidates is None else ranked[:candidates]
+        for path in pool:
+            if path in already:
+                continue
+            size = fitter.ratio * _estimate(self.index.files[path].size + len(path) + 20)
+            if used + size <= allowance:
+                chosen.append(path)
+                used += size
+        if candidates is None:  # "full": trim exactly so the final text fits
+            while chosen and fitter.count("".join(text_of(p) for p in sorted(chosen))) > fitter.budget:
+                chosen.pop()
+        return chosen
+
+    def _fit_map(self, ranking: Ranking, whole: set[str], prefix: str, budget: int, fitter: _Fitter):
+        files = self.index.files
+        units = [(score, path, -1) for path, score in ranking.file_scores.items() if path not in whole]
+        units += [(score, path, j) for score, path, j in ranking.definitions if path not in whole]
+        units.sort(key=lambda u: (-u[0], u[1], u[2]))
+        ordered = [(path, j) for _, path, j in units]
+        base = len(prefix)
+        chars = [base] + [base + c for c in map_unit_chars(files, ordered)]
+
+        def render(n: int) -> str:
+            selected: dict[str, set[int]] = {}
+            for path, j in ordered[:n]:
+                chosen = selected.setdefault(path, set())
+                if j >= 0:
+                    chosen.add(j)
+            return render_map(files, selected) + prefix
+
+        n, text, _ = fitter.fit(chars, render)
+        mapped = sorted({path for path, _ in ordered[:n]})
+        return text, mapped
+
+
+_packers: dict[tuple[str, str | None, bool], Packer] = {}
+_packers_lock = threading.Lock()
+
+
+def get_packer(root: Path, *, cache_path: Path | None = None, persist: bool = True) -> Packer:
+    """The process-wide :class:`Packer` for ``root`` (so repeated packs and lookups are warm)."""
+    key = (str(Path(root).resolve()), str(cache_path) if cache_path else None, persist)
+    with _packers_lock:
+        packer = _packers.get(key)
+        if packer is None:
+            packer = _packers[key] = Packer(Path(root), cache_path=cache_path, persist=persist)
+        return packer
+
+
+def build_pack(
+    root: Path,
+    *,
+    task: str,
+    count_tokens: CountTokens,
+    budget: int,
+    mode: str = "auto",
+    focus_files: Sequence[str] = (),
+    failing_files: Sequence[str] = (),
+    cache_path: Path | None = None,
+    tokenizer: str = "model",
+) -> Pack:
+    """Pack the repository at ``root`` for ``task`` into at most ``budget`` tokens.
+
+    ``count_tokens`` is the active model's tokenizer; ``focus_files`` are files the agent has
+    read or edited, ``failing_files`` files named by failing tests (repo-relative or
+    absolute). ``mode``: ``auto`` (whole repo if it fits, else map + top files), ``map``,
+    ``full`` (whole files only, best-ranked first) or ``none``.
+    """
+    packer = get_packer(root, cache_path=cache_path)
+    return packer.pack(
+        task=task,
+        count_tokens=count_tokens,
+        budget=budget,
+        mode=mode,
+        focus_files=focus_files,
+        failing_files=failing_files,
+        tokenizer=tokenizer,
+    )

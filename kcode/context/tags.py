@@ -1,0 +1,183 @@
+"""Definitions and references of one source file, from its tree-sitter tags query.
+
+A :class:`FileTags` is what the cache stores per file content: it holds everything the
+ranking and the map need, so neither re-reads the file. ``headers`` are the first lines of
+definitions and of the scopes around them (a class, an ``impl`` block, a namespace); each
+definition names its own header and the headers of its enclosing scopes, which is how the
+map shows a method inside its class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from kcode.context.languages import load_language
+
+__all__ = ["Definition", "FileTags", "extract_tags", "parse_count", "TAGS_SCHEMA"]
+
+TAGS_SCHEMA = 3  # bump when FileTags or our queries change: part of the cache key
+
+# Scopes shown around a definition although the tags query does not capture them.
+_SCOPE_TYPES = frozenset(
+    {
+        "impl_item", "trait_item", "mod_item",  # Rust
+        "namespace_definition", "class_specifier", "struct_specifier",  # C++
+        "namespace_declaration", "file_scoped_namespace_declaration",  # C#
+        "class_declaration", "interface_declaration", "enum_declaration",  # Java, TS, PHP
+        "class_definition",  # Python
+        "module", "class",  # Ruby
+    }
+)  # fmt: skip
+_MAX_HEADER_ROWS = 6
+_MAX_LINE_CHARS = 160
+
+_parse_counter = [0]
+
+
+def parse_count() -> int:
+    """How many files this process has parsed (tests assert the cache spares re-parsing)."""
+    return _parse_counter[0]
+
+
+@dataclass(frozen=True)
+class Definition:
+    name: str
+    kind: str  # "class", "function", "method", ...
+    line: int  # 1-based first line
+    header: int  # index into FileTags.headers
+    scopes: tuple[int, ...]  # header indices of the enclosing scopes, outermost first
+
+
+@dataclass
+class FileTags:
+    language: str | None
+    lines: int
+    headers: list[tuple[int, str]] = field(default_factory=list)  # (1-based line, text)
+    definitions: list[Definition] = field(default_factory=list)
+    references: list[tuple[str, int]] = field(default_factory=list)  # (name, 1-based line)
+
+    @cached_property
+    def reference_counts(self) -> dict[str, int]:
+        """How often each name is referenced (computed once per content, not stored)."""
+        counts: dict[str, int] = {}
+        for name, _ in self.references:
+            counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    @cached_property
+    def defined_names(self) -> frozenset[str]:
+        return frozenset(d.name for d in self.definitions)
+
+    def to_json(self) -> list[Any]:
+        return [
+            self.language,
+            self.lines,
+            [list(h) for h in self.headers],
+            [[d.name, d.kind, d.line, d.header, list(d.scopes)] for d in self.definitions],
+            [list(r) for r in self.references],
+        ]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> FileTags:
+        language, lines, headers, definitions, references = data
+        return cls(
+            language,
+            lines,
+            [(h[0], h[1]) for h in headers],
+            [Definition(n, k, ln, h, tuple(s)) for n, k, ln, h, s in definitions],
+            [(r[0], r[1]) for r in references],
+        )
+
+
+def _header_text(source: bytes, lines: list[bytes], node: Any) -> str:
+    """The first lines of a definition: up to its body (the signature), at most a few rows."""
+    start = node.start_point[0]
+    end = start
+    body = node.child_by_field_name("body")
+    if body is not None and body.start_point[0] > start:
+        # The signature ends where the token before the body ends (Python's ``:``), or on
+        # the body's own first row when the body opens with a brace.
+        before = body.prev_sibling
+        while before is not None and before.is_extra:  # comments between signature and body
+            before = before.prev_sibling
+        end = before.end_point[0] if before is not None else body.start_point[0] - 1
+        if source[body.start_byte : body.start_byte + 1] == b"{":
+            end = body.start_point[0]
+    end = min(end, start + _MAX_HEADER_ROWS - 1, len(lines) - 1)
+    rows = []
+    for row in lines[start : end + 1]:
+        text = row.decode("utf-8", "replace").rstrip()
+        rows.append(text if len(text) <= _MAX_LINE_CHARS else text[:_MAX_LINE_CHARS] + "…")
+    return "\n".join(rows)
+
+
+def extract_tags(source: bytes, language: str | None) -> FileTags:
+    """Parse ``source`` and collect its tags; plain text (``language=None``) has none."""
+    lines = source.split(b"\n")
+    line_count = len(lines) - (1 if lines and lines[-1] == b"" else 0)
+    loaded = load_language(language) if language else None
+    if loaded is None:
+        return FileTags(None, line_count)
+    from tree_sitter import Parser, QueryCursor
+
+    lang, query = loaded
+    _parse_counter[0] += 1
+    tree = Parser(lang).parse(source)
+    tags = FileTags(language, line_count)
+    header_of: dict[tuple[int, int], int] = {}  # (start_byte, end_byte) -> header index
+    raw_defs: list[tuple[str, str, Any]] = []
+    seen_refs: set[tuple[str, int]] = set()
+    for _, captures in QueryCursor(query).matches(tree.root_node):
+        names = captures.get("name")
+        if not names:
+            continue
+        name_node = names[0]
+        name = source[name_node.start_byte : name_node.end_byte].decode("utf-8", "replace")
+        if not name or len(name) > 200 or "\n" in name:
+            continue
+        for capture, nodes in captures.items():
+            if capture.startswith("definition."):
+                raw_defs.append((name, capture[11:], nodes[0]))
+            elif capture.startswith("reference."):
+                ref = (name, name_node.start_point[0] + 1)
+                if ref not in seen_refs:
+                    seen_refs.add(ref)
+                    tags.references.append(ref)
+
+    def header_index(node: Any) -> int:
+        key = (node.start_byte, node.end_byte)
+        index = header_of.get(key)
+        if index is None:
+            index = header_of[key] = len(tags.headers)
+            tags.headers.append((node.start_point[0] + 1, _header_text(source, lines, node)))
+        return index
+
+    def_keys = {(node.start_byte, node.end_byte) for _, _, node in raw_defs}
+    seen_defs: set[tuple[str, int]] = set()
+    for name, kind, node in raw_defs:
+        if (name, node.start_byte) in seen_defs:
+            continue
+        seen_defs.add((name, node.start_byte))
+        scopes = []
+        parent = node.parent
+        while parent is not None and parent.parent is not None:  # the root is no scope
+            if parent.type in _SCOPE_TYPES or (parent.start_byte, parent.end_byte) in def_keys:
+                if parent.start_point[0] != node.start_point[0]:
+                    scopes.append(header_index(parent))
+            parent = parent.parent
+        tags.definitions.append(
+            Definition(name, kind, node.start_point[0] + 1, header_index(node), tuple(reversed(scopes)))
+        )
+    tags.definitions.sort(key=lambda d: (d.line, d.name))
+    tags.references.sort(key=lambda r: (r[1], r[0]))
+    # Renumber headers by line so the stored form does not depend on query match order.
+    order = sorted(range(len(tags.headers)), key=lambda i: tags.headers[i])
+    new_index = {old: new for new, old in enumerate(order)}
+    tags.headers = [tags.headers[i] for i in order]
+    tags.definitions = [
+        Definition(d.name, d.kind, d.line, new_index[d.header], tuple(new_index[s] for s in d.scopes))
+        for d in tags.definitions
+    ]
+    return tags
