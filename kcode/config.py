@@ -59,6 +59,10 @@ class Config:
     sandbox: str = "workspace-write"
     # output
     output_format: str = "text"
+    # repository pack (kcode.context): auto|map|full|none; budget in tokens, or a share of the window
+    pack: str = "auto"
+    pack_budget: int | None = None
+    pack_share: float = 0.4
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
