@@ -1,0 +1,365 @@
+"""A :class:`~kcode.llm.base.ChatModel` for any OpenAI-compatible chat-completions server.
+
+Specs (``--model``) and where they go by default (``--base-url`` overrides)::
+
+    openai:NAME              $OPENAI_BASE_URL or https://api.openai.com/v1   OPENAI_API_KEY
+    moonshot:kimi-k2.6       https://api.moonshot.ai/v1                      MOONSHOT_API_KEY
+    openrouter:VENDOR/MODEL  https://openrouter.ai/api/v1                    OPENROUTER_API_KEY
+    llama-server:NAME        http://127.0.0.1:8080/v1   (llama.cpp's server; no key)
+    vllm:NAME                http://127.0.0.1:8000/v1
+    sglang:NAME              http://127.0.0.1:30000/v1
+
+``KCODE_API_KEY`` wins over the provider's own variable. Streaming is SSE with
+``stream_options.include_usage``; ``prompt_cache_key`` is the session id, so a provider
+with prompt caching reuses the stable prefix across steps.
+
+Failures: connection errors, timeouts, 429 (honouring ``Retry-After``) and 5xx are retried
+here with jittered exponential backoff while nothing has been streamed yet, up to
+``max_attempts``; then the typed error is raised (:class:`RateLimited`,
+:class:`ServerError`, :class:`ModelTimeout`; :class:`ModelUnavailable` for a server that
+cannot be reached at all). Other 4xx answers are not retried: :class:`ModelRequestError`
+with the server's own message. A stream that stops before ``[DONE]`` or a finish reason is
+:class:`StreamTruncated`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+
+from kcode.errors import (
+    Interrupted,
+    ModelRequestError,
+    ModelTimeout,
+    ModelUnavailable,
+    RateLimited,
+    ServerError,
+    StreamTruncated,
+    TransientModelError,
+    UsageError,
+)
+from kcode.llm._openai_wire import StepAccumulator, iter_sse_data, to_api_messages
+from kcode.llm.base import (
+    CancelToken,
+    Message,
+    ReasoningChunk,
+    StreamChunk,
+    TextChunk,
+    ToolSpec,
+    estimate_tokens,
+)
+
+__all__ = ["Provider", "PROVIDERS", "OpenAICompatModel", "DEFAULT_CONTEXT_WINDOW"]
+
+log = logging.getLogger(__name__)
+
+# When neither the server, the preset nor the configuration says: small but safe.
+DEFAULT_CONTEXT_WINDOW = 32_768
+
+
+@dataclass(frozen=True)
+class Provider:
+    kind: str
+    base_url: str
+    key_variable: str | None = None
+    needs_key: bool = False
+    known_windows: tuple[tuple[str, int], ...] = ()  # model-name prefix -> context window
+
+
+PROVIDERS: dict[str, Provider] = {
+    provider.kind: provider
+    for provider in (
+        Provider("openai", "https://api.openai.com/v1", "OPENAI_API_KEY"),
+        Provider(
+            "moonshot", "https://api.moonshot.ai/v1", "MOONSHOT_API_KEY", needs_key=True,
+            known_windows=(("kimi-k2", 262_144),),
+        ),  # fmt: skip
+        Provider("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY", needs_key=True),
+        Provider("llama-server", "http://127.0.0.1:8080/v1"),
+        Provider("vllm", "http://127.0.0.1:8000/v1"),
+        Provider("sglang", "http://127.0.0.1:30000/v1"),
+    )
+}
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _server_message(response: httpx.Response) -> str:
+    """The explanation a server put in its error body (OpenAI shape, FastAPI shape, text)."""
+    try:
+        raw = response.read()
+    except httpx.HTTPError:
+        return "(no readable error body)"
+    try:
+        body = json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return raw.decode("utf-8", "replace")[:500].strip()
+    if isinstance(body, dict):
+        error = body.get("error", body.get("detail", body.get("message")))
+        if isinstance(error, dict):
+            error = error.get("message") or json.dumps(error)
+        if error is not None:
+            return str(error if isinstance(error, str) else json.dumps(error))[:500]
+    return json.dumps(body)[:500]
+
+
+class OpenAICompatModel:
+    def __init__(
+        self,
+        provider: Provider,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        session_id: str | None = None,
+        context_window: int | None = None,
+        max_attempts: int = 5,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 30.0,
+        max_retry_after: float = 60.0,
+        read_timeout: float = 600.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.provider = provider
+        self.model = model
+        self.name = f"{provider.kind}:{model}"
+        self.base_url = (base_url or self._default_base_url()).rstrip("/")
+        self.api_key = api_key or os.environ.get("KCODE_API_KEY") or (
+            os.environ.get(provider.key_variable) if provider.key_variable else None
+        )
+        if not self.api_key and (provider.needs_key or self._is_openai_cloud()):
+            raise UsageError(
+                f"{self.name} needs an API key: set {provider.key_variable} (or KCODE_API_KEY)"
+            )
+        self.session_id = session_id
+        self.max_attempts = max(1, max_attempts)
+        self.backoff_base, self.backoff_cap, self.max_retry_after = backoff_base, backoff_cap, max_retry_after
+        self._configured_window = context_window
+        self._window: int | None = None
+        self._tokenize_ok = provider.kind == "llama-server"  # only llama-server has /tokenize
+        self._token_counts: dict[str, int] = {}
+        self._steps = 0
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        timeout = httpx.Timeout(read_timeout, connect=connect_timeout, write=60.0, pool=10.0)
+        self._client = httpx.Client(headers=headers, timeout=timeout)
+
+    def _default_base_url(self) -> str:
+        if self.provider.kind == "openai":
+            return os.environ.get("OPENAI_BASE_URL") or self.provider.base_url
+        return self.provider.base_url
+
+    def _is_openai_cloud(self) -> bool:
+        return urlparse(self.base_url).hostname == "api.openai.com"
+
+    @property
+    def _root(self) -> str:
+        """The server root; llama-server's /props and /tokenize live beside /v1."""
+        return self.base_url.removesuffix("/v1")
+
+    # --- ChatModel --------------------------------------------------------------------
+
+    @property
+    def context_window(self) -> int:
+        if self._window is None:
+            self._window = self._configured_window or self._preset_window() or self._server_window()
+            self._window = self._window or DEFAULT_CONTEXT_WINDOW
+        return self._window
+
+    def count_tokens(self, text: str) -> int:
+        if not self._tokenize_ok or len(text) < 64:
+            return estimate_tokens(text)
+        if text in self._token_counts:
+            return self._token_counts[text]
+        try:
+            response = self._client.post(f"{self._root}/tokenize", json={"content": text}, timeout=10.0)
+            response.raise_for_status()
+            count = len(response.json()["tokens"])
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            self._tokenize_ok = False  # don't pay a failing round trip on every call
+            return estimate_tokens(text)
+        if len(self._token_counts) > 256:
+            self._token_counts.clear()
+        self._token_counts[text] = count
+        return count
+
+    def state(self) -> dict[str, Any]:
+        return {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        self._client.close()
+
+    def stream(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec],
+        *,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[StreamChunk]:
+        self._steps += 1
+        body = self._request_body(messages, tools)
+        for attempt in range(1, self.max_attempts + 1):
+            streamed = False
+            try:
+                with self._client.stream("POST", f"{self.base_url}/chat/completions", json=body) as response:
+                    self._check_status(response)
+                    accumulator = StepAccumulator()
+                    for reasoning, text in self._events(response, accumulator, cancel):
+                        if reasoning:
+                            streamed = True
+                            yield ReasoningChunk(reasoning)
+                        if text:
+                            streamed = True
+                            yield TextChunk(text)
+                    end = accumulator.finish(step_id=str(self._steps))
+                    if accumulator.usage is None:  # the server sent no usage: estimate it
+                        end.usage.input_tokens = estimate_tokens(json.dumps(body["messages"]))
+                        end.usage.output_tokens = estimate_tokens(end.reasoning + end.content)
+                    yield end
+                    return
+            except TransientModelError as error:
+                if streamed or attempt == self.max_attempts:
+                    raise
+                self._sleep_before_retry(error, attempt, cancel)
+            except httpx.TimeoutException as error:
+                failure = ModelTimeout(f"{self.name}: no answer from {self.base_url} in time ({type(error).__name__})")
+                if streamed or attempt == self.max_attempts:
+                    raise failure from error
+                self._sleep_before_retry(failure, attempt, cancel)
+            except httpx.TransportError as error:
+                if streamed:
+                    raise StreamTruncated(f"{self.name}: the connection broke mid-stream ({error})") from error
+                if attempt == self.max_attempts:
+                    raise ModelUnavailable(
+                        f"{self.name}: cannot connect to {self.base_url} after {attempt} attempts "
+                        f"({type(error).__name__}: {error}); is the server running and the URL right?"
+                    ) from error
+                self._sleep_before_retry(ServerError(str(error)), attempt, cancel)
+
+    # --- internals --------------------------------------------------------------------
+
+    def _request_body(self, messages: list[Message], tools: list[ToolSpec]) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            # OpenAI's own API rejects unknown message fields; every other provider here
+            # accepts reasoning_content, and Kimi requires it on every assistant turn.
+            "messages": to_api_messages(messages, send_reasoning=not self._is_openai_cloud()),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if tools:
+            body["tools"] = [tool.to_openai() for tool in tools]
+        if self.session_id:
+            body["prompt_cache_key"] = self.session_id
+        return body
+
+    def _check_status(self, response: httpx.Response) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        message = _server_message(response)
+        where = f"{self.name} at {self.base_url}"
+        if status == 429:
+            raise RateLimited(f"{where}: rate limited (HTTP 429): {message}", retry_after=_retry_after(response))
+        if status >= 500:
+            raise ServerError(f"{where}: server error (HTTP {status}): {message}", retry_after=_retry_after(response))
+        hint = {
+            401: f" (check {self.provider.key_variable or 'KCODE_API_KEY'})",
+            403: f" (check {self.provider.key_variable or 'KCODE_API_KEY'} and the account's access)",
+            404: " (check the model name and --base-url)",
+            408: "",
+        }.get(status, "")
+        if status == 408:
+            raise ModelTimeout(f"{where}: request timeout (HTTP 408): {message}")
+        raise ModelRequestError(f"{where} rejected the request (HTTP {status}){hint}: {message}")
+
+    def _events(
+        self, response: httpx.Response, accumulator: StepAccumulator, cancel: CancelToken | None
+    ) -> Iterator[tuple[str, str]]:
+        done = False
+        for data in iter_sse_data(response.iter_lines()):
+            if cancel is not None and cancel.cancelled:
+                raise Interrupted("interrupted by the user")
+            if data.strip() == "[DONE]":
+                done = True
+                break
+            try:
+                chunk = json.loads(data)
+            except json.JSONDecodeError as error:
+                raise StreamTruncated(f"{self.name}: unreadable stream event {data[:200]!r}") from error
+            if isinstance(chunk, dict) and "error" in chunk:  # an error reported mid-stream
+                detail = chunk["error"]
+                detail = detail.get("message", detail) if isinstance(detail, dict) else detail
+                raise ServerError(f"{self.name}: the server reported an error mid-stream: {detail}")
+            yield accumulator.feed(chunk)
+        if not done and accumulator.finish_reason is None:
+            raise StreamTruncated(f"{self.name}: the stream ended before the response was complete")
+
+    def _sleep_before_retry(self, error: TransientModelError, attempt: int, cancel: CancelToken | None) -> None:
+        if error.retry_after is not None:
+            if error.retry_after > self.max_retry_after:
+                raise error  # a long wait is the caller's decision, not a silent stall here
+            delay = error.retry_after + random.uniform(0, self.backoff_base * 0.1)
+        else:
+            delay = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+        log.info("%s (attempt %d/%d); retrying in %.2fs", error, attempt, self.max_attempts, delay)
+        if cancel is not None:
+            if cancel.wait(delay):
+                raise Interrupted("interrupted by the user") from error
+        else:
+            time.sleep(delay)
+
+    def _preset_window(self) -> int | None:
+        for prefix, window in self.provider.known_windows:
+            if self.model.startswith(prefix):
+                return window
+        return None
+
+    def _server_window(self) -> int | None:
+        """Ask the server: llama-server's /props (the loaded n_ctx), then /models fields
+        (vLLM ``max_model_len``, OpenRouter ``context_length``, llama-server ``meta``)."""
+        try:
+            if self.provider.kind in ("llama-server", "openai"):
+                props = self._client.get(f"{self._root}/props", timeout=5.0)
+                if props.status_code == 200:
+                    n_ctx = (props.json().get("default_generation_settings") or {}).get("n_ctx")
+                    if isinstance(n_ctx, int) and n_ctx > 0:
+                        return n_ctx
+            response = self._client.get(f"{self.base_url}/models", timeout=5.0)
+            if response.status_code != 200:
+                return None
+            entries = response.json().get("data") or []
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        matching = [e for e in entries if isinstance(e, dict) and e.get("id") == self.model]
+        for entry in matching or entries[:1]:
+            meta = entry.get("meta") or {}
+            for value in (entry.get("max_model_len"), entry.get("context_length"), meta.get("n_ctx"), meta.get("n_ctx_train")):
+                if isinstance(value, int) and value > 0:
+                    return value
+        return None
