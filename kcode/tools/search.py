@@ -31,7 +31,9 @@ def _ripgrep(rg: str, root: Path, target: Path, pattern: str, glob: str | None) 
     argv = [rg, "--line-number", "--no-heading", "--color", "never", "--max-columns", str(_MAX_LINE_CHARS)]
     if glob:
         argv += ["--glob", glob]
-    argv += ["--regexp", pattern, "--", str(target.relative_to(root)) if target != root else "."]
+    argv += ["--regexp", pattern]
+    if target != root:  # with no path ripgrep searches the cwd and prints paths without "./"
+        argv += ["--", str(target.relative_to(root))]
     proc = subprocess.run(argv, cwd=root, capture_output=True, text=True, errors="replace")
     if proc.returncode == 2:
         raise ToolError(f"search failed: {proc.stderr.strip() or 'invalid pattern'}")

@@ -1,0 +1,97 @@
+"""The loop driven by scripted models, through the same runner the CLI uses."""
+
+from __future__ import annotations
+
+import threading
+
+from kcode.agent.runner import resume_task, run_task
+from kcode.config import Config
+from kcode.events import ErrorEvent, MessageAdded
+from kcode.llm.base import CancelToken
+
+from tests.conftest import FIX_TURNS, write_script
+
+
+def run(repo, script, **config):
+    events = []
+    outcome = run_task("fix the bug", Config(model=f"scripted:{script}", **config), repo=repo, subscribers=[events.append])
+    return outcome, events
+
+
+def test_fix_run_finishes_with_passing_tests(calc_repo, fix_script):
+    outcome, events = run(calc_repo, fix_script)
+    assert outcome.result.status == "finished" and outcome.result.exit_code == 0
+    assert outcome.tests["ok"] and outcome.tests["passed"] == 2
+    assert outcome.changed_files == [{"path": "calc/__init__.py", "kind": "update"}]
+    types = [e.type for e in events]
+    assert types[0] == "session.started" and types[-1] == "session.finished"
+    assert types.count("checkpoint") == 1 and types.count("turn.completed") == 5
+
+
+def test_malformed_call_is_reported_and_never_stored(calc_repo, tmp_path):
+    script = write_script(tmp_path / "s.json", [
+        {"content": "oops", "tool_calls": [{"name": "read_file", "arguments": '{"path": "calc/__init__.py"'}]},
+        {"tool_calls": [{"name": "read_file", "arguments": {"path": "calc/__init__.py"}}]},
+        {"tool_calls": [{"name": "finish", "arguments": {"summary": "ok"}}]},
+    ])
+    outcome, events = run(calc_repo, script)
+    assert outcome.result.status == "finished"
+    messages = [e.message for e in events if isinstance(e, MessageAdded)]
+    first_assistant = next(m for m in messages if m["role"] == "assistant")
+    assert first_assistant["tool_calls"] == [] and first_assistant["content"] == "oops"
+    feedback = messages[messages.index(first_assistant) + 1]
+    assert feedback["role"] == "user" and "could not be used" in feedback["content"] and "not valid JSON" in feedback["content"]
+    assert any(isinstance(e, ErrorEvent) and e.kind == "format_error" for e in events)
+    # every stored tool call has its result: the conversation stays valid for any API
+    calls = [c["id"] for m in messages if m["role"] == "assistant" for c in m["tool_calls"]]
+    results = [m["tool_call_id"] for m in messages if m["role"] == "tool"]
+    assert calls == results
+
+
+def test_text_only_turn_gets_a_nudge(calc_repo, tmp_path):
+    script = write_script(tmp_path / "s.json", [{"content": "I think it's done"}, {"tool_calls": [{"name": "finish", "arguments": {"summary": "ok"}}]}])
+    outcome, events = run(calc_repo, script)
+    nudges = [e.message for e in events if isinstance(e, MessageAdded) and e.message["role"] == "user" and "did not call a tool" in e.message["content"]]
+    assert outcome.result.status == "finished" and len(nudges) == 1
+
+
+def test_step_budget_stops_cleanly_with_exit_code_3(calc_repo, fix_script):
+    outcome, events = run(calc_repo, fix_script, max_steps=2)
+    assert outcome.result.status == "budget_exhausted" and outcome.result.exit_code == 3
+    assert outcome.result.steps == 2
+    assert [e.fraction for e in events if e.type == "budget.warning"] == [0.5]
+
+
+def test_model_running_out_of_turns_is_an_error_not_a_hang(calc_repo, tmp_path):
+    script = write_script(tmp_path / "s.json", [{"tool_calls": [{"name": "list_files", "arguments": {}}]}])
+    outcome, _ = run(calc_repo, script)
+    assert outcome.result.status == "error" and outcome.result.exit_code == 1
+    assert "no turns left" in outcome.result.summary
+
+
+def test_chaos_at_30_percent_still_finishes(calc_repo, fix_script, monkeypatch):
+    monkeypatch.setenv("KCODE_CHAOS_SEED", "3")
+    events = []
+    outcome = run_task("fix", Config(model=f"chaos:0.3:scripted:{fix_script}"), repo=calc_repo, subscribers=[events.append])
+    assert outcome.result.status == "finished" and outcome.tests["ok"]
+    kinds = {e.kind for e in events if isinstance(e, ErrorEvent)}
+    assert "model_retry" in kinds or "format_error" in kinds
+
+
+def test_cancel_interrupts_a_running_command(calc_repo, tmp_path):
+    script = write_script(tmp_path / "s.json", [{"tool_calls": [{"name": "bash", "arguments": {"command": "sleep 60"}}]}])
+    cancel = CancelToken()
+    threading.Timer(1.0, cancel.cancel).start()
+    outcome = run_task("wait", Config(model=f"scripted:{script}"), repo=calc_repo, cancel=cancel)
+    assert outcome.result.status == "interrupted" and outcome.result.exit_code == 130
+    assert outcome.result.duration < 20
+
+
+def test_resume_continues_with_the_next_scripted_turn(calc_repo, fix_script):
+    first, _ = run(calc_repo, fix_script, max_steps=2)
+    assert first.result.status == "budget_exhausted"
+    events = []
+    second = resume_task(first.meta.session_id, Config(max_steps=10), subscribers=[events.append])
+    assert second.result.status == "finished" and second.result.steps == 5
+    assert [e.step for e in events if e.type == "turn.started"] == [3, 4, 5]
+    assert second.tests["ok"]

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import pytest
+
+from kcode.errors import ModelUnavailable, StreamTruncated, TransientModelError, UsageError
+from kcode.llm import StepEnd, TextChunk, create_model
+from kcode.llm.chaos import FAULTS, ChaosModel
+from kcode.llm.scripted import ScriptedModel
+
+from tests.conftest import write_script
+
+
+def collect(model, messages=()):
+    chunks = list(model.stream(list(messages) or [{"role": "user", "content": "hi"}], []))
+    end = chunks[-1]
+    assert isinstance(end, StepEnd)
+    return chunks, end
+
+
+def test_scripted_streams_turns_in_order_then_fails_clearly(tmp_path):
+    path = write_script(tmp_path / "s.json", [
+        {"content": "hello world, this is a longer message", "reasoning": "think", "tool_calls": [{"name": "bash", "arguments": {"command": "ls"}}]},
+        {"content": "second"},
+    ])
+    model = create_model(f"scripted:{path}")
+    chunks, end = collect(model)
+    assert "".join(c.text for c in chunks if isinstance(c, TextChunk)) == end.content
+    assert len([c for c in chunks if isinstance(c, TextChunk)]) > 1  # really streamed
+    assert end.reasoning == "think" and end.tool_calls[0].arguments == {"command": "ls"}
+    assert end.usage.input_tokens > 0 and end.usage.output_tokens > 0
+    assert collect(model)[1].content == "second"
+    with pytest.raises(ModelUnavailable, match="no turns left"):
+        collect(model)
+
+
+def test_scripted_position_is_state(tmp_path):
+    path = write_script(tmp_path / "s.json", [{"content": "a"}, {"content": "b"}, {"content": "c"}])
+    first = ScriptedModel.from_file(path)
+    collect(first)
+    state = first.state()
+    resumed = ScriptedModel.from_file(path)
+    resumed.restore(state)
+    assert collect(resumed)[1].content == "b"
+
+
+def test_scripted_raw_string_arguments_become_format_errors(tmp_path):
+    path = write_script(tmp_path / "s.json", [{"tool_calls": [{"name": "bash", "arguments": '{"command": "ls"'}]}])
+    end = collect(ScriptedModel.from_file(path))[1]
+    assert end.tool_calls[0].error and "not valid JSON" in end.tool_calls[0].error
+    assert end.tool_calls[0].arguments == {}
+
+
+def test_bad_specs_are_usage_errors(tmp_path):
+    with pytest.raises(UsageError, match="no such file"):
+        create_model(f"scripted:{tmp_path / 'missing.json'}")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(UsageError, match="not valid JSON"):
+        create_model(f"scripted:{tmp_path / 'bad.json'}")
+    with pytest.raises(UsageError, match="invalid rate"):
+        create_model(f"chaos:lots:scripted:{tmp_path / 'bad.json'}")
+
+
+def test_chaos_injects_every_fault_and_never_loses_a_turn(tmp_path):
+    turns = [{"content": f"turn {i}", "tool_calls": [{"name": "bash", "arguments": {"command": f"echo {i}"}}]} for i in range(60)]
+    path = write_script(tmp_path / "s.json", turns)
+    model = ChaosModel(ScriptedModel.from_file(path), 0.5, seed=7)
+    delivered = []
+    while len(delivered) < 60:
+        try:
+            end = collect(model)[1]
+        except TransientModelError as error:
+            assert isinstance(error.retry_after, float)
+            continue
+        call = end.tool_calls[0]
+        if call.error:  # malformed: the same turn comes again
+            continue
+        delivered.append(end.content)
+    assert delivered == [f"turn {i}" for i in range(60)]
+    assert all(model.injected[f] > 0 for f in FAULTS), model.injected
+
+
+def test_chaos_truncation_raises_after_partial_stream(tmp_path):
+    path = write_script(tmp_path / "s.json", [{"content": "x" * 200}])
+    model = ChaosModel(ScriptedModel.from_file(path), 1.0, seed=1)
+    model._random.choice = lambda faults: "truncated"
+    stream = model.stream([{"role": "user", "content": "hi"}], [])
+    first = next(stream)
+    assert isinstance(first, TextChunk)
+    with pytest.raises(StreamTruncated):
+        list(stream)
+    assert model.state() == {"position": 0}
