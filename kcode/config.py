@@ -59,6 +59,16 @@ class Config:
     sandbox: str = "workspace-write"
     # output
     output_format: str = "text"
+    # llama.cpp in process (see kcode.llm.registry.ModelOptions)
+    gpu_layers: int | None = None
+    cpu_moe: bool = False
+    n_cpu_moe: int | None = None
+    override_tensor: list[str] = dataclasses.field(default_factory=list)
+    ctx: int | None = None
+    kv_type: str | None = None
+    threads: int | None = None
+    constrain_tools: bool = False
+    prefix_cache: str | None = None
     # repository pack (kcode.context): auto|map|full|none; budget in tokens, or a share of the window
     pack: str = "auto"
     pack_budget: int | None = None

@@ -5,6 +5,7 @@ Specs:
     chaos:RATE:SPEC            SPEC with faults injected at RATE (0..1)
     openai:NAME moonshot:NAME openrouter:VENDOR/NAME llama-server:NAME vllm:NAME sglang:NAME
                                an OpenAI-compatible server (see kcode.llm.openai_compat)
+    PATH.gguf                  a local GGUF file, run in process by llama.cpp
     CATALOG-NAME               a catalog model (``kcode models list``), pulled on first use
 
 With no spec at all the default catalog model runs (``qwen2.5-coder-1.5b``, on the CPU).
@@ -12,7 +13,7 @@ With no spec at all the default catalog model runs (``qwen2.5-coder-1.5b``, on t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kcode.errors import UsageError
@@ -29,6 +30,20 @@ class ModelOptions:
     session_id: str | None = None
     api_key: str | None = None  # else KCODE_API_KEY, else the provider's variable
     context_window: int | None = None  # overrides what the server or preset says
+    # llama.cpp in process (PATH.gguf): placement, context, KV cache, sampling
+    gpu_layers: int | None = None  # None: all when a GPU backend is present, else 0
+    cpu_moe: bool = False  # routed experts of every layer in CPU RAM
+    n_cpu_moe: int | None = None  # routed experts of the first N layers in CPU RAM
+    override_tensor: list[str] = field(default_factory=list)  # REGEX=BUFFER, first match wins
+    ctx: int | None = None  # None: the model's trained context, lowered to fit RAM
+    kv_type: str | None = None  # f16 | q8_0 | q4_0 (K and V alike; turns on flash attention)
+    threads: int | None = None
+    constrain_tools: bool = False  # GBNF-constrained tool calls after the opener
+    prefix_cache: str | None = None  # directory for the stable prefix's KV state
+    temperature: float | None = None  # None: 0.6
+    seed: int | None = None
+    max_output_tokens: int | None = None  # per step; None: 8192
+    thinking: bool = False  # the chat template's `thinking` switch
 
 
 _OPENAI_KINDS = ("openai", "moonshot", "openrouter", "llama-server", "vllm", "sglang")
@@ -67,8 +82,27 @@ def create_model(spec: str | None, options: ModelOptions | None = None) -> ChatM
             PROVIDERS[kind], rest, base_url=options.base_url, api_key=options.api_key,
             session_id=options.session_id, context_window=options.context_window,
         )  # fmt: skip
+    if spec.endswith(".gguf"):
+        return _llamacpp_model(Path(spec), options)
     if not rest and _catalog_entry(kind):
         from kcode.llm.catalog import ensure_model
 
         return create_model(str(ensure_model(kind)), options)  # the local .gguf branch
     raise UsageError(f"unknown model {spec!r}")
+
+
+def _llamacpp_model(path: Path, options: ModelOptions) -> ChatModel:
+    from kcode.llm._loader import Placement
+    from kcode.llm.llamacpp import LlamaCppModel, Sampling
+
+    placement = Placement(
+        gpu_layers=options.gpu_layers, cpu_moe=options.cpu_moe, n_cpu_moe=options.n_cpu_moe,
+        override_tensor=list(options.override_tensor), ctx=options.ctx or options.context_window,
+        kv_type=options.kv_type, threads=options.threads, seed=options.seed,
+    )
+    sampling = Sampling() if options.temperature is None else Sampling(options.temperature)
+    return LlamaCppModel(
+        path, placement=placement, sampling=sampling, constrain_tools=options.constrain_tools,
+        prefix_cache=options.prefix_cache, max_output_tokens=options.max_output_tokens or 8192,
+        thinking=options.thinking,
+    )

@@ -1,0 +1,146 @@
+"""Construct a ``llama_cpp.Llama`` with kcode's placement settings.
+
+Maps the user's flags to llama.cpp, avoiding llama-cpp-python's traps (REFERENCE §2):
+``n_gpu_layers`` and ``flash_attn`` are always set explicitly, expert offload goes through
+tensor buffer overrides (:mod:`kcode.llm._offload`) with ``use_mmap=False``, and the context
+defaults to the model's trained length, lowered when the KV cache would not fit in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kcode.errors import ModelUnavailable, UsageError
+from kcode.llm._gguf_info import KV_TYPES, GgufInfo, kv_bytes_per_token
+from kcode.llm._offload import (
+    BufferOverrides,
+    build_overrides,
+    gpu_offload_supported,
+    model_params_with_overrides,
+    placement_rules,
+)
+
+__all__ = ["Placement", "LoadedModel", "load_llama", "choose_context"]
+
+log = logging.getLogger("kcode.llm")
+
+_MIN_CTX = 2048
+_GGML_TYPES = {"f16": 1, "q4_0": 2, "q8_0": 8}  # ggml_type values (ggml.h)
+
+
+@dataclass
+class Placement:
+    gpu_layers: int | None = None  # None: all layers when a GPU backend is present, else 0
+    cpu_moe: bool = False
+    n_cpu_moe: int | None = None
+    override_tensor: list[str] = field(default_factory=list)
+    ctx: int | None = None  # None: the trained context, lowered to fit memory
+    kv_type: str | None = None  # None: f16 without forcing flash attention
+    threads: int | None = None
+    n_batch: int = 512
+    seed: int | None = None
+    verbose: bool = False  # llama.cpp's own log on stderr
+
+
+@dataclass
+class LoadedModel:
+    llm: Any  # llama_cpp.Llama
+    n_ctx: int
+    overrides: BufferOverrides | None  # must outlive the model
+    notices: list[str]
+
+
+def _metadata_info(path: Path, metadata: dict[str, str]) -> GgufInfo:
+    """A header view built from llama.cpp's metadata strings (no tensor table)."""
+    values: dict[str, Any] = {}
+    for key, value in metadata.items():
+        try:
+            values[key] = int(value)
+        except (TypeError, ValueError):
+            values[key] = value
+    return GgufInfo(path, path.stat().st_size, str(metadata.get("general.architecture", "")), values)
+
+
+def choose_context(info: GgufInfo, placement: Placement, available_bytes: int,
+                   on_gpu: bool) -> tuple[int, str | None]:
+    """(n_ctx, notice). The requested context is kept; the trained one is lowered to fit."""
+    trained = info.context_length
+    if placement.ctx:
+        return placement.ctx, None
+    if on_gpu:
+        return trained, None  # VRAM is not measured here; `kcode models plan` does that
+    per_token = sum(kv_bytes_per_token(info, placement.kv_type or "f16"))
+    budget = available_bytes * 0.9 - info.file_bytes
+    ctx = trained
+    while ctx > _MIN_CTX and per_token * ctx > budget:
+        ctx //= 2
+    if ctx == trained:
+        return ctx, None
+    return ctx, (
+        f"context lowered from the model's {trained} tokens to {ctx}: the KV cache at "
+        f"{trained} tokens needs {per_token * trained / 2**30:.1f} GiB and {info.file_bytes / 2**30:.1f} "
+        f"GiB of weights must also fit in {available_bytes / 2**30:.1f} GiB of free memory "
+        f"(pass --ctx to choose, --kv-type q8_0 to halve the cache)")
+
+
+def _available_memory() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def load_llama(path: Path, placement: Placement) -> LoadedModel:
+    """Load the model and a context; every llama.cpp failure becomes ModelUnavailable."""
+    try:
+        import llama_cpp
+    except ImportError as error:
+        raise ModelUnavailable(
+            "GGUF models need llama-cpp-python: pip install 'kcode[llama]'") from error
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ModelUnavailable(f"no such model file: {path}")
+    if placement.kv_type is not None and placement.kv_type not in KV_TYPES:
+        raise UsageError(f"--kv-type must be one of {', '.join(KV_TYPES)}, got {placement.kv_type!r}")
+    try:
+        vocab = llama_cpp.Llama(str(path), vocab_only=True, n_ctx=64, verbose=False)
+        metadata = dict(vocab.metadata)
+        vocab.close()
+    except (ValueError, RuntimeError) as error:
+        raise ModelUnavailable(f"cannot read {path}: {error}") from error
+    info = _metadata_info(path, metadata)
+    on_gpu = gpu_offload_supported()
+    gpu_layers = placement.gpu_layers
+    if gpu_layers is None:
+        gpu_layers = -1 if on_gpu else 0
+    n_ctx, notice = choose_context(info, placement, _available_memory(), on_gpu and gpu_layers != 0)
+    notices = [notice] if notice else []
+    for message in notices:
+        log.warning(message)
+    overrides = build_overrides(placement_rules(
+        placement.override_tensor, cpu_moe=placement.cpu_moe, n_cpu_moe=placement.n_cpu_moe))
+    cpu_count = os.cpu_count() or 1
+    kwargs: dict[str, Any] = dict(
+        n_ctx=n_ctx,
+        n_batch=min(placement.n_batch, n_ctx),
+        n_ubatch=min(placement.n_batch, n_ctx),
+        n_gpu_layers=gpu_layers,
+        use_mmap=overrides is None,
+        flash_attn=placement.kv_type is not None,
+        n_threads=placement.threads or cpu_count,
+        n_threads_batch=placement.threads or cpu_count,
+        verbose=placement.verbose,
+    )
+    if placement.kv_type is not None:
+        kwargs["type_k"] = kwargs["type_v"] = _GGML_TYPES[placement.kv_type]
+    if placement.seed is not None:
+        kwargs["seed"] = placement.seed
+    try:
+        with model_params_with_overrides(overrides):
+            llm = llama_cpp.Llama(str(path), **kwargs)
+    except (ValueError, RuntimeError) as error:
+        raise ModelUnavailable(f"llama.cpp could not load {path}: {error}") from error
+    return LoadedModel(llm, n_ctx, overrides, notices)

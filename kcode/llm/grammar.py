@@ -1,0 +1,83 @@
+"""GBNF grammars for constrained tool calls (``--constrain-tools``).
+
+Generation runs free until the tool-call opener appears; the rest of the step is then
+sampled under a grammar for the envelope (Kimi's section markers or Hermes' ``<tool_call>``
+tags) plus each tool's JSON schema. The grammar starts *after* the opener.
+
+The schemas go through llama-cpp-python's JSON-schema→GBNF port with one change: its
+``char`` rule admits raw control characters inside strings, which are invalid JSON, so the
+rule is replaced with one that excludes U+0000–U+001F.
+"""
+
+from __future__ import annotations
+
+import re
+
+from kcode.llm.base import ToolSpec
+
+__all__ = ["STRICT_CHAR_RULE", "tool_call_grammar", "schema_rules"]
+
+STRICT_CHAR_RULE = (
+    r'[^"\\\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])'
+)
+_RULE_NAME = re.compile(r"[^a-zA-Z0-9-]+")
+
+
+def _literal(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return f'"{escaped}"'
+
+
+def schema_rules(tools: list[ToolSpec]) -> tuple[dict[str, str], dict[str, str]]:
+    """(GBNF rules, tool name → rule name of its arguments object)."""
+    from llama_cpp.llama_grammar import SchemaConverter
+
+    converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    names: dict[str, str] = {}
+    for tool in tools:
+        schema = converter.resolve_refs(tool.parameters or {"type": "object"}, tool.name)
+        rule_base = "args-" + _RULE_NAME.sub("-", tool.name).strip("-")
+        names[tool.name] = converter.visit(schema, rule_base)
+    rules = dict(converter._rules)
+    if "char" in rules:  # the port's rule lets raw control characters into strings
+        rules["char"] = STRICT_CHAR_RULE
+    return rules, names
+
+
+def tool_call_grammar(tools: list[ToolSpec], opener: str) -> str:
+    """A GBNF grammar for what follows ``opener`` (a Kimi or Hermes tool-call opener)."""
+    from kcode.llm.toolcall_parse import (
+        HERMES_BEGIN,
+        HERMES_END,
+        KIMI_ARGUMENT_BEGIN,
+        KIMI_CALL_BEGIN,
+        KIMI_CALL_END,
+        KIMI_SECTION_BEGIN,
+        KIMI_SECTION_END,
+    )
+
+    rules, names = schema_rules(tools)
+    if opener in (KIMI_SECTION_BEGIN, KIMI_CALL_BEGIN):
+        calls = " | ".join(
+            f'{_literal(f"functions.{name}:")} idx {_literal(KIMI_ARGUMENT_BEGIN)} {rule}'
+            for name, rule in names.items()
+        )
+        rules["kimi-call"] = f"({calls}) {_literal(KIMI_CALL_END)}"
+        rules["idx"] = "[0-9] [0-9]?"
+        if opener == KIMI_SECTION_BEGIN:
+            rules["root"] = (f'{_literal(KIMI_CALL_BEGIN)} kimi-call '
+                             f'({_literal(KIMI_CALL_BEGIN)} kimi-call)* {_literal(KIMI_SECTION_END)}')
+        else:
+            rules["root"] = "kimi-call"
+    elif opener == HERMES_BEGIN:
+        bodies = " | ".join(
+            f'{_literal(chr(34) + name + chr(34))} space "," space "\\"arguments\\"" space ":" space {rule}'
+            for name, rule in names.items()
+        )
+        rules["hermes-call"] = (f'"\\n"? "{{" space "\\"name\\"" space ":" space ({bodies}) '
+                                f'"}}" "\\n"? {_literal(HERMES_END)}')
+        rules["root"] = f'hermes-call ("\\n"? {_literal(HERMES_BEGIN)} hermes-call)*'
+    else:
+        raise ValueError(f"no tool-call grammar for opener {opener!r}")
+    rules.setdefault("space", '" "?')
+    return "\n".join(f"{name} ::= {rule}" for name, rule in sorted(rules.items()))
