@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 __all__ = ["list_candidates", "skip_reason_for_path", "skip_reason_for_content", "MAX_FILE_BYTES"]
 
@@ -57,18 +57,19 @@ def _git_files(root: Path) -> list[str] | None:
     if result.returncode != 0:
         return None
     names = [os.fsdecode(name) for name in result.stdout.split(b"\0") if name]
-    # ls-files lists deleted-but-tracked files and submodule folders too: keep regular files.
-    return [name for name in names if os.path.isfile(root / name) and not os.path.islink(root / name)]
+    # This lists deleted-but-tracked files, symlinks and submodule folders too: the index
+    # keeps only the regular files it can stat.
+    return names
 
 
 def _walk_files(root: Path) -> list[str]:
     found = []
-    for directory, dirnames, filenames in os.walk(root):
+    top = str(root)
+    for directory, dirnames, filenames in os.walk(top):
         dirnames[:] = [d for d in dirnames if d not in _WALK_SKIP_DIRS and not d.endswith(".egg-info")]
-        for filename in filenames:
-            full = os.path.join(directory, filename)
-            if os.path.isfile(full) and not os.path.islink(full):
-                found.append(PurePosixPath(Path(full).relative_to(root)).as_posix())
+        prefix = os.path.relpath(directory, top).replace(os.sep, "/")
+        prefix = "" if prefix == "." else prefix + "/"
+        found.extend(prefix + filename for filename in filenames)
     return found
 
 
@@ -78,20 +79,21 @@ def list_candidates(root: Path) -> tuple[list[str], bool]:
     from_git = names is not None
     if names is None:
         names = _walk_files(root)
-    return sorted(set(PurePosixPath(n).as_posix() for n in names)), from_git
+    return sorted(set(names)), from_git
 
 
 def skip_reason_for_path(path: str, size: int) -> str | None:
     """Why a file is left out judging by its path and size alone, or None."""
-    pure = PurePosixPath(path)
-    name = pure.name
-    if any(part in _VENDOR_DIRS for part in pure.parts[:-1]):
+    parts = path.split("/")
+    name = parts[-1]
+    if any(part in _VENDOR_DIRS for part in parts[:-1]):
         return "vendored"
     if name in _LOCK_FILES or name.endswith(_GENERATED_SUFFIXES):
         return "generated"
     if name.endswith(_MINIFIED_SUFFIXES):
         return "minified"
-    if pure.suffix.lower() in _BINARY_EXTENSIONS:
+    dot = name.rfind(".")
+    if dot > 0 and name[dot:].lower() in _BINARY_EXTENSIONS:
         return "binary"
     if size > MAX_FILE_BYTES:
         return "too large"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,10 +82,13 @@ class RepoIndex:
         files: dict[str, IndexedFile] = {}
         skipped: dict[str, str] = {}
         changed = False
+        top = str(self.root) + os.sep
         for name in names:
             try:
-                st = os.stat(self.root / name)
+                st = os.lstat(top + name)
             except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode):  # symlinks, submodules
                 continue
             reason = skip_reason_for_path(name, st.st_size)
             if reason is not None:

@@ -40,6 +40,13 @@ _PYTHON_EXTRA = """
 (class_definition body: (block (expression_statement (assignment left: (identifier) @name) @definition.field)))
 """
 
+# tree-sitter-c's and tree-sitter-cpp's tags.scm record definitions only.
+_C_EXTRA = """
+(call_expression function: (identifier) @name) @reference.call
+(call_expression function: (field_expression field: (field_identifier) @name)) @reference.call
+(type_identifier) @name @reference.type
+"""
+
 # tree-sitter-c-sharp ships no tags query.
 _CSHARP = """
 (class_declaration name: (identifier) @name) @definition.class
@@ -75,10 +82,20 @@ LANGUAGES: dict[str, LanguageSpec] = {
         LanguageSpec("go", "tree_sitter_go"),
         LanguageSpec("rust", "tree_sitter_rust"),
         LanguageSpec("java", "tree_sitter_java"),
-        LanguageSpec("c", "tree_sitter_c"),
-        LanguageSpec("cpp", "tree_sitter_cpp"),
+        LanguageSpec("c", "tree_sitter_c", extra_query=_C_EXTRA),
+        LanguageSpec(
+            "cpp",
+            "tree_sitter_cpp",
+            extra_query=_C_EXTRA + "(call_expression function: (qualified_identifier name: (identifier) @name)) @reference.call\n",
+        ),
         LanguageSpec("ruby", "tree_sitter_ruby"),
-        LanguageSpec("php", "tree_sitter_php", "language_php"),
+        # Its tags.scm expects qualified_name callees; plain ``f()`` is a bare (name) now.
+        LanguageSpec(
+            "php",
+            "tree_sitter_php",
+            "language_php",
+            extra_query="(function_call_expression function: (name) @name) @reference.call\n",
+        ),
         LanguageSpec("csharp", "tree_sitter_c_sharp", query_modules=("-",), extra_query=_CSHARP),
     )
 }
@@ -101,7 +118,9 @@ _EXTENSIONS = {
 
 def language_for(path: str) -> str | None:
     """Our language name for a file path, or None for plain text."""
-    name = _EXTENSIONS.get(Path(path).suffix.lower())
+    base = path.rsplit("/", 1)[-1]
+    dot = base.rfind(".")
+    name = _EXTENSIONS.get(base[dot:].lower()) if dot > 0 else None
     if name is None:
         return None
     return name if load_language(name) is not None else None

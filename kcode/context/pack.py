@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from kcode.context.index import RepoIndex
-from kcode.context.rank import Ranker, Ranking, seeds_from_task
+import numpy as np
+
+from kcode.context.rank import PathIndex, Ranker, Ranking, seeds_from_task
 from kcode.context.render import map_unit_chars, render_file, render_map
 from kcode.errors import UsageError
 
@@ -101,15 +103,19 @@ class Packer:
         self.index = RepoIndex.open(root, cache_path, persist=persist)
         self.ranker = Ranker()
         self.lock = threading.Lock()
+        self._derived: tuple[int, dict[str, int], PathIndex] | None = None  # per index version
 
     def rank(
         self, task: str, focus_files: Sequence[str] = (), failing_files: Sequence[str] = ()
     ) -> Ranking:
         files = self.index.files
+        if self._derived is None or self._derived[0] != self.index.version:
+            self._derived = (self.index.version, self.ranker.definer_counts(files), PathIndex(files))
         seeds = seeds_from_task(
             task,
             files,
-            self.ranker.definer_counts(files),
+            self._derived[1],
+            self._derived[2],
             focus_files=[self._relative(f) for f in focus_files],
             failing_files=[self._relative(f) for f in failing_files],
         )
@@ -226,13 +232,32 @@ class Packer:
         return chosen
 
     def _fit_map(self, ranking: Ranking, whole: set[str], prefix: str, budget: int, fitter: _Fitter):
+        """The map of the best-ranked units (file listings and definitions) that fits."""
         files = self.index.files
-        units = [(score, path, -1) for path, score in ranking.file_scores.items() if path not in whole]
-        units += [(score, path, j) for score, path, j in ranking.definitions if path not in whole]
-        units.sort(key=lambda u: (-u[0], u[1], u[2]))
-        ordered = [(path, j) for _, path, j in units]
+        paths = ranking.paths
+        position = {p: i for i, p in enumerate(paths)}
+        file_score = np.array([ranking.file_scores[p] for p in paths])
+        # Units: every file (index -1) and every definition, outside the whole files.
+        score = np.concatenate([file_score, ranking.def_score])
+        unit_file = np.concatenate([np.arange(len(paths)), ranking.def_file])
+        unit_index = np.concatenate([np.full(len(paths), -1), ranking.def_index])
+        keep = np.ones(len(score), dtype=bool)
+        for path in whole:
+            keep &= unit_file != position[path]
+        score, unit_file, unit_index = score[keep], unit_file[keep], unit_index[keep]
+        order = np.lexsort((unit_index, unit_file, -score))
+        # Only as many units as could possibly fit are costed (estimates are per character).
+        limit_chars = int(4 * budget * 3 / max(fitter.ratio, 0.25)) + 1
         base = len(prefix)
-        chars = [base] + [base + c for c in map_unit_chars(files, ordered)]
+        ordered: list[tuple[str, int]] = []
+        chars = [base]
+        step = 4096
+        for start in range(0, len(order), step):
+            chunk = order[start : start + step]
+            ordered += [(paths[f], int(j)) for f, j in zip(unit_file[chunk], unit_index[chunk])]
+            chars = [base] + [base + c for c in map_unit_chars(files, ordered)]
+            if chars[-1] > limit_chars:
+                break
 
         def render(n: int) -> str:
             selected: dict[str, set[int]] = {}

@@ -24,7 +24,7 @@ import numpy as np
 
 from kcode.context.index import IndexedFile
 
-__all__ = ["Seeds", "Ranking", "Ranker", "seeds_from_task", "traceback_paths"]
+__all__ = ["Seeds", "Ranking", "Ranker", "PathIndex", "seeds_from_task", "traceback_paths"]
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CODE_CONTEXT = re.compile(r"`[^`\n]{1,200}`")
@@ -45,35 +45,44 @@ class Seeds:
     focus: frozenset[str] = frozenset()  # read or edited by the agent
 
 
-def traceback_paths(text: str, files: Iterable[str]) -> set[str]:
+class PathIndex:
+    """Repo paths by every suffix of their components, and by lower-case stem (built once per
+    file set, reused for every task)."""
+
+    def __init__(self, files: Iterable[str]) -> None:
+        self.by_suffix: dict[str, list[str]] = {}
+        self.by_stem: dict[str, list[str]] = {}
+        for path in files:
+            parts = path.split("/")
+            for i in range(len(parts)):
+                self.by_suffix.setdefault("/".join(parts[i:]), []).append(path)
+            stem = parts[-1].rsplit(".", 1)[0].lower()
+            self.by_stem.setdefault(stem, []).append(path)
+
+    def match(self, named: Iterable[str]) -> set[str]:
+        """Match absolute or partial paths to repo paths by their longest common suffix."""
+        found: set[str] = set()
+        for raw in named:
+            parts = PurePosixPath(raw.replace("\\", "/")).parts
+            for i in range(len(parts)):
+                hits = self.by_suffix.get("/".join(parts[i:]))
+                if hits:
+                    if len(hits) <= 3 or i < len(parts) - 1:
+                        found.update(hits)
+                    break
+        return found
+
+
+def traceback_paths(text: str, paths: PathIndex) -> set[str]:
     """Repo files named in Python tracebacks or ``path:line`` locations in ``text``."""
-    named = _TRACEBACK_PY.findall(text) + _PATH_LINE.findall(text)
-    return _match_paths(named, files)
-
-
-def _match_paths(named: Iterable[str], files: Iterable[str]) -> set[str]:
-    """Match absolute or partial paths to repo paths by their longest common suffix."""
-    by_suffix: dict[str, list[str]] = {}
-    for path in files:
-        parts = path.split("/")
-        for i in range(len(parts)):
-            by_suffix.setdefault("/".join(parts[i:]), []).append(path)
-    found: set[str] = set()
-    for raw in named:
-        parts = PurePosixPath(raw.replace("\\", "/")).parts
-        for i in range(len(parts)):
-            hits = by_suffix.get("/".join(parts[i:]))
-            if hits:
-                if len(hits) <= 3 or i < len(parts) - 1:
-                    found.update(hits)
-                break
-    return found
+    return paths.match(_TRACEBACK_PY.findall(text) + _PATH_LINE.findall(text))
 
 
 def seeds_from_task(
     task: str,
     files: dict[str, IndexedFile],
     defined: dict[str, int],
+    paths_index: PathIndex,
     *,
     focus_files: Sequence[str] = (),
     failing_files: Sequence[str] = (),
@@ -92,20 +101,16 @@ def seeds_from_task(
         codeish = word in code_words or "_" in word or any(c.isupper() for c in word[1:]) or any(c.isdigit() for c in word)
         seeds.identifiers[word] = 1.0 if codeish else 0.25
     paths = seeds.paths
-    for path in _match_paths(_PATHISH.findall(task), files):
+    for path in paths_index.match(_PATHISH.findall(task)):
         paths[path] = paths.get(path, 0.0) + 4.0
-    for path in traceback_paths(task, files) | {f for f in failing_files if f in files}:
+    for path in traceback_paths(task, paths_index) | {f for f in failing_files if f in files}:
         paths[path] = paths.get(path, 0.0) + 4.0
     for path in seeds.focus:
         paths[path] = paths.get(path, 0.0) + 2.0
     # A word naming a module (``autodetector`` for autodetector.py) seeds that module weakly.
     words = {w.lower() for w in _IDENT.findall(task) if len(w) >= 4}
-    stems: dict[str, list[str]] = {}
-    for path in files:
-        stem = PurePosixPath(path).stem.lower()
-        if stem in words:
-            stems.setdefault(stem, []).append(path)
-    for stem, hits in stems.items():
+    for stem in sorted(words):
+        hits = paths_index.by_stem.get(stem, ())
         for path in hits:
             paths[path] = paths.get(path, 0.0) + 1.0 / len(hits)
     return seeds
@@ -115,15 +120,24 @@ def seeds_from_task(
 class Ranking:
     files: list[str]  # best first
     file_scores: dict[str, float]
-    # (score, path, index into that file's tags.definitions), best first
-    definitions: list[tuple[float, str, int]]
+    paths: list[str]  # sorted; def_file indexes into it
+    def_score: np.ndarray  # definitions, best first: score,
+    def_file: np.ndarray  # the file (index into paths),
+    def_index: np.ndarray  # and the index into that file's tags.definitions
+
+    @property
+    def definitions(self) -> list[tuple[float, str, int]]:
+        return [
+            (float(s), self.paths[f], int(j)) for s, f, j in zip(self.def_score, self.def_file, self.def_index)
+        ]
 
 
 @dataclass
 class _FileArrays:
     ref_ids: np.ndarray
     ref_counts: np.ndarray
-    def_ids: np.ndarray
+    def_ids: np.ndarray  # unique defined names
+    def_all: np.ndarray  # the name of each entry of tags.definitions, in order
 
 
 class Ranker:
@@ -132,6 +146,7 @@ class Ranker:
     def __init__(self) -> None:
         self._ids: dict[str, int] = {}
         self._names: list[str] = []
+        self._static: list[float] = []  # per name: ×0.1 private, ×10 long descriptive
         self._arrays: dict[str, tuple[object, _FileArrays]] = {}
 
     def _id(self, name: str) -> int:
@@ -139,6 +154,7 @@ class Ranker:
         if ident is None:
             ident = self._ids[name] = len(self._names)
             self._names.append(name)
+            self._static.append(0.1 if name.startswith("_") else 10.0 if _LONG_NAME.match(name) else 1.0)
         return ident
 
     def _file_arrays(self, indexed: IndexedFile) -> _FileArrays:
@@ -151,6 +167,7 @@ class Ranker:
             np.array([self._id(n) for n in names], dtype=np.int64),
             np.array([counts[n] for n in names], dtype=np.float64),
             np.array(sorted({self._id(n) for n in indexed.tags.defined_names}), dtype=np.int64),
+            np.array([self._id(d.name) for d in indexed.tags.definitions], dtype=np.int64),
         )
         self._arrays[indexed.path] = (indexed.tags, arrays)
         return arrays
@@ -166,7 +183,8 @@ class Ranker:
         paths = sorted(files)
         n_files = len(paths)
         if n_files == 0:
-            return Ranking([], {}, [])
+            empty = np.zeros(0, dtype=np.int64)
+            return Ranking([], {}, [], np.zeros(0), empty, empty)
         for stale in set(self._arrays) - set(files):
             del self._arrays[stale]
         arrays = [self._file_arrays(files[p]) for p in paths]
@@ -179,17 +197,11 @@ class Ranker:
         n_def = np.bincount(def_ident, minlength=n_ident).astype(np.float64)
 
         # Identifier multipliers, as in Aider's repo map.
-        mult = np.ones(n_ident)
+        mult = np.array(self._static)
         for name, weight in seeds.identifiers.items():
             if name in self._ids:
                 mult[self._ids[name]] *= 1.0 + 9.0 * weight
         mult[n_def > 5] *= 0.1
-        for ident in np.flatnonzero(n_def > 0):
-            name = self._names[ident]
-            if name.startswith("_"):
-                mult[ident] *= 0.1
-            elif _LONG_NAME.match(name):
-                mult[ident] *= 10.0
 
         keep = n_def[ref_ident] > 0
         ref_file, ref_ident = ref_file[keep], ref_ident[keep]
@@ -215,7 +227,7 @@ class Ranker:
         # Rounding makes the order immune to last-bit differences between machines.
         rank = np.round(rank / rank.sum(), 12)
         to_ident = np.bincount(ref_ident, rank[ref_file] * share, minlength=n_ident) * split
-        return self._result(paths, files, rank, to_ident, seeds)
+        return self._result(paths, arrays, rank, to_ident, seeds)
 
     def _restart(self, paths, files, seeds: Seeds, def_file, def_ident, split) -> np.ndarray:
         n_files = len(paths)
@@ -234,23 +246,33 @@ class Ranker:
             return uniform
         return 0.85 * seed / seed.sum() + 0.15 * uniform
 
-    def _result(self, paths, files, rank, to_ident, seeds: Seeds) -> Ranking:
+    def _result(self, paths, arrays: list[_FileArrays], rank, to_ident, seeds: Seeds) -> Ranking:
         order = sorted(range(len(paths)), key=lambda i: (-rank[i], paths[i]))
         ranked_files = [paths[i] for i in order]
-        definitions: list[tuple[float, str, int]] = []
-        for i, path in enumerate(paths):
-            defs = files[path].tags.definitions
-            if not defs:
-                continue
-            inflow = [float(to_ident[self._ids[d.name]]) for d in defs]
-            for j, d in enumerate(defs):
-                if d.name in seeds.identifiers:
-                    inflow[j] += (sum(inflow) + 1e-9) * seeds.identifiers[d.name]
-            total = sum(inflow)
-            for j, flow in enumerate(inflow):
-                # A definition's share of its file's rank; unreferenced ones keep a sliver so
-                # they still order by their file's rank.
-                score = rank[i] * (flow / total if total > 0 else 0.0) + rank[i] * 1e-3 / len(defs)
-                definitions.append((round(float(score), 15), path, j))
-        definitions.sort(key=lambda t: (-t[0], t[1], t[2]))
-        return Ranking(ranked_files, {p: float(rank[i]) for i, p in enumerate(paths)}, definitions)
+        n_files = len(paths)
+        counts = np.array([len(a.def_all) for a in arrays])
+        def_file = np.repeat(np.arange(n_files), counts)
+        def_ident = np.concatenate([a.def_all for a in arrays])
+        def_index = np.concatenate([np.arange(c) for c in counts]) if len(counts) else def_file
+        inflow = to_ident[def_ident]
+        boost = np.zeros(len(self._names))
+        for name, weight in seeds.identifiers.items():
+            if name in self._ids:
+                boost[self._ids[name]] = weight
+        # A definition the task names gets its file's whole in-flow again, times its weight.
+        file_inflow = np.bincount(def_file, inflow, minlength=n_files)
+        inflow = inflow + (file_inflow[def_file] + 1e-9) * boost[def_ident]
+        total = np.bincount(def_file, inflow, minlength=n_files)[def_file]
+        share = np.divide(inflow, total, out=np.zeros_like(inflow), where=total > 0)
+        # A definition's share of its file's rank; unreferenced ones keep a sliver so they
+        # still order by their file's rank.
+        score = np.round(rank[def_file] * (share + 1e-3 / counts[def_file]), 15)
+        best = np.lexsort((def_index, def_file, -score))
+        return Ranking(
+            ranked_files,
+            {p: float(rank[i]) for i, p in enumerate(paths)},
+            paths,
+            score[best],
+            def_file[best],
+            def_index[best],
+        )

@@ -17,7 +17,7 @@ from kcode.context.languages import load_language
 
 __all__ = ["Definition", "FileTags", "extract_tags", "parse_count", "TAGS_SCHEMA"]
 
-TAGS_SCHEMA = 3  # bump when FileTags or our queries change: part of the cache key
+TAGS_SCHEMA = 4  # bump when FileTags or our queries change: part of the cache key
 
 # Scopes shown around a definition although the tags query does not capture them.
 _SCOPE_TYPES = frozenset(

@@ -1,0 +1,95 @@
+"""Ranking by the task, the budget, and byte-identical packs."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kcode.context.pack import Packer
+from kcode.llm.base import estimate_tokens
+
+
+
+def packer(root: Path, tmp_path: Path) -> Packer:
+    return Packer(root, cache_path=tmp_path / "cache" / "tags.sqlite")
+
+
+def words(text: str) -> int:
+    """A stricter tokenizer than the estimate: one token per whitespace-separated piece."""
+    return len(text.split()) + text.count("\n")
+
+
+@pytest.mark.parametrize(
+    ("task", "expected"),
+    [
+        ("compute_discount gives the wrong total for large carts", "shop/pricing.py"),
+        ("InventoryLedger.reserve_stock should refuse negative counts", "shop/inventory.py"),
+        ("the ShoppingCart loses items", "shop/cart.py"),
+    ],
+)
+def test_files_defining_task_identifiers_rank_first(small_repo, tmp_path, task, expected):
+    p = packer(small_repo, tmp_path)
+    p.index.refresh()
+    assert p.rank(task).files[0] == expected
+
+
+def test_traceback_and_focus_files_are_seeds(small_repo, tmp_path):
+    p = packer(small_repo, tmp_path)
+    p.index.refresh()
+    trace = 'Traceback (most recent call last):\n  File "/ci/build/shop/views.py", line 7, in checkout_view\n'
+    assert p.rank(trace).files[0] == "shop/views.py"
+    assert p.rank("", focus_files=[str(small_repo / "web/app.js")]).files[0] == "web/app.js"
+
+
+@pytest.mark.parametrize("mode", ["auto", "map", "full"])
+@pytest.mark.parametrize("budget", [40, 90, 150, 300, 5000])
+@pytest.mark.parametrize("count", [estimate_tokens, words])
+def test_budget_is_never_exceeded(small_repo, tmp_path, mode, budget, count):
+    pack = packer(small_repo, tmp_path).pack(task="compute_discount", count_tokens=count, budget=budget, mode=mode)
+    assert pack.stats["tokens"] == (count(pack.text) if pack.text else 0)
+    assert pack.stats["tokens"] <= budget
+
+
+def test_whole_repo_when_it_fits(small_repo, tmp_path, small_files):
+    pack = packer(small_repo, tmp_path).pack(task="", count_tokens=estimate_tokens, budget=100_000)
+    assert pack.stats["mode_used"] == "full"
+    assert pack.stats["files_whole"] == sorted(small_files)
+    for text in small_files.values():
+        assert text in pack.text
+
+
+def test_map_plus_top_file_fills_the_budget(tmp_path, tree_writer):
+    # A repository too big to fit: the map and the best files fill 98-100 % of the budget.
+    files = {f"pkg/mod{i:03d}.py": "".join(
+        f"def function_{i}_{j}(argument_{j}, other):\n    return helper_{(i + j) % 50}(argument_{j})\n\n"
+        for j in range(12)) for i in range(60)}
+    files.update({"pkg/helpers.py": "".join(f"def helper_{k}(x):\n    return x\n\n" for k in range(50))})
+    root = tree_writer(tmp_path / "big", files)
+    budget = 3000
+    pack = packer(root, tmp_path).pack(task="helper_7 is slow", count_tokens=estimate_tokens, budget=budget)
+    assert pack.stats["mode_used"] == "auto"
+    assert 0.98 * budget <= pack.stats["tokens"] <= budget
+    assert "pkg/helpers.py" in pack.stats["files_whole"]
+    assert "def helper_7(x):" in pack.text
+    assert pack.stats["files_in_map"]
+
+
+def test_pack_is_byte_identical_across_runs_and_locations(tmp_path, tree_writer, small_files):
+    first = tree_writer(tmp_path / "one" / "repo", small_files)
+    order = sorted(small_files, reverse=True)
+    second = tree_writer(tmp_path / "elsewhere" / "deeper" / "repo", small_files, order=order)
+    subprocess.run(["git", "init", "-q", str(second)], check=True)  # git listing vs directory walk
+    texts = set()
+    for root, cache in ((first, "a"), (first, "b"), (second, "c")):
+        for _ in range(2):
+            p = Packer(root, cache_path=tmp_path / cache / "tags.sqlite")
+            texts.add(p.pack(task="format_price rounding", count_tokens=estimate_tokens, budget=150).text)
+    assert len(texts) == 1
+    assert str(tmp_path) not in texts.pop()
+
+
+def test_pack_none_is_empty(small_repo, tmp_path):
+    pack = packer(small_repo, tmp_path).pack(task="", count_tokens=estimate_tokens, budget=1000, mode="none")
+    assert pack.text == "" and pack.stats["tokens"] == 0

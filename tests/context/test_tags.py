@@ -1,0 +1,73 @@
+"""Tags for each supported language on small fixtures."""
+
+from __future__ import annotations
+
+import pytest
+
+from kcode.context.languages import LANGUAGES, language_for, load_language
+from kcode.context.tags import extract_tags
+
+CASES = [
+    ("a.py", "class Greeter:\n    def greet(self, name):\n        return helper(name)\n\ndef helper(x):\n    return x\n",
+     {"Greeter", "greet", "helper"}, {"helper"}),
+    ("a.js", "class Greeter {\n  greet(name) { return helper(name); }\n}\nfunction helper(x) { return x; }\n",
+     {"Greeter", "greet", "helper"}, {"helper"}),
+    ("a.ts", "interface Shape { area(): number }\nclass Square implements Shape {\n  area(): number { return side(this); }\n}\n"
+     "function side(s: Square): number { return 1; }\n", {"Shape", "Square", "side"}, {"side"}),
+    ("a.tsx", "function Button(props: Props) {\n  return <div onClick={() => handle(props)} />;\n}\nfunction handle(p: Props) {}\n",
+     {"Button", "handle"}, {"handle"}),
+    ("a.go", "package main\n\ntype Server struct{}\n\nfunc (s *Server) Start() { run() }\n\nfunc run() {}\n",
+     {"Server", "Start", "run"}, {"run"}),
+    ("a.rs", "struct Engine;\nimpl Engine {\n    fn start(&self) { ignite(); }\n}\nfn ignite() {}\n",
+     {"Engine", "start", "ignite"}, {"ignite"}),
+    ("A.java", "public class Account {\n  public void deposit(int x) { audit(x); }\n  void audit(int x) {}\n}\n",
+     {"Account", "deposit", "audit"}, {"audit"}),
+    ("a.c", "struct point { int x; };\nint area(int w) { return scale(w); }\nint scale(int v) { return v; }\n",
+     {"area", "scale"}, {"scale"}),
+    ("a.cpp", "namespace geo {\nclass Circle {\n public:\n  double area() { return radius(); }\n  double radius();\n};\n}\n",
+     {"Circle", "area"}, {"radius"}),
+    ("a.rb", "module Billing\n  class Invoice\n    def total\n      compute_tax\n    end\n  end\nend\n",
+     {"Billing", "Invoice", "total"}, {"compute_tax"}),
+    ("a.php", "<?php\nclass Mailer {\n  function send($m) { return format_mail($m); }\n}\nfunction format_mail($m) { return $m; }\n",
+     {"Mailer", "send", "format_mail"}, {"format_mail"}),
+    ("a.cs", "namespace App {\n  class Store {\n    public void Save() { Flush(); }\n    void Flush() {}\n  }\n}\n",
+     {"Store", "Save", "Flush"}, {"Flush"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("filename", "source", "definitions", "references"), CASES, ids=[c[0] for c in CASES])
+def test_tags_per_language(filename, source, definitions, references):
+    language = language_for(filename)
+    assert language is not None, f"no grammar for {filename}"
+    tags = extract_tags(source.encode(), language)
+    assert definitions <= {d.name for d in tags.definitions}
+    assert references <= {name for name, _ in tags.references}
+
+
+def test_every_language_loads():
+    assert all(load_language(name) is not None for name in LANGUAGES)
+
+
+def test_method_is_shown_inside_its_class():
+    tags = extract_tags(CASES[0][1].encode(), "python")
+    greet = next(d for d in tags.definitions if d.name == "greet")
+    assert [tags.headers[s][1] for s in greet.scopes] == ["class Greeter:"]
+    assert tags.headers[greet.header][1] == "    def greet(self, name):"
+
+
+def test_multiline_signature_is_kept_whole():
+    source = b"def build(\n    root,\n    *,\n    task,\n):\n    return 1\n"
+    tags = extract_tags(source, "python")
+    assert tags.headers[tags.definitions[0].header][1] == "def build(\n    root,\n    *,\n    task,\n):"
+
+
+def test_unknown_language_is_plain_text():
+    assert language_for("notes.txt") is None
+    assert extract_tags(b"hello\nworld\n", None).definitions == []
+
+
+def test_tags_round_trip_json():
+    tags = extract_tags(CASES[5][1].encode(), "rust")
+    from kcode.context.tags import FileTags
+
+    assert FileTags.from_json(tags.to_json()) == tags
