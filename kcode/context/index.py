@@ -58,6 +58,7 @@ class RepoIndex:
     last: RefreshStats = field(default_factory=RefreshStats)
     _stats: dict[str, StatRow] | None = None
     _version: int = 0  # bumped whenever the file set or any file's tags change
+    _path_verdicts: dict[tuple[str, int], tuple[str | None, str | None]] = field(default_factory=dict)
 
     @classmethod
     def open(cls, root: Path, cache_path: Path | None = None, *, persist: bool = True) -> RepoIndex:
@@ -90,7 +91,13 @@ class RepoIndex:
                 continue
             if not stat.S_ISREG(st.st_mode):  # symlinks, submodules
                 continue
-            reason = skip_reason_for_path(name, st.st_size)
+            verdict = self._path_verdicts.get((name, st.st_size))
+            if verdict is None:  # (path skip reason, language), remembered per path and size
+                verdict = self._path_verdicts[(name, st.st_size)] = (
+                    skip_reason_for_path(name, st.st_size),
+                    language_for(name),
+                )
+            reason, language = verdict
             if reason is not None:
                 skipped[name] = reason
                 continue
@@ -109,7 +116,6 @@ class RepoIndex:
             if row[3] is not None:
                 skipped[name] = row[3]
                 continue
-            language = language_for(name)
             old = self.files.get(name)
             if old is not None and old.size == row[0] and name not in changed_rows and old.language == language:
                 files[name] = old

@@ -216,13 +216,13 @@ class Ranker:
 
         restart = self._restart(paths, files, seeds, def_file, def_ident, split)
         rank = np.full(n_files, 1.0 / n_files)
-        for _ in range(100):
+        for _ in range(60):
             to_ident = np.bincount(ref_ident, rank[ref_file] * share, minlength=n_ident) * split
             walked = np.bincount(def_file, to_ident[def_ident], minlength=n_files)
             new = DAMPING * walked + (DAMPING * rank[dangling].sum() + 1.0 - DAMPING) * restart
             delta = np.abs(new - rank).sum()
             rank = new
-            if delta < 1e-12:
+            if delta < 1e-9:
                 break
         # Rounding makes the order immune to last-bit differences between machines.
         rank = np.round(rank / rank.sum(), 12)
