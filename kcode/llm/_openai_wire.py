@@ -122,7 +122,9 @@ class StepAccumulator:
                 partial = self.calls.setdefault(int(call.get("index", position)), _PartialCall())
                 partial.id = partial.id or call.get("id") or ""
                 function = call.get("function") or {}
-                partial.name += function.get("name") or ""
+                name = function.get("name") or ""
+                if name != partial.name:  # some servers repeat the full name in every delta
+                    partial.name += name
                 partial.arguments.append(function.get("arguments") or "")
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]

@@ -53,6 +53,7 @@ from kcode.llm.base import (
     CancelToken,
     Message,
     ReasoningChunk,
+    StepEnd,
     StreamChunk,
     TextChunk,
     ToolSpec,
@@ -126,6 +127,26 @@ def _server_message(response: httpx.Response) -> str:
     return json.dumps(body)[:500]
 
 
+def _complete_calls(end: StepEnd, tools: list[ToolSpec], step: int) -> StepEnd:
+    """Check structured calls against their schemas; when the server sent none, parse the
+    text the way the in-process backend does (servers without a tool-call parser, such as
+    llama-server without ``--jinja``, pass ``<tool_call>`` or bare JSON through as text)."""
+    from kcode.llm.toolcall_parse import parse_output, validate_call
+
+    if end.tool_calls:
+        end.tool_calls = [validate_call(call, tools) for call in end.tool_calls]
+        return end
+    if not tools and "<think>" not in end.content:
+        return end
+    parsed = parse_output(end.content, tools, id_prefix=f"call_{step}")
+    end.content = parsed.content
+    end.reasoning = end.reasoning or parsed.reasoning
+    end.tool_calls = parsed.tool_calls
+    if parsed.tool_calls and end.finish_reason == "stop":
+        end.finish_reason = "tool_calls"
+    return end
+
+
 class OpenAICompatModel:
     def __init__(
         self,
@@ -142,6 +163,8 @@ class OpenAICompatModel:
         max_retry_after: float = 60.0,
         read_timeout: float = 600.0,
         connect_timeout: float = 10.0,
+        tool_choice: str | dict[str, Any] | None = None,
+        extra_body: dict[str, Any] | None = None,
     ) -> None:
         self.provider = provider
         self.model = model
@@ -155,6 +178,8 @@ class OpenAICompatModel:
                 f"{self.name} needs an API key: set {provider.key_variable} (or KCODE_API_KEY)"
             )
         self.session_id = session_id
+        self.tool_choice = tool_choice
+        self.extra_body = dict(extra_body or {})  # e.g. temperature, max_tokens, seed
         self.max_attempts = max(1, max_attempts)
         self.backoff_base, self.backoff_cap, self.max_retry_after = backoff_base, backoff_cap, max_retry_after
         self._configured_window = context_window
@@ -236,10 +261,15 @@ class OpenAICompatModel:
                         if text:
                             streamed = True
                             yield TextChunk(text)
-                    end = accumulator.finish(step_id=str(self._steps))
-                    if accumulator.usage is None:  # the server sent no usage: estimate it
+                    end = _complete_calls(accumulator.finish(step_id=str(self._steps)), tools, self._steps)
+                    # Estimate what the server did not count (some send no usage at all;
+                    # llama-cpp-python's server reports 0 completion tokens when streaming).
+                    if not end.usage.input_tokens:
                         end.usage.input_tokens = estimate_tokens(json.dumps(body["messages"]))
-                        end.usage.output_tokens = estimate_tokens(end.reasoning + end.content)
+                    if not end.usage.output_tokens:
+                        output = "".join(accumulator.reasoning + accumulator.content)
+                        output += "".join(call.raw for call in end.tool_calls)
+                        end.usage.output_tokens = estimate_tokens(output)
                     yield end
                     return
             except TransientModelError as error:
@@ -274,9 +304,11 @@ class OpenAICompatModel:
         }
         if tools:
             body["tools"] = [tool.to_openai() for tool in tools]
+            if self.tool_choice is not None:
+                body["tool_choice"] = self.tool_choice
         if self.session_id:
             body["prompt_cache_key"] = self.session_id
-        return body
+        return {**body, **self.extra_body}
 
     def _check_status(self, response: httpx.Response) -> None:
         status = response.status_code

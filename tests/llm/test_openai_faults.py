@@ -212,6 +212,39 @@ def test_invalid_tool_call_json_becomes_an_error_not_a_crash(server: Server) -> 
     assert nameless.error == "the tool call has no function name"
 
 
+def test_servers_that_repeat_the_name_in_every_delta(server: Server) -> None:
+    # llama-cpp-python's server repeats id and name in each tool-call delta
+    deltas = ['{"path"', ': "m', 'ain.py"}']
+    server.default = Reply(
+        events=[chunk({"tool_calls": [{"index": 0, "id": "call_x", "function": {"name": "read_file", "arguments": part}}]})
+                for part in deltas] + [chunk({}, "tool_calls")]
+    )  # fmt: skip
+    (call,) = run(make(server))[-1].tool_calls
+    assert (call.id, call.name, call.arguments, call.error) == ("call_x", "read_file", {"path": "main.py"}, None)
+
+
+def test_structured_calls_are_checked_against_the_schema(server: Server) -> None:
+    server.default = Reply(
+        events=[
+            chunk({"tool_calls": [{"index": 0, "id": "a", "function": {"name": "read_file", "arguments": '{"path": 3}'}}]}),
+            chunk({"tool_calls": [{"index": 1, "id": "b", "function": {"name": "rm_rf", "arguments": "{}"}}]}),
+            chunk({}, "tool_calls"),
+        ]
+    )
+    wrong_type, unknown = run(make(server))[-1].tool_calls
+    assert "do not match its schema" in (wrong_type.error or "")
+    assert "unknown tool 'rm_rf'" in (unknown.error or "")
+
+
+def test_tool_calls_written_as_text_are_parsed(server: Server) -> None:
+    # a server without a tool-call parser passes the model's Hermes/Qwen markup through
+    text = 'Let me look.\n<tool_call>\n{"name": "read_file", "arguments": {"path": "a.py"}}\n</tool_call>'
+    server.default = Reply(events=[chunk({"content": text[:20]}), chunk({"content": text[20:]}, "stop")])
+    end = run(make(server))[-1]
+    assert [(c.name, c.arguments, c.error) for c in end.tool_calls] == [("read_file", {"path": "a.py"}, None)]
+    assert end.content == "Let me look." and end.finish_reason == "tool_calls"
+
+
 def test_usage_is_estimated_when_the_server_sends_none(server: Server) -> None:
     end = run(make(server))[-1]
     assert end.content == "Hello" and end.usage.input_tokens > 0 and end.usage.output_tokens > 0
