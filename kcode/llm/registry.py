@@ -78,9 +78,11 @@ def create_model(spec: str | None, options: ModelOptions | None = None) -> ChatM
     if rest and kind in _OPENAI_KINDS:
         from kcode.llm.openai_compat import PROVIDERS, OpenAICompatModel
 
+        sampling = {"temperature": options.temperature, "seed": options.seed, "max_tokens": options.max_output_tokens}
         return OpenAICompatModel(
             PROVIDERS[kind], rest, base_url=options.base_url, api_key=options.api_key,
             session_id=options.session_id, context_window=options.context_window,
+            extra_body={key: value for key, value in sampling.items() if value is not None},
         )  # fmt: skip
     if spec.endswith(".gguf"):
         return _llamacpp_model(Path(spec), options)
