@@ -106,9 +106,13 @@ def load_llama(path: Path, placement: Placement) -> LoadedModel:
     if placement.kv_type is not None and placement.kv_type not in KV_TYPES:
         raise UsageError(f"--kv-type must be one of {', '.join(KV_TYPES)}, got {placement.kv_type!r}")
     try:
-        vocab = llama_cpp.Llama(str(path), vocab_only=True, n_ctx=64, verbose=False)
-        metadata = dict(vocab.metadata)
-        vocab.close()
+        from llama_cpp import _internals
+
+        params = llama_cpp.llama_model_default_params()
+        params.vocab_only = True  # header and vocabulary only: no weights, no context
+        header = _internals.LlamaModel(path_model=str(path), params=params, verbose=False)
+        metadata = header.metadata()
+        header.close()
     except (ValueError, RuntimeError) as error:
         raise ModelUnavailable(f"cannot read {path}: {error}") from error
     info = _metadata_info(path, metadata)

@@ -4,9 +4,9 @@ Generation runs free until the tool-call opener appears; the rest of the step is
 sampled under a grammar for the envelope (Kimi's section markers or Hermes' ``<tool_call>``
 tags) plus each tool's JSON schema. The grammar starts *after* the opener.
 
-The schemas go through llama-cpp-python's JSON-schema→GBNF port with one change: its
-``char`` rule admits raw control characters inside strings, which are invalid JSON, so the
-rule is replaced with one that excludes U+0000–U+001F.
+The schemas go through llama-cpp-python's JSON-schema→GBNF port with a tighter string
+character rule: the port's ``char`` admits raw control characters (invalid JSON), and since
+grammars match tokens by text, also Kimi's CONTROL marker tokens inside strings.
 """
 
 from __future__ import annotations
@@ -15,11 +15,18 @@ import re
 
 from kcode.llm.base import ToolSpec
 
-__all__ = ["STRICT_CHAR_RULE", "tool_call_grammar", "schema_rules"]
+__all__ = ["STRICT_CHAR_RULE", "STRICT_STRING_RULE", "tool_call_grammar", "schema_rules"]
 
+# A JSON string character: no raw control characters (U+0000-U+001F), and no "<|" — the
+# grammar matches tokens by their text, so without that a CONTROL token such as
+# <|tool_call_end|> could be sampled *inside* a string. A run of "<" must be followed by
+# another character; STRICT_STRING_RULE lets a string end in "<". (A "<x" pair counts as one
+# character against a schema's maxLength, which makes that bound approximate.)
 STRICT_CHAR_RULE = (
-    r'[^"\\\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])'
+    r'[^"\\\x00-\x1F<] | kcode-escape | "<"+ ([^|"\\\x00-\x1F<] | kcode-escape)'
 )
+ESCAPE_RULE = r'"\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])'
+STRICT_STRING_RULE = r'"\"" char* "<"* "\"" space'
 _RULE_NAME = re.compile(r"[^a-zA-Z0-9-]+")
 
 
@@ -41,6 +48,9 @@ def schema_rules(tools: list[ToolSpec]) -> tuple[dict[str, str], dict[str, str]]
     rules = dict(converter._rules)
     if "char" in rules:  # the port's rule lets raw control characters into strings
         rules["char"] = STRICT_CHAR_RULE
+        rules["kcode-escape"] = ESCAPE_RULE
+    if "string" in rules:
+        rules["string"] = STRICT_STRING_RULE
     return rules, names
 
 

@@ -1,0 +1,195 @@
+"""The llama.cpp backend end to end on tiny random-weight models: template rendering, token
+bookkeeping, prefix reuse, the prefix cache, grammar-constrained tool calls, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from kcode.errors import Interrupted, ModelUnavailable
+from kcode.llm import CancelToken, ModelOptions, ReasoningChunk, StepEnd, TextChunk, ToolSpec, create_model
+from kcode.llm._gguf_info import GgufInfo
+from kcode.llm._loader import Placement, choose_context
+from kcode.llm.grammar import tool_call_grammar
+from kcode.llm.llamacpp import LlamaCppModel, Sampling
+from kcode.llm.toolcall_parse import KIMI_SECTION_BEGIN, parse_output
+
+llama_cpp = pytest.importorskip("llama_cpp")
+
+TOOLS = [
+    ToolSpec("read_file", "Read a file", {
+        "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}),
+    ToolSpec("bash", "Run a command", {
+        "type": "object", "properties": {"command": {"type": "string"}, "timeout": {"type": "integer"}},
+        "required": ["command"]}),
+]
+SYSTEM = {"role": "system", "content": "You are kcode. " + "Repository map: calc.py add mul. " * 8}
+USER = {"role": "user", "content": "Fix the failing test."}
+
+
+def run_step(model, messages, tools=TOOLS, cancel=None):
+    chunks = list(model.stream(messages, tools, cancel=cancel))
+    end = chunks[-1]
+    assert isinstance(end, StepEnd) and not any(isinstance(c, StepEnd) for c in chunks[:-1])
+    return chunks, end
+
+
+@pytest.fixture
+def model(tiny_llama_moe):
+    model = create_model(str(tiny_llama_moe), ModelOptions(temperature=0.0, ctx=2048, max_output_tokens=8))
+    yield model
+    model.close()
+
+
+def test_renders_the_gguf_template_with_tools_calls_and_results(model):
+    messages = [SYSTEM, USER,
+                {"role": "assistant", "content": "Reading.", "reasoning": "",
+                 "tool_calls": [{"id": "functions.read_file:0", "name": "read_file", "arguments": {"path": "calc.py"}}]},
+                {"role": "tool", "tool_call_id": "functions.read_file:0", "name": "read_file", "content": "def add(): ..."}]
+    prompt = model._template.render(messages, TOOLS)
+    assert prompt.startswith('<|im_system|>tool_declare<|im_middle|>[{"type": "function"')
+    assert ('<|im_assistant|>assistant<|im_middle|>Reading.<|tool_calls_section_begin|><|tool_call_begin|>'
+            'functions.read_file:0<|tool_call_argument_begin|>{"path": "calc.py"}<|tool_call_end|>'
+            '<|tool_calls_section_end|><|im_end|>') in prompt
+    assert "## Return of functions.read_file:0\ndef add(): ..." in prompt
+    assert prompt.endswith("<|im_assistant|>assistant<|im_middle|>")
+    # markers are single control tokens, and decoding keeps them
+    ids = model._tokenize("<|tool_call_begin|>functions")
+    assert len(ids) < len("<|tool_call_begin|>") and model._detokenize(ids) == "<|tool_call_begin|>functions"
+
+
+def test_a_step_streams_then_ends_with_usage(model):
+    chunks, end = run_step(model, [SYSTEM, USER])
+    prompt_tokens = model.count_tokens(model._template.render([SYSTEM, USER], TOOLS))
+    assert end.usage.input_tokens == prompt_tokens and end.usage.cached_input_tokens == 0
+    assert 1 <= end.usage.output_tokens <= 8
+    streamed = "".join(c.text for c in chunks if isinstance(c, TextChunk | ReasoningChunk))
+    assert "<|" not in streamed
+    assert model.context_window == 2048
+
+
+def test_second_step_evaluates_only_the_new_tokens(model):
+    _, first = run_step(model, [SYSTEM, USER])
+    turn = {"role": "assistant", "content": first.content, "reasoning": first.reasoning, "tool_calls": []}
+    follow_up = {"role": "user", "content": "Now run the tests, please."}
+    before = model._template.render([SYSTEM, USER], TOOLS)
+    after = model._template.render([SYSTEM, USER, turn, follow_up], TOOLS)
+    _, second = run_step(model, [SYSTEM, USER, turn, follow_up])
+    assert second.usage.cached_input_tokens >= first.usage.input_tokens
+    new_tokens = model.count_tokens(after) - model.count_tokens(before)
+    assert second.usage.input_tokens <= new_tokens + 1
+    assert second.usage.input_tokens + second.usage.cached_input_tokens == len(model._last_prompt[1])
+
+
+def test_generated_ids_are_kept_when_the_template_reproduces_them(model):
+    """When the next prompt extends prompt + generated text, nothing is re-evaluated
+    except the unevaluated last token and the new suffix."""
+    messages = [SYSTEM, USER]
+    run_step(model, messages)
+    prompt_text, _ = model._last_prompt
+    turn_text, turn_tokens = model._last_turn
+    suffix = "<|im_end|><|im_user|>user<|im_middle|>go on<|im_end|>"
+    tokens = model._prompt_tokens(turn_text + suffix, messages, TOOLS)
+    assert tokens[: len(turn_tokens)] == turn_tokens  # generated ids reused verbatim
+    assert tokens[len(turn_tokens):] == model._tokenize(suffix)
+
+
+def test_prefix_cache_saves_then_restores_the_stable_prefix(tiny_llama_moe, tmp_path):
+    options = ModelOptions(temperature=0.0, ctx=2048, max_output_tokens=4, prefix_cache=str(tmp_path / "kv"))
+    messages = [SYSTEM, USER]
+    cold = create_model(str(tiny_llama_moe), options)
+    _, cold_end = run_step(cold, messages)
+    cold.close()
+    files = list((tmp_path / "kv").glob("*.kvstate"))
+    assert len(files) == 1 and not cold.last_prefix_restored
+    stable_tokens = cold_end.usage.cached_input_tokens
+    assert stable_tokens > 50  # the system + user prefix was evaluated, saved, then reused
+
+    warm = create_model(str(tiny_llama_moe), options)
+    _, warm_end = run_step(warm, messages)
+    assert warm.last_prefix_restored
+    assert warm_end.usage.cached_input_tokens == stable_tokens
+    assert warm_end.usage.input_tokens == cold_end.usage.input_tokens  # only the generation prompt
+    assert warm_end.content == cold_end.content  # same KV state, same greedy output
+    warm.close()
+    # a different prefix is a different entry
+    other = create_model(str(tiny_llama_moe), options)
+    run_step(other, [SYSTEM, {"role": "user", "content": "Another task."}])
+    assert not other.last_prefix_restored and len(list((tmp_path / "kv").glob("*.kvstate"))) == 2
+    other.close()
+
+
+SHORT_TOOLS = [  # bounded strings, so that random weights finish a call within the budget
+    ToolSpec("read_file", "Read a file", {
+        "type": "object", "properties": {"path": {"type": "string", "maxLength": 6}}, "required": ["path"]}),
+    ToolSpec("bash", "Run a command", {
+        "type": "object", "properties": {"command": {"type": "string", "maxLength": 6}}, "required": ["command"]}),
+]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_grammar_forces_valid_kimi_calls_even_from_random_weights(tiny_deepseek2, seed):
+    model = LlamaCppModel(tiny_deepseek2, placement=Placement(ctx=2048, seed=seed))
+    prompt = model._template.render([SYSTEM, USER], SHORT_TOOLS) + KIMI_SECTION_BEGIN
+    grammar = llama_cpp.LlamaGrammar.from_string(tool_call_grammar(SHORT_TOOLS, KIMI_SECTION_BEGIN), verbose=False)
+    out = []
+    tokens = model._tokenize(prompt, first=True)
+    for token in model._llm.generate(tokens, grammar=grammar, temp=1.0, top_k=0, top_p=1.0, min_p=0.0):
+        if model._is_end_of_turn(token) or len(out) > 400:
+            break
+        out.append(token)
+    text = model._detokenize(out)
+    # checked against the unbounded schemas: the grammar counts a "<x" pair as one character
+    parsed = parse_output(KIMI_SECTION_BEGIN + text, TOOLS)
+    assert text.endswith("<|tool_calls_section_end|>"), text
+    assert parsed.tool_calls and all(c.error is None for c in parsed.tool_calls), parsed.tool_calls
+    assert not any(ord(ch) < 0x20 for c in parsed.tool_calls for ch in c.raw)
+    assert not any("<|" in str(value) for c in parsed.tool_calls for value in c.arguments.values())
+    model.close()
+
+
+def test_constrain_tools_switches_to_the_grammar_after_the_opener(tiny_deepseek2):
+    """Random weights emit a Kimi opener at some point; after it, every call must parse."""
+    options = ModelOptions(temperature=1.0, seed=7, ctx=2048, max_output_tokens=300, constrain_tools=True)
+    model = create_model(str(tiny_deepseek2), options)
+    found = False
+    for attempt in range(6):
+        chunks, end = run_step(model, [SYSTEM, {"role": "user", "content": f"Attempt {attempt}."}], SHORT_TOOLS)
+        if end.tool_calls:
+            found = True
+            for call in end.tool_calls:  # envelope and JSON always complete (maxLength is approximate)
+                assert call.name in ("read_file", "bash") and call.arguments, call
+                assert call.error is None or "is too long" in call.error, call
+            assert end.finish_reason == "tool_calls"
+            assert "<|tool_call_begin|>" not in "".join(c.text for c in chunks if isinstance(c, TextChunk))
+    model.close()
+    if not found:
+        pytest.skip("the random model never opened a tool call with this seed")
+
+
+def test_cancel_stops_the_step(model):
+    cancel = CancelToken()
+    cancel.cancel()
+    with pytest.raises(Interrupted):
+        run_step(model, [SYSTEM, USER], cancel=cancel)
+
+
+def test_missing_or_broken_files_are_model_unavailable(tmp_path):
+    with pytest.raises(ModelUnavailable, match="no such model file"):
+        create_model(str(tmp_path / "absent.gguf"))
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"not a gguf at all" * 10)
+    with pytest.raises(ModelUnavailable):
+        create_model(str(junk))
+
+
+def test_context_defaults_to_trained_and_is_lowered_to_fit_memory(tiny_llama_moe):
+    info = GgufInfo(tiny_llama_moe, 10 * 2**30, "llama", {
+        "llama.block_count": 32, "llama.context_length": 131072, "llama.embedding_length": 4096,
+        "llama.attention.head_count": 32, "llama.attention.head_count_kv": 8})
+    per_token = 32 * 8 * (128 + 128) * 2  # 128 KiB per token at f16
+    assert choose_context(info, Placement(), 200 * 2**30, on_gpu=False) == (131072, None)
+    ctx, notice = choose_context(info, Placement(), 16 * 2**30, on_gpu=False)
+    assert ctx * per_token <= 16 * 2**30 * 0.9 - 10 * 2**30 < 2 * ctx * per_token
+    assert notice and "lowered from the model's 131072 tokens" in notice and "--ctx" in notice
+    assert choose_context(info, Placement(ctx=100000), 16 * 2**30, on_gpu=False) == (100000, None)
+    assert choose_context(info, Placement(kv_type="q8_0"), 16 * 2**30, on_gpu=False)[0] == 2 * ctx
