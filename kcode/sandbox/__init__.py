@@ -1,13 +1,96 @@
-"""Sandboxed command execution."""
+"""Sandboxed command execution.
 
+``create_sandbox(profile, root)`` is the one way to get a sandbox: bubblewrap for every
+profile but ``off``; when bubblewrap cannot work here it raises :class:`SandboxError` with
+the reason and the fix. It never falls back to running commands unsandboxed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
+from kcode.errors import SandboxError
+from kcode.llm.base import CancelToken
 from kcode.sandbox.base import ExecResult, Sandbox
+from kcode.sandbox.bwrap import BubblewrapSandbox
 from kcode.sandbox.local import LocalSandbox
+from kcode.sandbox.policy import Limits, SandboxPolicy, load_policy, profile_names
+from kcode.sandbox.probe import BubblewrapStatus, probe_bubblewrap
 
-__all__ = ["ExecResult", "Sandbox", "LocalSandbox", "create_sandbox"]
+__all__ = [
+    "ExecResult",
+    "Sandbox",
+    "LocalSandbox",
+    "UnsandboxedSandbox",
+    "BubblewrapSandbox",
+    "SandboxPolicy",
+    "Limits",
+    "BubblewrapStatus",
+    "create_sandbox",
+    "load_policy",
+    "profile_names",
+    "probe_bubblewrap",
+    "UNSANDBOXED_WARNING",
+]
+
+log = logging.getLogger(__name__)
+
+UNSANDBOXED_WARNING = "sandbox is off: this command runs with your user's full access to files, network and secrets"
 
 
-def create_sandbox(profile: str, root: Path, *, extra_writable: list[Path] = ()) -> Sandbox:
-    """The sandbox for a policy profile. (Until bubblewrap lands every profile runs locally.)"""
-    return LocalSandbox(root)
+class UnsandboxedSandbox(LocalSandbox):
+    """``--sandbox off``: the local runner, with a warning logged on every command."""
+
+    def __init__(self, root: Path, *, policy: SandboxPolicy | None = None, **kwargs: int) -> None:
+        super().__init__(root, **kwargs)
+        self.policy = policy
+
+    def run(
+        self,
+        command: str | Sequence[str],
+        *,
+        cwd: Path | None = None,
+        timeout: float | None = 120.0,
+        env: Mapping[str, str] | None = None,
+        cancel: CancelToken | None = None,
+        on_output: Callable[[bytes], None] | None = None,
+    ) -> ExecResult:
+        log.warning(UNSANDBOXED_WARNING)
+        return super().run(command, cwd=cwd, timeout=timeout, env=env, cancel=cancel, on_output=on_output)
+
+
+def create_sandbox(
+    profile: str,
+    root: Path,
+    *,
+    extra_writable: Iterable[Path] = (),
+    head_bytes: int = 5000,
+    tail_bytes: int = 5000,
+) -> Sandbox:
+    """The sandbox for ``profile`` (a name from ``sandbox/``, the user's or the project's
+    profiles) confined to the repository at ``root``; ``extra_writable`` adds host paths the
+    commands may write (a scratch directory).
+
+    Raises :class:`kcode.errors.ConfigError` for an unknown or invalid profile and
+    :class:`SandboxError` when bubblewrap is unusable.
+    """
+    root = Path(root).resolve()
+    policy = load_policy(profile, root)
+    if policy.mode == "off":
+        return UnsandboxedSandbox(root, policy=policy, head_bytes=head_bytes, tail_bytes=tail_bytes)
+    status = probe_bubblewrap()
+    if not status.usable:
+        raise SandboxError(
+            f"cannot sandbox commands with profile {profile!r}: {status.message()}\n"
+            "(kcode never runs commands unsandboxed unless you choose --sandbox off.)"
+        )
+    return BubblewrapSandbox(
+        policy,
+        root,
+        extra_writable=extra_writable,
+        bwrap=status.bwrap,
+        head_bytes=head_bytes,
+        tail_bytes=tail_bytes,
+    )

@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from kcode.llm.base import CancelToken
@@ -80,8 +80,12 @@ def run_process(
     cancel: CancelToken | None = None,
     head_bytes: int = 5000,
     tail_bytes: int = 5000,
+    on_output: Callable[[bytes], None] | None = None,
 ) -> ExecResult:
     """Run ``argv`` in its own session; return exit code and capped combined output.
+
+    ``on_output``, when given, also receives every chunk of output as it arrives (for
+    streaming to a terminal); the capped copy is returned either way.
 
     On timeout or cancellation the whole process group is killed. When the main process
     exits, whatever it left running in its group is killed too, so no background child
@@ -111,6 +115,8 @@ def run_process(
             if not chunk:
                 return
             capture.feed(chunk)
+            if on_output is not None:
+                on_output(chunk)
 
     reader = threading.Thread(target=read_output, name="kcode-output", daemon=True)
     reader.start()

@@ -7,7 +7,7 @@ bubblewrap.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from kcode.llm.base import CancelToken
@@ -48,6 +48,7 @@ class LocalSandbox:
         timeout: float | None = 120.0,
         env: Mapping[str, str] | None = None,
         cancel: CancelToken | None = None,
+        on_output: Callable[[bytes], None] | None = None,
     ) -> ExecResult:
         full_env = {**os.environ, **NONINTERACTIVE_ENV, **(env or {})}
         return run_process(
@@ -58,4 +59,5 @@ class LocalSandbox:
             cancel=cancel,
             head_bytes=self._head,
             tail_bytes=self._tail,
+            on_output=on_output,
         )

@@ -1,0 +1,367 @@
+"""The bubblewrap sandbox: every command in fresh namespaces with a read-only host.
+
+Mount layout, in order (later mounts shadow earlier ones):
+
+1. the host's ``/`` read-only, a minimal ``/dev``, a fresh ``/proc``, a private ``/tmp``;
+2. hidden paths (``/home``, ``/root``, the caller's ``$HOME``, runtime sockets) behind empty
+   tmpfs directories (or ``/dev/null`` for files): hiding is by mount, so it holds for root;
+3. the repository (read-write, or read-only for the ``read-only`` mode) and extra writable
+   paths; hidden paths inside them are hidden again;
+4. toolchain directories under a hidden home (``~/.pyenv``, ``$PATH`` entries) read-only;
+5. the repository's git metadata (``.git``, a worktree's git dir and common dir) and
+   ``.kcode`` read-only: kcode commits outside the sandbox and must not run hooks or read
+   profiles that a command wrote.
+
+Namespaces: user (uid kept, all capabilities dropped, no nested user namespaces), pid (the
+command is pid 1, so neither kcode nor bwrap is visible or traceable from inside; when it
+exits everything left in the namespace dies), ipc, uts, cgroup, and network unless the
+policy allows it (loopback inside works). Limits are set by ``prlimit`` exec'd inside the
+sandbox, never by ``preexec_fn``; as root the process limit is a pids cgroup (see
+``_cgroup``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import resource
+import shutil
+import subprocess
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+from kcode.errors import SandboxError
+from kcode.llm.base import CancelToken
+from kcode.sandbox._cgroup import PidsCgroup, pids_parent
+from kcode.sandbox._environment import filter_environment
+from kcode.sandbox._process import run_process
+from kcode.sandbox.base import ExecResult
+from kcode.sandbox.local import NONINTERACTIVE_ENV, command_argv
+from kcode.sandbox.policy import Limits, SandboxPolicy
+
+__all__ = ["BubblewrapSandbox", "bwrap_features", "limit_wrapper"]
+
+log = logging.getLogger(__name__)
+
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_FALLBACK_HOME = "/tmp/home"
+
+
+@lru_cache(maxsize=8)
+def bwrap_features(bwrap: str) -> frozenset[str]:
+    """The optional flags this bwrap understands (``--disable-userns`` needs 0.8)."""
+    try:
+        text = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return frozenset()
+    return frozenset(flag for flag in ("--disable-userns", "--size", "--unshare-cgroup-try") if flag in text)
+
+
+def _clamp(value: int | None, which: int) -> int | None:
+    """A limit no higher than the current hard limit (raising it would need privileges)."""
+    if value is None:
+        return None
+    _, hard = resource.getrlimit(which)
+    return value if hard == resource.RLIM_INFINITY else min(value, hard)
+
+
+def limit_wrapper(limits: Limits, *, prlimit: str | None) -> list[str]:
+    """The argv prefix that applies ``limits`` and then execs the command.
+
+    ``prlimit`` (util-linux) when available, else ``bash``'s ``ulimit`` builtin.
+    """
+    values = {
+        "as": _clamp(limits.address_space, resource.RLIMIT_AS),
+        "nproc": _clamp(limits.processes, resource.RLIMIT_NPROC),
+        "fsize": _clamp(limits.file_size, resource.RLIMIT_FSIZE),
+        "cpu": _clamp(limits.cpu_time, resource.RLIMIT_CPU),
+        "nofile": _clamp(limits.open_files, resource.RLIMIT_NOFILE),
+        "core": 0,  # a crashing process must not drop a core file the size of its memory
+    }
+    if prlimit is not None:
+        return [prlimit, *(f"--{name}={value}" for name, value in values.items() if value is not None), "--"]
+    # bash units: -v KiB, -f KiB (1024-byte blocks outside POSIX mode), -t seconds.
+    flags = {"as": ("-v", 1024), "nproc": ("-u", 1), "fsize": ("-f", 1024), "cpu": ("-t", 1),
+             "nofile": ("-n", 1), "core": ("-c", 1)}  # fmt: skip
+    script = " && ".join(
+        f"ulimit -S -H {flags[name][0]} {value // flags[name][1]}"
+        for name, value in values.items()
+        if value is not None
+    )
+    return ["/bin/bash", "-c", f'{script} && exec "$@"', "kcode-limits"]
+
+
+def _host_home(environ: Mapping[str, str]) -> Path | None:
+    home = environ.get("HOME")
+    if not home:
+        try:
+            home = pwd.getpwuid(os.getuid()).pw_dir
+        except KeyError:
+            return None
+    return Path(home)
+
+
+def _expand(path: str, *, home: Path | None, base: Path) -> Path:
+    if path == "~" or path.startswith("~/"):
+        if home is None:
+            raise SandboxError(f"cannot expand {path!r}: no home directory")
+        return home / path[2:]
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() else base / candidate
+
+
+def _inside(path: Path, parent: Path) -> bool:
+    return path == parent or parent in path.parents
+
+
+def _git_metadata(root: Path) -> list[Path]:
+    """The git paths a command must see but not change: ``.git`` (nearest, walking up) and,
+    for a linked worktree, the git dir it points to and the repository's common dir."""
+    for directory in (root, *root.parents):
+        dot_git = directory / ".git"
+        if dot_git.is_dir():
+            return [dot_git]
+        if dot_git.is_file():
+            paths = [dot_git]
+            try:
+                text = dot_git.read_text(encoding="utf-8", errors="replace").strip()
+            except OSError:
+                return paths
+            if text.startswith("gitdir:"):
+                git_dir = (directory / text[len("gitdir:") :].strip()).resolve()
+                if git_dir.is_dir():
+                    paths.append(git_dir)
+                    common_file = git_dir / "commondir"
+                    if common_file.is_file():
+                        common_dir = (git_dir / common_file.read_text().strip()).resolve()
+                        if common_dir.is_dir():
+                            # The common dir usually contains the worktree's git dir.
+                            paths = [p for p in paths if not _inside(p, common_dir)] + [common_dir]
+            return paths
+    return []
+
+
+class BubblewrapSandbox:
+    """Runs commands under ``bwrap`` with the mounts, namespaces and limits of a policy."""
+
+    def __init__(
+        self,
+        policy: SandboxPolicy,
+        root: Path,
+        *,
+        extra_writable: Iterable[Path] = (),
+        environ: Mapping[str, str] | None = None,
+        bwrap: str | None = None,
+        prlimit: str | None = None,
+        head_bytes: int = 5000,
+        tail_bytes: int = 5000,
+    ) -> None:
+        if policy.mode == "off":
+            raise SandboxError(f"profile {policy.name!r} has mode 'off': use LocalSandbox")
+        self.policy = policy
+        self.name = policy.name
+        self.root = Path(root).resolve()
+        if self.root == Path("/"):
+            raise SandboxError("refusing to sandbox with / as the writable repository root")
+        if not self.root.is_dir():
+            raise SandboxError(f"repository root {self.root} is not a directory")
+        found = bwrap or shutil.which("bwrap")
+        if found is None:
+            raise SandboxError("bubblewrap (bwrap) is not installed. Fix: sudo apt-get install -y bubblewrap")
+        self._bwrap = found
+        self._features = bwrap_features(found)
+        self._head = head_bytes
+        self._tail = tail_bytes
+        host_env = dict(os.environ if environ is None else environ)
+        self._host_home = _host_home(host_env)
+
+        self.writable = [self.root] + self._writable_paths(extra_writable)
+        hidden = self._hidden_paths()
+        self.home = self._inside_home(hidden)
+        self._base_env = self._environment(host_env)
+        self._mounts = self._mount_args(hidden)
+        prlimit_path = prlimit if prlimit is not None else shutil.which("prlimit")
+        self._limits = limit_wrapper(policy.limits, prlimit=prlimit_path)
+        self._pids_parent = pids_parent() if policy.limits.processes else None
+
+    # -- layout ---------------------------------------------------------------------------
+
+    def _writable_paths(self, extra: Iterable[Path]) -> list[Path]:
+        paths: list[Path] = []
+        for entry in self.policy.writable:
+            path = _expand(entry, home=self._host_home, base=self.root).resolve()
+            if path.exists():
+                paths.append(path)
+            else:
+                log.warning("sandbox profile %s: writable path %s does not exist; skipped", self.name, path)
+        for entry in extra:
+            path = Path(entry).resolve()
+            if not path.exists():
+                raise SandboxError(f"writable path {path} does not exist")
+            paths.append(path)
+        for path in paths:
+            if path == Path("/"):
+                raise SandboxError("refusing to make / writable inside the sandbox")
+        return paths
+
+    def _hidden_paths(self) -> list[Path]:
+        """Existing host paths to hide, parents before children, /tmp's already private."""
+        candidates = [Path(p) for p in self.policy.hidden]
+        if self._host_home is not None:
+            candidates.append(self._host_home)
+        hidden: set[Path] = set()
+        for path in candidates:
+            if not path.is_absolute() or not os.path.lexists(path):
+                continue
+            real = Path(os.path.realpath(path))
+            if real == Path("/") or _inside(real, Path("/tmp")) or any(_inside(p, real) for p in self.writable):
+                continue  # never hide / or a writable path's ancestor (that would hide it)
+            hidden.add(real)
+        return sorted(hidden, key=lambda p: len(p.parts))
+
+    def _inside_home(self, hidden: list[Path]) -> Path:
+        home = self._host_home
+        if home is not None and home.is_dir() and not any(_inside(home, w) for w in self.writable):
+            real = Path(os.path.realpath(home))
+            if real in hidden or _inside(real, Path("/tmp")):
+                return real
+        return Path(_FALLBACK_HOME)
+
+    def _environment(self, host_env: Mapping[str, str]) -> dict[str, str]:
+        env = filter_environment(host_env, self.policy.env_allow)
+        env.setdefault("PATH", _DEFAULT_PATH)
+        try:
+            user = pwd.getpwuid(os.getuid()).pw_name
+        except KeyError:
+            user = str(os.getuid())
+        env.setdefault("USER", user)
+        env.setdefault("LOGNAME", user)
+        env.update(NONINTERACTIVE_ENV)
+        env.update({"HOME": str(self.home), "TMPDIR": "/tmp"})
+        env.update(self.policy.env_set)
+        return env
+
+    def _readable_paths(self, hidden: list[Path]) -> list[Path]:
+        """Toolchain paths under a hidden directory, to show again read-only."""
+        entries = [_expand(p, home=self._host_home, base=self.root) for p in self.policy.readable]
+        entries += [Path(p) for p in self._base_env.get("PATH", "").split(":") if p.startswith("/")]
+        venv = self._base_env.get("VIRTUAL_ENV")
+        if venv:
+            entries.append(Path(venv))
+        covered = [*hidden, Path("/tmp")]
+        readable: list[Path] = []
+        for path in entries:
+            if not path.is_dir() or not any(_inside(path, h) for h in covered):
+                continue
+            if any(_inside(path, w) for w in self.writable) or any(_inside(path, r) for r in readable):
+                continue
+            readable = [r for r in readable if not _inside(r, path)] + [path]
+        return sorted(readable, key=lambda p: len(p.parts))
+
+    def _tmpfs(self, path: Path) -> list[str]:
+        size = self.policy.limits.tmp_size
+        prefix = ["--size", str(size)] if size and "--size" in self._features else []
+        return [*prefix, "--tmpfs", str(path)]
+
+    def _hide(self, path: Path) -> list[str]:
+        if path.is_dir() and not path.is_symlink():
+            return self._tmpfs(path)
+        return ["--ro-bind", "/dev/null", str(path)]
+
+    def _mount_args(self, hidden: list[Path]) -> list[str]:
+        args = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *self._tmpfs(Path("/tmp"))]
+        inside_writable = [h for h in hidden if any(_inside(h, w) for w in self.writable)]
+        for path in hidden:
+            if path not in inside_writable:
+                args += self._hide(path)
+        if self.home not in hidden:
+            args += ["--dir", str(self.home)]
+        repo_bind = "--ro-bind" if self.policy.mode == "read-only" else "--bind"
+        args += [repo_bind, str(self.root), str(self.root)]
+        for path in self.writable[1:]:
+            args += ["--bind", str(path), str(path)]
+        for path in inside_writable:
+            args += self._hide(path)
+        for path in self._readable_paths(hidden):
+            args += ["--ro-bind", str(path), str(path)]
+        protected = _git_metadata(self.root)
+        kcode_dir = self.root / ".kcode"
+        if self.policy.mode != "read-only" and not kcode_dir.exists():
+            # An empty directory to mount over, so a command cannot create .kcode/ and plant
+            # a sandbox profile or config that kcode would read on its next run.
+            kcode_dir.mkdir()
+        if kcode_dir.is_dir():
+            protected.append(kcode_dir)
+        for path in protected:
+            args += ["--ro-bind", str(path), str(path)]
+        return args
+
+    def _namespace_args(self) -> list[str]:
+        args = ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+        if "--unshare-cgroup-try" in self._features:
+            args.append("--unshare-cgroup-try")
+        if "--disable-userns" in self._features:
+            args.append("--disable-userns")
+        if not self.policy.network:
+            args.append("--unshare-net")
+        args += ["--new-session", "--die-with-parent", "--as-pid-1"]
+        if os.geteuid() == 0:
+            args += ["--cap-drop", "ALL"]
+        return args
+
+    # -- running --------------------------------------------------------------------------
+
+    def command(
+        self,
+        command: str | Sequence[str],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> tuple[list[str], dict[str, str]]:
+        """The full ``bwrap`` argv and the environment to start it with."""
+        workdir = Path(cwd).resolve() if cwd is not None else self.root
+        argv = [
+            self._bwrap,
+            *self._namespace_args(),
+            *self._mounts,
+            "--chdir",
+            str(workdir),
+            "--",
+            *self._limits,
+            *command_argv(command),
+        ]
+        return argv, {**self._base_env, **(env or {})}
+
+    def run(
+        self,
+        command: str | Sequence[str],
+        *,
+        cwd: Path | None = None,
+        timeout: float | None = 120.0,
+        env: Mapping[str, str] | None = None,
+        cancel: CancelToken | None = None,
+        on_output: Callable[[bytes], None] | None = None,
+    ) -> ExecResult:
+        argv, full_env = self.command(command, cwd=cwd, env=env)
+        cgroup = None
+        if self._pids_parent is not None and self.policy.limits.processes:
+            try:
+                cgroup = PidsCgroup(self._pids_parent, self.policy.limits.processes)
+            except OSError as error:
+                log.warning("could not create a pids cgroup (%s); relying on RLIMIT_NPROC", error)
+        try:
+            return run_process(
+                cgroup.wrap(argv) if cgroup else argv,
+                cwd=self.root,
+                env=full_env,
+                timeout=timeout,
+                cancel=cancel,
+                head_bytes=self._head,
+                tail_bytes=self._tail,
+                on_output=on_output,
+            )
+        finally:
+            if cgroup is not None:
+                cgroup.close()
