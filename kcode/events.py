@@ -32,6 +32,7 @@ __all__ = [
     "TurnCompleted",
     "BudgetWarning",
     "Compaction",
+    "ContextPacked",
     "ErrorEvent",
     "SessionFinished",
     "EventBus",
@@ -205,6 +206,21 @@ class Compaction(Event):
     tokens_before: int
     tokens_after: int
     messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class ContextPacked(Event):
+    """The repository was packed into the prompt's stable prefix."""
+
+    type: ClassVar[str] = "context.packed"
+    mode: str
+    tokens: int
+    budget: int
+    files_whole: int = 0
+    files_map: int = 0
+    files_skipped: int = 0
+    tokenizer: str = ""
+    seconds: float = 0.0
 
 
 @dataclass(kw_only=True)

@@ -15,6 +15,7 @@ from kcode.config import Config, data_dir
 from kcode.errors import SessionError, UsageError
 from kcode.events import (
     Checkpoint,
+    ContextPacked,
     EventBus,
     MessageAdded,
     SessionFinished,
@@ -79,6 +80,34 @@ def _finish(agent: Agent, meta: SessionMeta, store: SessionStore, workspace: Wor
     return outcome
 
 
+def _repo_pack(config: Config, model: ChatModel, root: Path, task: str, bus: EventBus) -> str:
+    """The repository block of the stable prompt prefix (empty with ``pack = "none"``)."""
+    if config.pack == "none":
+        return ""
+    from kcode.context import MODES, build_pack, default_budget
+
+    if config.pack not in MODES:
+        raise UsageError(f"unknown pack mode {config.pack!r} (use one of: {', '.join(MODES)}, none)")
+    budget = config.pack_budget or default_budget(model.context_window, config.pack_share)
+    if budget <= 0:
+        return ""
+    pack = build_pack(root, task=task, count_tokens=model.count_tokens, budget=budget, mode=config.pack, tokenizer=model.name)
+    stats = pack.stats
+    bus.emit(
+        ContextPacked(
+            mode=stats.get("mode_used", config.pack),
+            tokens=stats.get("tokens", 0),
+            budget=budget,
+            files_whole=len(stats.get("files_whole", [])),
+            files_map=len(stats.get("files_in_map", [])),
+            files_skipped=len(stats.get("files_skipped", {})),
+            tokenizer=str(stats.get("tokenizer", "")),
+            seconds=round(sum(stats.get("seconds", {}).values()), 3),
+        )
+    )
+    return pack.text
+
+
 def _model(config: Config, session_id: str) -> ChatModel:
     return create_model(config.model, ModelOptions(base_url=config.base_url, session_id=session_id))
 
@@ -125,7 +154,8 @@ def run_task(
                 agents_cwd = workspace.path / relative_cwd.relative_to(root)
             except ValueError:
                 agents_cwd = workspace.path
-            system = build_system_prompt(repo_name=root.name, agents_md=read_agents_md(workspace.path, agents_cwd))
+            repo_pack = _repo_pack(config, model, workspace.path, task, bus)
+            system = build_system_prompt(repo_name=root.name, agents_md=read_agents_md(workspace.path, agents_cwd), repo_pack=repo_pack)
             messages = initial_messages(system, task)
             for message in messages:
                 bus.emit(MessageAdded(message=message))

@@ -133,6 +133,8 @@ def register(app: typer.Typer) -> None:
         max_time: Annotated[str | None, typer.Option(help="Stop after this long, e.g. 30m or 12h (default 12h).")] = None,
         test_command: Annotated[str | None, typer.Option(help="The command that runs the tests (default: detected).")] = None,
         sandbox: Annotated[str | None, typer.Option(help="Sandbox profile: workspace-write, read-only, workspace-write-network, off.")] = None,
+        pack: Annotated[str | None, typer.Option(help="Repository in the prompt: auto (whole repo if it fits, else map + top files), map, full, none.")] = None,
+        pack_budget: Annotated[int | None, typer.Option(min=0, help="Tokens for the repository pack (default: a share of the model's window).")] = None,
         output_format: FormatOption = "text",
         output_last_message: OutputFileOption = None,
         apply: Annotated[bool, typer.Option("--apply", help="Bring the result into your checkout when the run succeeds.")] = False,
@@ -142,7 +144,7 @@ def register(app: typer.Typer) -> None:
         from kcode.agent.runner import run_task
 
         with _errors():
-            root, config = _config(repo, model=model, base_url=base_url, max_steps=max_steps, max_time=max_time, test_command=test_command, sandbox=sandbox)
+            root, config = _config(repo, model=model, base_url=base_url, max_steps=max_steps, max_time=max_time, test_command=test_command, sandbox=sandbox, pack=pack, pack_budget=pack_budget)
             subscribers = _subscribers(output_format)
             with _cancel_on_signals() as cancel:
                 outcome = run_task(task, config, repo=root, cwd=Path.cwd(), in_place=in_place, apply=apply, subscribers=subscribers, cancel=cancel)

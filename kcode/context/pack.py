@@ -34,8 +34,11 @@ _MAX_EXACT_COUNTS = 12
 CountTokens = Callable[[str], int]
 
 
-def default_budget(context_window: int, share: float, reserve: int = 32_768) -> int:
-    """The pack's share of the window, leaving at least ``reserve`` for conversation and output."""
+def default_budget(context_window: int, share: float, reserve: int | None = None) -> int:
+    """The pack's share of the window, leaving at least ``reserve`` (default: 32K tokens, or
+    half of a smaller window) for the conversation and the output."""
+    if reserve is None:
+        reserve = min(32_768, context_window // 2)
     return max(0, min(int(context_window * share), context_window - reserve))
 
 

@@ -10,6 +10,7 @@ from kcode.events import (
     AssistantMessage,
     BudgetWarning,
     Checkpoint,
+    ContextPacked,
     ErrorEvent,
     Event,
     SessionFinished,
@@ -59,6 +60,9 @@ class TextRenderer:
             self._line(self._style(f"kcode session {event.session_id} {verb} · model {event.model}", "1"))
             where = f"work tree {event.workdir}" if event.mode == "worktree" else "in place"
             self._line(self._style(f"  branch {event.branch} · {where}", "2"))
+        elif isinstance(event, ContextPacked):
+            where = f"{event.files_whole} files whole" + (f", {event.files_map} in the map" if event.files_map else "")
+            self._line(self._style(f"  repository packed ({event.mode}): {event.tokens} of {event.budget} tokens, {where}", "2"))
         elif isinstance(event, TurnStarted):
             self._line(self._style(f"── step {event.step}", "2"))
         elif isinstance(event, AssistantMessage):

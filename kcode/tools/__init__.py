@@ -4,6 +4,7 @@ from kcode.tools.base import Params, SessionState, Tool, ToolContext, ToolRegist
 from kcode.tools.edit import EditFileTool
 from kcode.tools.files import ListFilesTool, ReadFileTool, WriteFileTool
 from kcode.tools.plan import FinishTool, TodoTool
+from kcode.tools.repo_map import RepoMapTool
 from kcode.tools.search import SearchTool
 from kcode.tools.shell import BashTool
 from kcode.tools.testing import RunTestsTool
@@ -26,6 +27,7 @@ def default_tools() -> ToolRegistry:
             ReadFileTool(),
             ListFilesTool(),
             SearchTool(),
+            RepoMapTool(),
             EditFileTool(),
             WriteFileTool(),
             BashTool(),

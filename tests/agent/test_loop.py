@@ -9,7 +9,7 @@ from kcode.config import Config
 from kcode.events import ErrorEvent, MessageAdded
 from kcode.llm.base import CancelToken
 
-from tests.conftest import FIX_TURNS, write_script
+from tests.conftest import write_script
 
 
 def run(repo, script, **config):
@@ -95,3 +95,22 @@ def test_resume_continues_with_the_next_scripted_turn(calc_repo, fix_script):
     assert second.result.status == "finished" and second.result.steps == 5
     assert [e.step for e in events if e.type == "turn.started"] == [3, 4, 5]
     assert second.tests["ok"]
+
+
+def test_repository_pack_is_in_the_stable_prefix(calc_repo, fix_script):
+    outcome, events = run(calc_repo, fix_script)
+    system = next(e.message for e in events if isinstance(e, MessageAdded))
+    assert system["role"] == "system"
+    assert '<file path="calc/__init__.py">' in system["content"] and "return a - b" in system["content"]
+    packed = next(e for e in events if e.type == "context.packed")
+    assert packed.files_whole >= 3 and 0 < packed.tokens <= packed.budget
+    # the prefix never changes while the conversation grows
+    systems = [e.message for e in events if isinstance(e, MessageAdded) and e.message["role"] == "system"]
+    assert len(systems) == 1
+
+
+def test_pack_none_leaves_the_repository_out(calc_repo, fix_script):
+    _, events = run(calc_repo, fix_script, pack="none")
+    system = next(e.message for e in events if isinstance(e, MessageAdded))
+    assert "<file path=" not in system["content"]
+    assert not any(e.type == "context.packed" for e in events)
