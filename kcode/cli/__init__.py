@@ -34,6 +34,7 @@ _run.register(app)
 # Command groups (one line each).
 app.add_typer(__import__("kcode.cli.models", fromlist=["app"]).app, name="models")
 __import__("kcode.cli.pack", fromlist=["register"]).register(app)
+__import__("kcode.cli.sandbox", fromlist=["register"]).register(app)
 
 
 def main() -> None:
