@@ -11,9 +11,10 @@ from pydantic import Field
 from kcode.errors import ToolError
 from kcode.tools.base import Params, Tool, ToolContext, ToolResult
 from kcode.tools.files import read_text_file
+from kcode.tools.lint import check_python_edit
 from kcode.tools.paths import display_path, resolve_path
 
-__all__ = ["EditFileTool", "apply_edit", "python_syntax_error"]
+__all__ = ["EditFileTool", "apply_edit"]
 
 _CONTEXT_LINES = 3
 
@@ -32,18 +33,6 @@ class EditOutcome:
     new_line_count: int
     count: int
     fuzzy: bool = False
-
-
-def python_syntax_error(source: str, filename: str) -> str | None:
-    try:
-        compile(source, filename, "exec", dont_inherit=True)
-    except SyntaxError as error:
-        where = f"line {error.lineno}" + (f", column {error.offset}" if error.offset else "")
-        line = (error.text or "").rstrip("\n")
-        return f"{error.msg} ({where})" + (f"\n    {line}" if line else "")
-    except ValueError as error:  # e.g. NUL bytes
-        return str(error)
-    return None
 
 
 def _line_of(text: str, index: int) -> int:
@@ -148,18 +137,12 @@ class EditFileTool(Tool):
         shown = display_path(ctx.root, path)
         original = read_text_file(path, shown)
         outcome = apply_edit(original, params.old, params.new, replace_all=params.replace_all, shown=shown)
-        if path.suffix == ".py":
-            error = python_syntax_error(outcome.text, shown)
-            if error and python_syntax_error(original, shown) is None:
-                raise ToolError(
-                    f"{shown}: the edit was reverted because it leaves a syntax error: {error}\n"
-                    "Fix the replacement text (indentation, brackets, quotes) and try again."
-                )
+        problems = check_python_edit(path, shown, original, outcome.text)
         path.write_text(outcome.text, encoding="utf-8")
         how = " (matched ignoring whitespace)" if outcome.fuzzy else ""
         what = f"{outcome.count} occurrences" if outcome.count > 1 else "1 occurrence"
         snippet = _snippet(outcome.text, outcome.first_line, outcome.new_line_count)
         return ToolResult(
-            f"edited {shown}: replaced {what}{how}\n{snippet}",
+            f"edited {shown}: replaced {what}{how}\n{snippet}" + problems,
             data={"path": shown, "replacements": outcome.count, "fuzzy": outcome.fuzzy},
         )

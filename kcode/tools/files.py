@@ -10,6 +10,7 @@ from pydantic import Field
 
 from kcode.errors import ToolError
 from kcode.tools.base import Params, Tool, ToolContext, ToolResult
+from kcode.tools.lint import check_python_edit
 from kcode.tools.paths import display_path, is_binary, resolve_path
 
 __all__ = ["ReadFileTool", "ListFilesTool", "WriteFileTool", "read_text_file"]
@@ -128,8 +129,10 @@ class WriteFileTool(Tool):
         if path.is_dir():
             raise ToolError(f"{shown}: is a directory")
         existed = path.exists()
+        before = path.read_text(encoding="utf-8", errors="replace") if existed else None
+        problems = check_python_edit(path, shown, before, params.content)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(params.content, encoding="utf-8")
         lines = params.content.count("\n") + (0 if params.content.endswith("\n") or not params.content else 1)
         verb = "overwrote" if existed else "created"
-        return ToolResult(f"{verb} {shown} ({lines} lines)", data={"path": shown, "created": not existed})
+        return ToolResult(f"{verb} {shown} ({lines} lines){problems}", data={"path": shown, "created": not existed})

@@ -53,3 +53,21 @@ def test_edit_of_missing_file_and_outside_path(call):
 def test_identical_old_and_new_is_refused():
     with pytest.raises(ToolError, match="identical"):
         apply_edit("abc", "a", "a")
+
+
+def test_new_fatal_pyflakes_problems_are_reported_not_reverted(call, calc_repo):
+    result = call("edit_file", path="calc/__init__.py", old="return a - b", new="return a + c")
+    assert not result.is_error
+    assert "line 2: undefined name 'c'" in result.output
+    assert "return a + c" in (calc_repo / "calc/__init__.py").read_text()
+    again = call("edit_file", path="calc/__init__.py", old="return a * b", new="return a * b * 1")
+    assert "undefined name" not in again.output  # only problems the edit introduced
+
+
+def test_write_file_with_broken_python_is_refused(call, calc_repo):
+    before = (calc_repo / "calc/__init__.py").read_text()
+    result = call("write_file", path="calc/__init__.py", content="def broken(:\n")
+    assert result.is_error and "syntax error" in result.output
+    assert (calc_repo / "calc/__init__.py").read_text() == before
+    created = call("write_file", path="new_mod.py", content="def f():\n    return missing_name\n")
+    assert not created.is_error and "undefined name 'missing_name'" in created.output

@@ -1,0 +1,118 @@
+"""Loop and stuck guards: notice when the model repeats itself or stops making progress.
+
+- the same tool call (name + canonical arguments) again and again: a warning at streaks of
+  3, 5 and 8, a forced change of approach (a system note plus a compaction) at 12;
+- an alternation (A B A B A B, or A B C A B C) over 6 steps: a warning;
+- 3 malformed tool calls in a row: the format instructions are sent again;
+- no progress (no file changed, no new test result) for N steps: a nudge, and at 2N a stop.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["LoopGuard", "GuardVerdict", "canonical_call", "REPEAT_WARN_AT", "REPEAT_FORCE_AT"]
+
+REPEAT_WARN_AT = (3, 5, 8)
+REPEAT_FORCE_AT = 12
+ALTERNATION_WINDOW = 6
+MALFORMED_LIMIT = 3
+
+
+def canonical_call(name: str, arguments: dict[str, Any]) -> str:
+    return name + ":" + json.dumps(arguments, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass
+class GuardVerdict:
+    notes: list[str] = field(default_factory=list)  # observations for the model
+    force_change: bool = False  # a system note plus a compaction
+    resend_format: bool = False
+    stop: str | None = None  # stop the run with this reason
+
+
+@dataclass
+class LoopGuard:
+    stuck_steps: int = 30  # no progress for this many steps → a nudge; twice as many → stop
+    _last_call: str | None = None
+    _streak: int = 0
+    _recent: deque[str] = field(default_factory=lambda: deque(maxlen=ALTERNATION_WINDOW))
+    _malformed: int = 0
+    _idle: int = 0
+    _alternation_warned_at: int = -ALTERNATION_WINDOW
+
+    def observe(self, step: int, calls: list[str], malformed: int, progressed: bool) -> GuardVerdict:
+        """Record one step: its canonical calls, how many calls were malformed, and whether
+        it changed files or produced a new test result."""
+        verdict = GuardVerdict()
+        self._check_malformed(malformed, verdict)
+        if calls:
+            signature = "|".join(calls)
+            self._check_repeats(signature, verdict)
+            self._recent.append(signature)
+            self._check_alternation(step, verdict)
+        self._check_progress(progressed, verdict)
+        return verdict
+
+    def _check_malformed(self, malformed: int, verdict: GuardVerdict) -> None:
+        self._malformed = self._malformed + 1 if malformed else 0
+        if self._malformed >= MALFORMED_LIMIT:
+            verdict.resend_format = True
+            self._malformed = 0
+
+    def _check_repeats(self, signature: str, verdict: GuardVerdict) -> None:
+        self._streak = self._streak + 1 if signature == self._last_call else 1
+        self._last_call = signature
+        if self._streak in REPEAT_WARN_AT:
+            verdict.notes.append(
+                f"You have made the same tool call {self._streak} times in a row with the same arguments, "
+                "and it gives the same result each time. Repeating it will not help: change your approach."
+            )
+        elif self._streak >= REPEAT_FORCE_AT:
+            verdict.force_change = True
+            verdict.notes.append(
+                f"Stopped a loop: the same tool call was made {self._streak} times in a row. "
+                "The conversation was compacted. Do something different: re-read the task, "
+                "inspect the actual state with fresh commands, and pick a new plan."
+            )
+            self._streak = 0
+            self._last_call = None
+
+    def _check_alternation(self, step: int, verdict: GuardVerdict) -> None:
+        recent = list(self._recent)
+        if len(recent) < ALTERNATION_WINDOW or step - self._alternation_warned_at < ALTERNATION_WINDOW:
+            return
+        for period in (2, 3):
+            if len(set(recent[:period])) == period and all(recent[i] == recent[i % period] for i in range(len(recent))):
+                self._alternation_warned_at = step
+                verdict.notes.append(
+                    f"You are alternating between the same {period} tool calls over the last "
+                    f"{ALTERNATION_WINDOW} steps without getting anywhere. Stop and change your approach."
+                )
+                return
+
+    def _check_progress(self, progressed: bool, verdict: GuardVerdict) -> None:
+        if progressed:
+            self._idle = 0
+            return
+        self._idle += 1
+        if self._idle == self.stuck_steps:
+            verdict.notes.append(
+                f"No file has changed and no new test result has appeared for {self._idle} steps. "
+                "Make a concrete change towards the task now, or call finish if it is done."
+            )
+        elif self._idle >= 2 * self.stuck_steps:
+            verdict.stop = f"no progress for {self._idle} steps (no file changed, no new test result)"
+
+    def state(self) -> dict[str, Any]:
+        return {"streak": self._streak, "last_call": self._last_call, "recent": list(self._recent), "malformed": self._malformed, "idle": self._idle}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._streak = int(state.get("streak", 0))
+        self._last_call = state.get("last_call")
+        self._recent = deque(state.get("recent", []), maxlen=ALTERNATION_WINDOW)
+        self._malformed = int(state.get("malformed", 0))
+        self._idle = int(state.get("idle", 0))
