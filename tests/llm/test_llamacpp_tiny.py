@@ -10,7 +10,7 @@ from kcode.llm import CancelToken, ModelOptions, ReasoningChunk, StepEnd, TextCh
 from kcode.llm._gguf_info import GgufInfo
 from kcode.llm._loader import Placement, choose_context
 from kcode.llm.grammar import tool_call_grammar
-from kcode.llm.llamacpp import LlamaCppModel, Sampling
+from kcode.llm.llamacpp import LlamaCppModel
 from kcode.llm.toolcall_parse import KIMI_SECTION_BEGIN, parse_output
 
 llama_cpp = pytest.importorskip("llama_cpp")

@@ -1,0 +1,55 @@
+"""The llama.cpp backend on the real Qwen2.5-Coder-0.5B-Instruct model (slow)."""
+
+from __future__ import annotations
+
+import pytest
+
+from kcode.llm import ModelOptions, StepEnd, TextChunk, ToolSpec, create_model
+
+pytestmark = pytest.mark.slow
+
+READ = ToolSpec("read_file", "Read a file of the repository and return its text.", {
+    "type": "object", "properties": {"path": {"type": "string", "description": "relative path"}},
+    "required": ["path"]})
+SYSTEM = {"role": "system", "content": "You are a coding agent. Call tools to inspect the repository."}
+
+
+@pytest.fixture(scope="module")
+def qwen(qwen_0_5b):
+    model = create_model(str(qwen_0_5b), ModelOptions(temperature=0.0, ctx=4096, max_output_tokens=96))
+    yield model
+    model.close()
+
+
+def step(model, messages, tools):
+    chunks = list(model.stream(messages, tools))
+    assert isinstance(chunks[-1], StepEnd)
+    return chunks, chunks[-1]
+
+
+def test_template_from_the_gguf_declares_the_tools(qwen):
+    prompt = qwen._template.render([SYSTEM, {"role": "user", "content": "hi"}], [READ])
+    assert "<tools>" in prompt and '"name": "read_file"' in prompt
+    assert prompt.endswith("<|im_start|>assistant\n") and qwen._template.tool_call_format == "hermes"
+    assert qwen.context_window == 4096
+
+
+def test_a_real_step_yields_a_parsed_read_file_call(qwen):
+    chunks, end = step(qwen, [SYSTEM, {"role": "user", "content": "Read the file main.py."}], [READ])
+    assert [(c.name, c.arguments, c.error) for c in end.tool_calls] == [("read_file", {"path": "main.py"}, None)]
+    streamed = "".join(c.text for c in chunks if isinstance(c, TextChunk))
+    assert '"arguments"' not in streamed and '"arguments"' not in end.content
+    assert end.finish_reason == "tool_calls"
+
+
+def test_plain_answers_are_reused_token_for_token(qwen):
+    messages = [{"role": "system", "content": "Answer in one short sentence."},
+                {"role": "user", "content": "What is the capital of France?"}]
+    _, first = step(qwen, messages, [])
+    assert "Paris" in first.content
+    messages += [{"role": "assistant", "content": first.content, "reasoning": ""},
+                 {"role": "user", "content": "And of Italy?"}]
+    _, second = step(qwen, messages, [])
+    # the first prompt and every generated token stay in the context
+    assert second.usage.cached_input_tokens >= first.usage.input_tokens + first.usage.output_tokens - 1
+    assert second.usage.input_tokens <= 20
