@@ -95,12 +95,14 @@ def limit_wrapper(limits: Limits, *, prlimit: str | None) -> list[str]:
 
 def _host_home(environ: Mapping[str, str]) -> Path | None:
     home = environ.get("HOME")
-    if not home:
-        try:
-            home = pwd.getpwuid(os.getuid()).pw_dir
-        except KeyError:
-            return None
-    return Path(home)
+    return Path(home) if home else _passwd_home()
+
+
+def _passwd_home() -> Path | None:
+    try:
+        return Path(pwd.getpwuid(os.getuid()).pw_dir)
+    except KeyError:
+        return None
 
 
 def _expand(path: str, *, home: Path | None, base: Path) -> Path:
@@ -245,7 +247,10 @@ class BubblewrapSandbox:
 
     def _readable_paths(self, hidden: list[Path]) -> list[Path]:
         """Toolchain paths under a hidden directory, to show again read-only."""
-        entries = [_expand(p, home=self._host_home, base=self.root) for p in self.policy.readable]
+        # "~" means both $HOME and the account's home from passwd: with $HOME pointed
+        # elsewhere, the toolchains on $PATH still live in the account's home.
+        homes = {h for h in (self._host_home, _passwd_home()) if h is not None}
+        entries = [_expand(p, home=h, base=self.root) for p in self.policy.readable for h in homes]
         entries += [Path(p) for p in self._base_env.get("PATH", "").split(":") if p.startswith("/")]
         venv = self._base_env.get("VIRTUAL_ENV")
         if venv:
