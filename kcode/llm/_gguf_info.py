@@ -13,12 +13,15 @@ from typing import Any
 
 from kcode.errors import ModelUnavailable
 
-__all__ = ["GgufInfo", "TensorInfo", "read_gguf_info", "kv_bytes_per_token", "KV_TYPES"]
+__all__ = [
+    "GgufInfo", "TensorInfo", "read_gguf_info", "kv_bytes_per_token", "split_files", "KV_TYPES",
+]
 
 # Bytes per element of the KV cache types kcode offers (q8_0: 34 B per 32, q4_0: 18 B per 32).
 KV_TYPES: dict[str, float] = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 
 _LAYER = re.compile(r"^blk\.(\d+)\.")
+_SPLIT = re.compile(r"^(.*)-(\d{5})-of-(\d{5})\.gguf$")
 
 
 @dataclass(frozen=True)
@@ -59,19 +62,43 @@ class GgufInfo:
         return sum(t.n_bytes for t in self.tensors)
 
 
-def read_gguf_info(path: Path | str) -> GgufInfo:
-    """Header metadata (scalars and short arrays; long arrays like the vocabulary skipped)."""
-    path = Path(path)
-    try:
-        from gguf import GGUFReader, GGUFValueType
-    except ImportError as error:  # pragma: no cover - gguf is a dependency of the llama extra
-        raise ModelUnavailable("reading GGUF files needs the 'gguf' package") from error
+def split_files(path: Path) -> list[Path]:
+    """All shards of a split model (``NAME-00001-of-00008.gguf``), or just ``path``."""
+    match = _SPLIT.match(path.name)
+    if not match:
+        return [path]
+    stem, _, count = match.groups()
+    return [path.with_name(f"{stem}-{index:05d}-of-{count}.gguf") for index in range(1, int(count) + 1)]
+
+
+def _open(path: Path) -> Any:
+    from gguf import GGUFReader
+
     if not path.is_file():
         raise ModelUnavailable(f"no such model file: {path}")
     try:
-        reader = GGUFReader(path, "r")
+        return GGUFReader(path, "r")
     except (ValueError, OSError) as error:
         raise ModelUnavailable(f"{path} is not a readable GGUF file: {error}") from error
+
+
+def _tensors(reader: Any) -> list[TensorInfo]:
+    return [
+        TensorInfo(name=t.name, n_bytes=int(t.n_bytes), ggml_type=t.tensor_type.name,
+                   shape=tuple(int(d) for d in t.shape))
+        for t in reader.tensors
+    ]
+
+
+def read_gguf_info(path: Path | str) -> GgufInfo:
+    """Header metadata (scalars and short arrays; long arrays like the vocabulary skipped)
+    and the tensor table of every shard of a split model."""
+    path = Path(path)
+    try:
+        from gguf import GGUFValueType
+    except ImportError as error:  # pragma: no cover - gguf is a dependency of the llama extra
+        raise ModelUnavailable("reading GGUF files needs the 'gguf' package") from error
+    reader = _open(path)
     metadata: dict[str, Any] = {}
     for name, reader_field in reader.fields.items():
         if name.startswith("GGUF."):
@@ -83,17 +110,16 @@ def read_gguf_info(path: Path | str) -> GgufInfo:
             metadata[name] = reader_field.contents()
         except (ValueError, UnicodeDecodeError):
             continue
-    tensors = [
-        TensorInfo(
-            name=t.name,
-            n_bytes=int(t.n_bytes),
-            ggml_type=t.tensor_type.name,
-            shape=tuple(int(d) for d in t.shape),
-        )
-        for t in reader.tensors
-    ]
+    tensors = _tensors(reader)
+    file_bytes = path.stat().st_size
+    shards = split_files(path)
+    if int(metadata.get("split.count", 1) or 1) > 1 and len(shards) > 1:
+        for shard in shards:
+            if shard != path:
+                tensors += _tensors(_open(shard))
+                file_bytes += shard.stat().st_size
     architecture = str(metadata.get("general.architecture", "unknown"))
-    return GgufInfo(path, path.stat().st_size, architecture, metadata, tensors)
+    return GgufInfo(path, file_bytes, architecture, metadata, tensors)
 
 
 def _per_layer(value: Any, layer: int, default: int) -> int:

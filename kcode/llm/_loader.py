@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kcode.errors import ModelUnavailable, UsageError
-from kcode.llm._gguf_info import KV_TYPES, GgufInfo, kv_bytes_per_token
+from kcode.llm._gguf_info import KV_TYPES, GgufInfo, kv_bytes_per_token, split_files
 from kcode.llm._offload import (
     BufferOverrides,
     build_overrides,
@@ -62,7 +62,8 @@ def _metadata_info(path: Path, metadata: dict[str, str]) -> GgufInfo:
             values[key] = int(value)
         except (TypeError, ValueError):
             values[key] = value
-    return GgufInfo(path, path.stat().st_size, str(metadata.get("general.architecture", "")), values)
+    size = sum(shard.stat().st_size for shard in split_files(path) if shard.is_file())
+    return GgufInfo(path, size, str(metadata.get("general.architecture", "")), values)
 
 
 def choose_context(info: GgufInfo, placement: Placement, available_bytes: int,

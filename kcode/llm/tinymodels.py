@@ -134,8 +134,12 @@ def write_tiny_llama_moe(path: Path, *, n_layer: int = 2, n_expert: int = 4,
 
 
 def write_tiny_deepseek2(path: Path, *, n_layer: int = 3, n_expert: int = 4,
-                         context_length: int = 4096, seed: int = 0) -> Path:
-    """A ``deepseek2`` with MLA (kv_lora 32 + rope 32), layer 0 dense, 1 shared expert."""
+                         context_length: int = 4096, seed: int = 0, split_max_tensors: int = 0) -> Path:
+    """A ``deepseek2`` with MLA (kv_lora 32 + rope 32), layer 0 dense, 1 shared expert.
+
+    With ``split_max_tensors`` the model is written as shards (``NAME-00001-of-0000N.gguf``,
+    like the public Kimi GGUFs) and the first shard's path is returned.
+    """
     import gguf
 
     path = Path(path)
@@ -143,7 +147,7 @@ def write_tiny_deepseek2(path: Path, *, n_layer: int = 3, n_expert: int = 4,
     n_embd, n_head, n_ff, n_ff_exp = 64, 4, 64, 32
     q_lora, kv_lora, rope, nope, v_head = 32, 32, 32, 16, 16
     arch = "deepseek2"
-    writer = gguf.GGUFWriter(str(path), arch)
+    writer = gguf.GGUFWriter(str(path), arch, split_max_tensors=split_max_tensors)
     writer.add_uint32(f"{arch}.context_length", context_length)
     writer.add_uint32(f"{arch}.embedding_length", n_embd)
     writer.add_uint32(f"{arch}.block_count", n_layer)
@@ -197,4 +201,6 @@ def write_tiny_deepseek2(path: Path, *, n_layer: int = 3, n_expert: int = 4,
         writer.add_tensor(f"{blk}.ffn_up_shexp.weight", _tensor(rng, n_ff_exp, n_embd))
         writer.add_tensor(f"{blk}.ffn_down_shexp.weight", _tensor(rng, n_embd, n_ff_exp))
     _finish(writer)
+    if split_max_tensors:
+        return min(path.parent.glob(f"{path.stem}-00001-of-*.gguf"))
     return path

@@ -130,3 +130,17 @@ def test_models_plan_cli_json_and_text(tiny_deepseek2):
     missing = subprocess.run([sys.executable, "-m", "kcode", "models", "plan", "/nonexistent.gguf"],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "no such model file" in missing.stderr
+
+
+def test_split_models_are_planned_and_offloaded_across_all_shards(tmp_path, tiny_deepseek2):
+    from kcode.llm.tinymodels import write_tiny_deepseek2
+
+    first = write_tiny_deepseek2(tmp_path / "kimi-tiny.gguf", split_max_tensors=20)
+    assert first.name == "kimi-tiny-00001-of-00003.gguf"
+    split = make_plan(first, PlanRequest(ram_gib=4.0, ctx=512))
+    whole = make_plan(tiny_deepseek2, PlanRequest(ram_gib=4.0, ctx=512))
+    assert split.weight_bytes == whole.weight_bytes
+    assert [(g.group, g.layer, g.n_bytes) for g in split.groups] == [(g.group, g.layer, g.n_bytes) for g in whole.groups]
+    assert split.file_bytes == sum(p.stat().st_size for p in tmp_path.glob("kimi-tiny-*.gguf"))
+    overridden, _ = load_and_log(first, cpu_moe=True, ctx=256)
+    assert len(overridden) == 6 and set(overridden.values()) == {"CPU"}  # experts of layers 1 and 2
