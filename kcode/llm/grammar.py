@@ -54,8 +54,9 @@ def schema_rules(tools: list[ToolSpec]) -> tuple[dict[str, str], dict[str, str]]
     return rules, names
 
 
-def tool_call_grammar(tools: list[ToolSpec], opener: str) -> str:
-    """A GBNF grammar for what follows ``opener`` (a Kimi or Hermes tool-call opener)."""
+def tool_call_grammar(tools: list[ToolSpec], opener: str, *, include_opener: bool = False) -> str:
+    """A GBNF grammar for what follows ``opener`` (a Kimi or Hermes tool-call opener), or for
+    the opener and what follows (``include_opener``: a step that must call a tool)."""
     from kcode.llm.toolcall_parse import (
         HERMES_BEGIN,
         HERMES_END,
@@ -89,5 +90,8 @@ def tool_call_grammar(tools: list[ToolSpec], opener: str) -> str:
         rules["root"] = f'hermes-call ("\\n"? {_literal(HERMES_BEGIN)} hermes-call)*'
     else:
         raise ValueError(f"no tool-call grammar for opener {opener!r}")
+    if include_opener:
+        rules["calls"] = rules["root"]
+        rules["root"] = f"{_literal(opener)} calls"
     rules.setdefault("space", '" "?')
     return "\n".join(f"{name} ::= {rule}" for name, rule in sorted(rules.items()))

@@ -34,9 +34,11 @@ from kcode.llm.base import (
     ToolSpec,
 )
 from kcode.llm.grammar import tool_call_grammar
-from kcode.llm.toolcall_parse import THINK_BEGIN, parse_output
+from kcode.llm.toolcall_parse import HERMES_BEGIN, KIMI_SECTION_BEGIN, THINK_BEGIN, parse_output
 
 __all__ = ["LlamaCppModel", "Sampling"]
+
+_OPENERS = {"kimi": KIMI_SECTION_BEGIN, "hermes": HERMES_BEGIN}
 
 
 class Sampling:
@@ -90,6 +92,8 @@ class LlamaCppModel:
         self._last_prompt: tuple[str, list[int]] = ("", [])
         self._last_turn: tuple[str, list[int]] = ("", [])
         self.last_prefix_restored = False
+        # With constrain_tools: the next steps must call a tool (the grammar starts at once).
+        self.require_tool_call = False
 
     # --- ChatModel -------------------------------------------------------------------------
 
@@ -128,13 +132,21 @@ class LlamaCppModel:
         generated: list[int] = []
         finish_reason = "stop"
         budget = min(self._max_output_tokens, self._n_ctx - len(tokens) - 1)
-        generator = self._llm.generate(tokens, **self._sampling.kwargs)
         constrained = False
+        grammar = None
+        if self.require_tool_call and self._constrain_tools and tools:
+            opener = _OPENERS.get(self._template.tool_call_format)
+            if opener is not None:  # the whole step is a tool call, opener included
+                grammar = self._grammar(tools, opener, include_opener=True)
+                constrained = True
+        generator = self._llm.generate(tokens, grammar=grammar, **self._sampling.kwargs)
         while True:
             try:
                 token = next(generator)
             except StopIteration:
                 break
+            except RuntimeError as error:  # llama_decode failed (e.g. no KV cache slot left)
+                raise ModelRequestError(f"llama.cpp failed while generating: {error}") from error
             if cancel is not None and cancel.cancelled:
                 generator.close()
                 raise Interrupted("interrupted by the user")
@@ -212,7 +224,10 @@ class LlamaCppModel:
         for start in range(reuse, len(tokens), llm.n_batch):
             if cancel is not None and cancel.cancelled:
                 raise Interrupted("interrupted by the user")
-            llm.eval(tokens[start : start + llm.n_batch])
+            try:
+                llm.eval(tokens[start : start + llm.n_batch])
+            except RuntimeError as error:
+                raise ModelRequestError(f"llama.cpp failed to evaluate the prompt: {error}") from error
         return reuse
 
     # --- tokens and text ------------------------------------------------------------------
@@ -251,10 +266,11 @@ class LlamaCppModel:
 
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
-    def _grammar(self, tools: list[ToolSpec], opener: str) -> Any:
+    def _grammar(self, tools: list[ToolSpec], opener: str, *, include_opener: bool = False) -> Any:
         import llama_cpp
 
-        return llama_cpp.LlamaGrammar.from_string(tool_call_grammar(tools, opener), verbose=False)
+        text = tool_call_grammar(tools, opener, include_opener=include_opener)
+        return llama_cpp.LlamaGrammar.from_string(text, verbose=False)
 
     @staticmethod
     def _chunks(pairs: list[tuple[str, str]]) -> Iterator[StreamChunk]:

@@ -193,3 +193,16 @@ def test_context_defaults_to_trained_and_is_lowered_to_fit_memory(tiny_llama_moe
     assert notice and "lowered from the model's 131072 tokens" in notice and "--ctx" in notice
     assert choose_context(info, Placement(ctx=100000), 16 * 2**30, on_gpu=False) == (100000, None)
     assert choose_context(info, Placement(kv_type="q8_0"), 16 * 2**30, on_gpu=False)[0] == 2 * ctx
+
+
+def test_a_required_tool_call_is_constrained_from_the_first_token(tiny_llama_moe):
+    options = ModelOptions(temperature=1.0, seed=3, ctx=2048, max_output_tokens=300, constrain_tools=True)
+    model = create_model(str(tiny_llama_moe), options)
+    model.require_tool_call = True
+    for attempt in range(3):
+        chunks, end = run_step(model, [SYSTEM, {"role": "user", "content": f"Attempt {attempt}."}], SHORT_TOOLS)
+        assert end.content == "" and end.tool_calls and end.finish_reason == "tool_calls"
+        for call in end.tool_calls:
+            assert call.name in ("read_file", "bash") and call.arguments, call
+        assert not any(isinstance(c, TextChunk) for c in chunks)
+    model.close()
