@@ -52,6 +52,12 @@ class Config:
     # budgets
     max_steps: int = 1000
     max_time: float = 12 * 3600.0  # seconds
+    max_tokens: int | None = None  # input + output tokens the model computed (reused prefix not counted)
+    # long runs: compaction and guards
+    reserve_output: int | None = None  # tokens kept free for the answer; None: min(8192, window / 8)
+    keep_tool_outputs: int = 6  # tool outputs kept verbatim when old ones are masked
+    stuck_steps: int = 30  # steps without progress before a nudge (twice as many: stop)
+    auto_test: bool = True  # run the tests when the model stops after editing without running them
     # tools
     test_command: str | None = None
     bash_timeout: float = 120.0

@@ -33,6 +33,7 @@ __all__ = [
     "BudgetWarning",
     "Compaction",
     "ContextPacked",
+    "Rewound",
     "ErrorEvent",
     "SessionFinished",
     "EventBus",
@@ -187,6 +188,7 @@ class TurnCompleted(Event):
     cached_input_tokens: int = 0
     output_tokens: int = 0
     model_state: dict[str, Any] = field(default_factory=dict)
+    agent_state: dict[str, Any] = field(default_factory=dict)  # guards, edit-test state
 
 
 @dataclass(kw_only=True)
@@ -221,6 +223,18 @@ class ContextPacked(Event):
     files_skipped: int = 0
     tokenizer: str = ""
     seconds: float = 0.0
+
+
+@dataclass(kw_only=True)
+class Rewound(Event):
+    """Files and conversation were restored to the end of ``to_step``; later steps stay in the
+    log as an abandoned branch of history (their files under ``abandoned_ref``)."""
+
+    type: ClassVar[str] = "rewound"
+    to_step: int
+    from_step: int
+    commit: str
+    abandoned_ref: str = ""
 
 
 @dataclass(kw_only=True)

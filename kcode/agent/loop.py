@@ -6,23 +6,20 @@ The loop is synchronous and UI-free; everything it does reaches the outside as e
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from kcode.errors import (
-    BudgetExhausted,
-    Finished,
-    Interrupted,
-    KcodeError,
-    ModelError,
-    TransientModelError,
-)
+from kcode.agent.compaction import CompactionPolicy, compact, conversation_tokens
+from kcode.agent.guards import LoopGuard, canonical_call
+from kcode.errors import BudgetExhausted, Finished, Interrupted, KcodeError, ModelError, TransientModelError
 from kcode.events import (
     AssistantMessage,
     BudgetWarning,
     Checkpoint,
+    Compaction,
     ErrorEvent,
     EventBus,
     FileChanged,
@@ -39,14 +36,16 @@ from kcode.events import (
     Usage,
 )
 from kcode.llm.base import ChatModel, Message, ReasoningChunk, StepEnd, TextChunk, TokenUsage, ToolCall
-from kcode.tools.base import ToolContext, ToolRegistry
+from kcode.tools.base import ToolContext, ToolRegistry, ToolResult
 from kcode.tools.plan import render_todo
+from kcode.tools.testing import detect_test_command
 from kcode.vcs.workspace import Workspace
 
-__all__ = ["Agent", "Budget", "RunResult", "EXIT_CODES"]
+__all__ = ["Agent", "Budget", "RunResult", "RetryPolicy", "EXIT_CODES"]
 
 EXIT_CODES = {"finished": 0, "error": 1, "budget_exhausted": 3, "interrupted": 130}
 _WARN_AT = (0.5, 0.8, 0.95)
+_FINISH_BLOCKS = 2  # times a finish with failing tests is sent back before it is accepted
 
 NO_TOOL_CALL = (
     "You did not call a tool. Continue the task by calling one of the tools; "
@@ -58,6 +57,7 @@ NO_TOOL_CALL = (
 class Budget:
     max_steps: int = 1000
     max_time: float = 12 * 3600.0
+    max_tokens: int | None = None
 
 
 @dataclass
@@ -91,17 +91,25 @@ class Agent:
     messages: list[Message]
     budget: Budget = field(default_factory=Budget)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    compaction: CompactionPolicy | None = None
+    guard: LoopGuard = field(default_factory=LoopGuard)
+    auto_test: bool = True
     step: int = 0
     elapsed_before: float = 0.0  # time spent in earlier runs of a resumed session
     usage: TokenUsage = field(default_factory=TokenUsage)
+    state: dict[str, Any] = field(default_factory=dict)  # agent state saved with every step
     _started: float = 0.0
     _warned: set[tuple[str, float]] = field(default_factory=set)
     _last_text: str = ""
+    _prompt_tokens: int = 0  # size of the last prompt plus what was added since
 
     # -- the run -------------------------------------------------------------------------
 
     def run(self) -> RunResult:
         self._started = time.monotonic()
+        self.guard.restore(self.state.get("guard", {}))
+        if self.compaction is not None:
+            self._prompt_tokens = conversation_tokens(self.messages, self.model.count_tokens)
         status, summary = "error", ""
         try:
             while True:
@@ -116,16 +124,7 @@ class Agent:
             status, summary = "error", f"{type(error).__name__}: {error}"
             self.bus.emit(ErrorEvent(message=summary, kind="fatal", recoverable=False, step=self.step))
         result = RunResult(status, summary, self.step, self._elapsed(), self.usage, self._last_text)
-        self.bus.emit(
-            SessionFinished(
-                status=status,
-                summary=summary,
-                exit_code=result.exit_code,
-                steps=self.step,
-                duration_ms=round(result.duration * 1000, 1),
-                **self.usage.as_dict(),
-            )
-        )
+        self.bus.emit(SessionFinished(status=status, summary=summary, exit_code=result.exit_code, steps=self.step, duration_ms=round(result.duration * 1000, 1), **self.usage.as_dict()))
         return result
 
     def _elapsed(self) -> float:
@@ -140,8 +139,11 @@ class Agent:
         self.step += 1
         self.ctx.step = self.step
         self.bus.emit(TurnStarted(step=self.step))
+        if self.compaction is not None and self._prompt_tokens > self.compaction.threshold:
+            self._compact()
         end = self._call_model()
         self.usage.add(end.usage)
+        self._prompt_tokens = end.usage.input_tokens + end.usage.cached_input_tokens + end.usage.output_tokens
         self.bus.emit(Usage(step=self.step, **end.usage.as_dict()))
         valid = [call for call in end.tool_calls if call.error is None]
         broken = [call for call in end.tool_calls if call.error is not None]
@@ -149,36 +151,50 @@ class Agent:
             self._last_text = end.content or self._last_text
             self.bus.emit(AssistantMessage(step=self.step, content=end.content, reasoning=end.reasoning))
         # Broken calls are never stored: a malformed message would poison every later request.
-        self._add(
-            {
-                "role": "assistant",
-                "content": end.content,
-                "reasoning": end.reasoning,
-                "tool_calls": [call.to_message() for call in valid],
-            }
-        )
-        changed = False
-        for call in valid:
-            changed |= self._run_tool(call)
+        self._add({"role": "assistant", "content": end.content, "reasoning": end.reasoning, "tool_calls": [call.to_message() for call in valid]})
+        results = [(call, self._run_tool(call)) for call in valid]
+        notes: list[str] = []
         if broken:
-            self._add({"role": "user", "content": self._format_error(broken)})
+            notes.append(self._format_error(broken))
             for call in broken:
                 self.bus.emit(ErrorEvent(message=f"malformed call to {call.name}: {call.error}", kind="format_error", step=self.step))
-        elif not valid:
-            self._add({"role": "user", "content": NO_TOOL_CALL})
+        changed = self._checkpoint() if any(result.changed_files for _, result in results) else False
         if changed:
-            self._checkpoint()
-        self.bus.emit(TurnCompleted(step=self.step, model_state=self.model.state(), **end.usage.as_dict()))
+            self.state["edited_since_tests"] = True
+        if any(call.name == "run_tests" for call, _ in results) and valid[-1].name == "run_tests":
+            self.state["edited_since_tests"] = False
+        new_test_result = self._note_test_results(results)
+        ended = not valid or self.ctx.state.finished_summary is not None
+        if ended and self.auto_test and self.state.get("edited_since_tests"):
+            notes.append(self._auto_test())
+            new_test_result = True
+            notes = [note for note in notes if note]
+        elif not valid and not broken:
+            notes.append(NO_TOOL_CALL)
+        verdict = self.guard.observe(self.step, [canonical_call(c.name, c.arguments) for c in valid], len(broken), changed or new_test_result)
+        notes.extend(verdict.notes)
+        if verdict.resend_format:
+            notes.append(self._format_instructions())
+        if notes:
+            self._add({"role": "user", "content": "\n\n".join(notes)})
+        if verdict.force_change and self.compaction is not None:
+            self._compact(force=True)
+        self.state["guard"] = self.guard.state()
+        self.bus.emit(TurnCompleted(step=self.step, model_state=self.model.state(), agent_state=dict(self.state), **end.usage.as_dict()))
         if self.ctx.state.finished_summary is not None:
             raise Finished(self.ctx.state.finished_summary)
+        if verdict.stop:
+            raise BudgetExhausted("progress", f"stopped: {verdict.stop}")
         if self.ctx.cancel.cancelled:
             raise Interrupted("interrupted by the user")
 
     def _check_budgets(self) -> None:
         used = {"steps": (self.step, self.budget.max_steps), "time": (self._elapsed(), self.budget.max_time)}
+        if self.budget.max_tokens:
+            used["tokens"] = (self.usage.input_tokens + self.usage.output_tokens, self.budget.max_tokens)
         for name, (spent, limit) in used.items():
             if spent >= limit:
-                unit = "steps" if name == "steps" else "seconds"
+                unit = {"steps": "steps", "time": "seconds", "tokens": "tokens"}[name]
                 raise BudgetExhausted(name, f"{name} budget exhausted ({spent:.0f} of {limit:.0f} {unit})")
             for fraction in _WARN_AT:
                 if spent >= fraction * limit and (name, fraction) not in self._warned:
@@ -201,15 +217,8 @@ class Agent:
                     raise ModelError(f"giving up after {attempt} attempts: {error}") from error
                 delay = error.retry_after
                 if delay is None:
-                    delay = min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1))
-                    delay *= random.uniform(0.5, 1.0)
-                self.bus.emit(
-                    ErrorEvent(
-                        message=f"{error} (attempt {attempt}/{self.retry.attempts}, retrying in {delay:.2f}s)",
-                        kind="model_retry",
-                        step=self.step,
-                    )
-                )
+                    delay = min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+                self.bus.emit(ErrorEvent(message=f"{error} (attempt {attempt}/{self.retry.attempts}, retrying in {delay:.2f}s)", kind="model_retry", step=self.step))
                 if self.ctx.cancel.wait(delay):
                     raise Interrupted("interrupted by the user") from error
         raise AssertionError("unreachable")
@@ -226,49 +235,85 @@ class Agent:
                 return chunk
         raise ModelError("the model's stream ended without a result")
 
-    def _run_tool(self, call: ToolCall) -> bool:
+    def _run_tool(self, call: ToolCall, *, record: bool = True) -> ToolResult:
         self.bus.emit(ToolCallStarted(step=self.step, call_id=call.id, name=call.name, arguments=call.arguments))
         started = time.monotonic()
         result = self.tools.execute(call, self.ctx)
-        self.bus.emit(
-            ToolCallFinished(
-                step=self.step,
-                call_id=call.id,
-                name=call.name,
-                arguments=call.arguments,
-                output=result.output,
-                is_error=result.is_error,
-                data=result.data,
-                duration_ms=round((time.monotonic() - started) * 1000, 1),
-            )
-        )
-        self._add({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": result.output})
+        duration = round((time.monotonic() - started) * 1000, 1)
+        self.bus.emit(ToolCallFinished(step=self.step, call_id=call.id, name=call.name, arguments=call.arguments, output=result.output, is_error=result.is_error, data=result.data, duration_ms=duration))
+        if record:
+            self._add({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": result.output})
         tests = result.data.get("tests")
         if tests:
             self.bus.emit(TestsRun(step=self.step, **{k: v for k, v in tests.items() if k != "exit_code"}))
         if "todo" in result.data:
             self.bus.emit(TodoUpdated(step=self.step, items=result.data["todo"]))
-        return result.changed_files
+        return result
 
-    def _checkpoint(self) -> None:
+    def _note_test_results(self, results: list[tuple[ToolCall, ToolResult]]) -> bool:
+        """Remember the last test outcome; True when it differs from the previous one."""
+        new = False
+        for _, result in results:
+            tests = result.data.get("tests")
+            if tests:
+                signature = [tests["ok"], tests["passed"], tests["failed"], tests["errors"], sorted(tests["failing"])]
+                new |= signature != self.state.get("last_tests")
+                self.state["last_tests"] = signature
+        return new
+
+    def _auto_test(self) -> str:
+        """The model stopped after editing without running the tests: run them for it."""
+        if not (self.ctx.test_command or detect_test_command(self.ctx.root)):
+            self.state["edited_since_tests"] = False
+            return NO_TOOL_CALL if self.ctx.state.finished_summary is None else ""
+        call = ToolCall(f"auto_tests_{self.step}", "run_tests", {})
+        result = self._run_tool(call, record=False)
+        self._note_test_results([(call, result)])
+        self.state["edited_since_tests"] = False
+        if self._checkpoint():
+            self.state["edited_since_tests"] = True
+        intro = "kcode ran the tests because files changed since they last ran:\n" + result.output
+        finishing = self.ctx.state.finished_summary is not None
+        if finishing and result.is_error and self.state.get("finish_blocks", 0) < _FINISH_BLOCKS:
+            self.state["finish_blocks"] = self.state.get("finish_blocks", 0) + 1
+            self.ctx.state.finished_summary = None
+            return intro + "\n\nYou called finish, but the tests fail. Fix the failures, or call finish again if they are unrelated to the task."
+        return intro
+
+    def _compact(self, force: bool = False) -> None:
+        assert self.compaction is not None
+        outcome = compact(self.messages, self.model, self.compaction, self.ctx.state.todo, force_summary=force)
+        self.messages[:] = outcome.messages
+        self._prompt_tokens = outcome.tokens_after
+        self.bus.emit(Compaction(step=self.step, strategy=outcome.strategy, tokens_before=outcome.tokens_before, tokens_after=outcome.tokens_after, messages=outcome.messages))
+
+    def _checkpoint(self) -> bool:
         if self.workspace is None:
-            return
+            return False
         info = self.workspace.checkpoint(f"kcode: step {self.step}")
-        if info is not None:
-            self.bus.emit(FileChanged(step=self.step, changes=info.changes))
-            self.bus.emit(Checkpoint(step=self.step, commit=info.commit, ref=self.workspace.branch))
+        if info is None:
+            return False
+        self.bus.emit(FileChanged(step=self.step, changes=info.changes))
+        self.bus.emit(Checkpoint(step=self.step, commit=info.commit, ref=self.workspace.branch))
+        return True
 
     def _format_error(self, broken: list[ToolCall]) -> str:
         lines = ["Your tool call could not be used, so it was not run:"]
-        for call in broken:
-            lines.append(f"- {call.name or '(no name)'}: {call.error}")
-        names = ", ".join(self.tools.names)
-        lines.append(
-            "Call a tool with a JSON object as arguments that matches its schema. "
-            f"Available tools: {names}."
-        )
+        lines += [f"- {call.name or '(no name)'}: {call.error}" for call in broken]
+        lines.append(f"Call a tool with a JSON object as arguments that matches its schema. Available tools: {', '.join(self.tools.names)}.")
         return "\n".join(lines)
+
+    def _format_instructions(self) -> str:
+        specs = "\n".join(f"- {spec.name}: {json.dumps(spec.parameters, separators=(',', ':'))}" for spec in self.tools.specs())
+        return (
+            "Your last tool calls were malformed several times in a row. How to call a tool: "
+            "use the tool-calling format of your chat template, with the tool's name and a JSON object of "
+            "arguments (double-quoted keys and strings, no comments, no trailing commas) that matches its schema:\n"
+            + specs
+        )
 
     def _add(self, message: dict[str, Any]) -> None:
         self.messages.append(message)
+        if self.compaction is not None:
+            self._prompt_tokens += conversation_tokens([message], self.model.count_tokens)
         self.bus.emit(MessageAdded(message=message))

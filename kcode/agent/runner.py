@@ -6,33 +6,34 @@ its log) with their event subscribers and a cancel token.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kcode.agent.compaction import CompactionPolicy
+from kcode.agent.guards import LoopGuard
 from kcode.agent.loop import Agent, Budget, RunResult
+from kcode.agent.recovery import recover
 from kcode.agent.prompt import build_system_prompt, initial_messages, read_agents_md
-from kcode.config import Config, data_dir
+from kcode.config import Config, data_dir, load_config
 from kcode.errors import SessionError, UsageError
 from kcode.events import (
-    Checkpoint,
     ContextPacked,
+    ErrorEvent,
     EventBus,
     MessageAdded,
-    SessionFinished,
+    Rewound,
     SessionStarted,
     Subscriber,
-    TodoUpdated,
-    TurnCompleted,
-    Usage,
 )
 from kcode.llm.base import CancelToken, ChatModel, TokenUsage
 from kcode.llm.registry import ModelOptions, create_model
 from kcode.sandbox import create_sandbox
-from kcode.session import SessionLog, SessionMeta, SessionStore, new_session_id, read_events
+from kcode.session import SessionLog, SessionMeta, SessionStore, new_session_id
 from kcode.tools import SessionState, ToolContext, default_tools
 from kcode.vcs import ApplyReport, Workspace, apply_result, git, repo_root
 
-__all__ = ["RunOutcome", "run_task", "resume_task", "apply_session"]
+__all__ = ["RunOutcome", "run_task", "resume_task", "rewind_session", "apply_session"]
 
 
 @dataclass
@@ -108,8 +109,33 @@ def _repo_pack(config: Config, model: ChatModel, root: Path, task: str, bus: Eve
     return pack.text
 
 
+def _agent(config: Config, model: ChatModel, ctx: ToolContext, bus: EventBus, workspace: Workspace, messages: list, **state) -> Agent:
+    window = model.context_window
+    policy = CompactionPolicy(
+        context_window=window,
+        reserve_output=config.reserve_output or min(8192, window // 8),
+        keep_tool_outputs=config.keep_tool_outputs,
+    )
+    return Agent(
+        model,
+        default_tools(),
+        ctx,
+        bus,
+        workspace,
+        messages,
+        Budget(config.max_steps, config.max_time, config.max_tokens),
+        compaction=policy,
+        guard=LoopGuard(stuck_steps=config.stuck_steps),
+        auto_test=config.auto_test,
+        **state,
+    )
+
+
 def _model(config: Config, session_id: str) -> ChatModel:
-    return create_model(config.model, ModelOptions(base_url=config.base_url, session_id=session_id))
+    """The configured model; every ModelOptions field that Config also has is passed on."""
+    names = {f.name for f in dataclasses.fields(ModelOptions)} & {f.name for f in dataclasses.fields(Config)}
+    options = ModelOptions(session_id=session_id, **{name: getattr(config, name) for name in names})
+    return create_model(config.model, options)
 
 
 def run_task(
@@ -141,6 +167,7 @@ def run_task(
             base_commit=workspace.base_commit,
             model=model.name,
             mode=workspace.mode,
+            options=_non_default_options(config),
         )
         store.write_meta(meta)
         log = SessionLog(store.log_path(session_id))
@@ -159,8 +186,7 @@ def run_task(
             messages = initial_messages(system, task)
             for message in messages:
                 bus.emit(MessageAdded(message=message))
-            budget = Budget(config.max_steps, config.max_time)
-            agent = Agent(model, default_tools(), ctx, bus, workspace, messages, budget)
+            agent = _agent(config, model, ctx, bus, workspace, messages)
             return _finish(agent, meta, store, workspace, tests, apply)
         finally:
             log.close()
@@ -168,60 +194,14 @@ def run_task(
         model.close()
 
 
-@dataclass
-class _Recovered:
-    messages: list[dict]
-    todo: list[dict]
-    step: int
-    model_state: dict
-    usage: TokenUsage
-    elapsed: float
-    head: str | None
-
-
-def _recover(log_path: Path) -> _Recovered:
-    """Rebuild the state at the end of the last completed step. Anything after it (a step
-    cut short by a crash) is dropped: its messages, and below, its file changes."""
-    messages: list[dict] = []
-    pending: list[dict] = []
-    todo: list[dict] = []
-    pending_todo: list[dict] | None = None
-    step, model_state, usage, step_usage = 0, {}, TokenUsage(), TokenUsage()
-    elapsed, segment_start, last_ts, head = 0.0, None, 0.0, None
-    for event in read_events(log_path):
-        last_ts = event.ts or last_ts
-        if isinstance(event, SessionStarted):
-            segment_start = event.ts
-            head = head or event.base_commit
-        elif isinstance(event, MessageAdded):
-            pending.append(event.message)
-        elif isinstance(event, TodoUpdated):
-            pending_todo = event.items
-        elif isinstance(event, Usage):
-            step_usage.add(TokenUsage(event.input_tokens, event.cached_input_tokens, event.output_tokens))
-        elif isinstance(event, Checkpoint):
-            head = event.commit
-        elif isinstance(event, TurnCompleted):
-            messages.extend(pending)
-            pending = []
-            if pending_todo is not None:
-                todo, pending_todo = pending_todo, None
-            step, model_state = event.step, event.model_state
-            usage.add(step_usage)
-            step_usage = TokenUsage()
-        elif isinstance(event, SessionFinished) and segment_start is not None:
-            elapsed += event.ts - segment_start
-            segment_start = None
-    if step == 0:  # nothing completed: keep the opening messages (system + task)
-        messages = [m for m in pending if m.get("role") in ("system", "user")][:2]
-    if segment_start is not None:  # the last run died without a SessionFinished
-        elapsed += max(0.0, last_ts - segment_start)
-    return _Recovered(messages, todo, step, model_state, usage, elapsed, head)
+def _non_default_options(config: Config) -> dict:
+    defaults = Config()
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(Config) if getattr(config, f.name) != getattr(defaults, f.name)}
 
 
 def resume_task(
     session_id: str | None,
-    config: Config,
+    overrides: dict | None = None,
     *,
     repo: Path | None = None,
     subscribers: list[Subscriber] = (),
@@ -231,17 +211,17 @@ def resume_task(
     meta = store.resolve(session_id, repo_root(repo) if repo else None)
     if not meta.workdir or not Path(meta.workdir).exists():
         raise SessionError(f"the work tree of session {meta.session_id} is gone ({meta.workdir})")
-    state = _recover(store.log_path(meta.session_id))
-    if not state.messages:
+    recovered = recover(store.log_path(meta.session_id))
+    state = recovered.last
+    if not state.length:
         raise SessionError(f"session {meta.session_id} has no conversation to resume")
     cancel = cancel or CancelToken()
-    config = config.replace(model=config.model or meta.model)
+    # the run's own settings, then what the caller changes (e.g. a bigger --max-steps)
+    config = load_config(Path(meta.repo), {**meta.options, **{k: v for k, v in (overrides or {}).items() if v is not None}})
     model = _model(config, meta.session_id)
     model.restore(state.model_state)
     workspace = Workspace(Path(meta.repo), Path(meta.workdir), meta.branch, meta.base_commit, meta.mode, state.head or meta.base_commit)
-    if meta.mode == "worktree":  # roll back half-done effects of an interrupted step
-        git(["reset", "--quiet", "--hard", workspace.head], workspace.path)
-        git(["clean", "-fdq"], workspace.path)
+    _roll_back(workspace)
     try:
         log = SessionLog(store.log_path(meta.session_id))
         tests: list[dict] = []
@@ -250,15 +230,53 @@ def resume_task(
             meta.status = "running"
             store.write_meta(meta)
             bus.emit(SessionStarted(session_id=meta.session_id, task=meta.task, repo=meta.repo, workdir=meta.workdir, branch=meta.branch, base_commit=meta.base_commit, model=model.name, mode=meta.mode, resumed=True))
+            for call in recovered.interrupted_calls:
+                bus.emit(ErrorEvent(message=f"tool call {call} was in flight when the session stopped; its effects were rolled back to the last checkpoint and the step will run again", kind="interrupted_tool", step=state.step + 1))
             ctx = _context(config, store, meta, workspace, cancel)
-            ctx.state.todo = state.todo
-            budget = Budget(config.max_steps, config.max_time)
-            agent = Agent(model, default_tools(), ctx, bus, workspace, state.messages, budget, step=state.step, elapsed_before=state.elapsed, usage=state.usage)
+            ctx.state.todo = list(state.todo)
+            agent = _agent(config, model, ctx, bus, workspace, state.conversation(), step=state.step, elapsed_before=recovered.elapsed, usage=TokenUsage(*state.usage), state=dict(state.agent_state))
             return _finish(agent, meta, store, workspace, tests, apply=False)
         finally:
             log.close()
     finally:
         model.close()
+
+
+def _roll_back(workspace: Workspace) -> None:
+    """Put the work tree back at its last checkpoint: undo what a step cut short had done."""
+    if workspace.mode == "worktree":
+        git(["reset", "--quiet", "--hard", workspace.head], workspace.path)
+        git(["clean", "-fdq"], workspace.path)
+
+
+def rewind_session(session_id: str | None, to_step: int, repo: Path | None = None) -> tuple[SessionMeta, Rewound]:
+    """Restore files and conversation to the end of ``to_step``; later steps stay in the log
+    (and their files under ``refs/kcode/abandoned/...``)."""
+    store = SessionStore()
+    meta = store.resolve(session_id, repo_root(repo) if repo else None)
+    if meta.mode != "worktree":
+        raise UsageError(f"session {meta.session_id} ran in place; rewind only restores sessions that ran in their own work tree")
+    recovered = recover(store.log_path(meta.session_id))
+    target = recovered.snapshots.get(to_step)
+    if target is None:
+        last = recovered.step
+        raise UsageError(f"session {meta.session_id} has no completed step {to_step} (steps 0..{last})")
+    workdir = Path(meta.workdir)
+    current_head = str(git(["rev-parse", "HEAD"], workdir)).strip()
+    abandoned = f"refs/kcode/abandoned/{meta.session_id}/step-{recovered.step}"
+    git(["update-ref", abandoned, current_head], workdir)
+    workspace = Workspace(Path(meta.repo), workdir, meta.branch, meta.base_commit, meta.mode, target.head or meta.base_commit)
+    _roll_back(workspace)
+    log = SessionLog(store.log_path(meta.session_id))
+    try:
+        event = Rewound(to_step=to_step, from_step=recovered.step, commit=workspace.head, abandoned_ref=abandoned)
+        EventBus().emit(event)
+        log(event)
+    finally:
+        log.close()
+    meta.status, meta.steps = "rewound", to_step
+    store.write_meta(meta)
+    return meta, event
 
 
 def apply_session(session_id: str | None, repo: Path | None = None) -> tuple[SessionMeta, ApplyReport]:

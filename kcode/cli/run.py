@@ -131,8 +131,18 @@ def register(app: typer.Typer) -> None:
         base_url: Annotated[str | None, typer.Option(help="Server URL for OpenAI-compatible models.")] = None,
         max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many steps (default 1000).")] = None,
         max_time: Annotated[str | None, typer.Option(help="Stop after this long, e.g. 30m or 12h (default 12h).")] = None,
+        max_tokens: Annotated[int | None, typer.Option(min=1, help="Stop after the model computed this many tokens (input + output).")] = None,
         test_command: Annotated[str | None, typer.Option(help="The command that runs the tests (default: detected).")] = None,
         sandbox: Annotated[str | None, typer.Option(help="Sandbox profile: workspace-write, read-only, workspace-write-network, off.")] = None,
+        ctx: Annotated[int | None, typer.Option("--ctx", min=256, help="Context window in tokens (default: the model's trained context, lowered to fit memory).")] = None,
+        gpu_layers: Annotated[int | None, typer.Option(help="llama.cpp: layers on the GPU (default: all when a GPU backend is present).")] = None,
+        cpu_moe: Annotated[bool, typer.Option("--cpu-moe", help="llama.cpp: keep every layer's routed experts in CPU RAM.")] = False,
+        n_cpu_moe: Annotated[int | None, typer.Option(min=0, help="llama.cpp: keep the routed experts of the first N layers in CPU RAM.")] = None,
+        override_tensor: Annotated[list[str] | None, typer.Option("--override-tensor", help="llama.cpp: REGEX=BUFFER tensor placement (repeatable, first match wins).")] = None,
+        kv_type: Annotated[str | None, typer.Option(help="llama.cpp: KV cache type f16, q8_0 or q4_0 (turns on flash attention).")] = None,
+        threads: Annotated[int | None, typer.Option(min=1, help="llama.cpp: CPU threads.")] = None,
+        constrain_tools: Annotated[bool, typer.Option("--constrain-tools", help="llama.cpp: constrain tool calls with a GBNF grammar.")] = False,
+        prefix_cache: Annotated[str | None, typer.Option(help="llama.cpp: directory to save/restore the stable prefix's KV state.")] = None,
         pack: Annotated[str | None, typer.Option(help="Repository in the prompt: auto (whole repo if it fits, else map + top files), map, full, none.")] = None,
         pack_budget: Annotated[int | None, typer.Option(min=0, help="Tokens for the repository pack (default: a share of the model's window).")] = None,
         output_format: FormatOption = "text",
@@ -144,7 +154,12 @@ def register(app: typer.Typer) -> None:
         from kcode.agent.runner import run_task
 
         with _errors():
-            root, config = _config(repo, model=model, base_url=base_url, max_steps=max_steps, max_time=max_time, test_command=test_command, sandbox=sandbox, pack=pack, pack_budget=pack_budget)
+            root, config = _config(
+                repo, model=model, base_url=base_url, max_steps=max_steps, max_time=max_time, max_tokens=max_tokens,
+                test_command=test_command, sandbox=sandbox, pack=pack, pack_budget=pack_budget,
+                ctx=ctx, gpu_layers=gpu_layers, cpu_moe=cpu_moe or None, n_cpu_moe=n_cpu_moe, override_tensor=override_tensor or None,
+                kv_type=kv_type, threads=threads, constrain_tools=constrain_tools or None, prefix_cache=prefix_cache,
+            )
             subscribers = _subscribers(output_format)
             with _cancel_on_signals() as cancel:
                 outcome = run_task(task, config, repo=root, cwd=Path.cwd(), in_place=in_place, apply=apply, subscribers=subscribers, cancel=cancel)
@@ -157,18 +172,39 @@ def register(app: typer.Typer) -> None:
         model: ModelOption = None,
         max_steps: Annotated[int | None, typer.Option(min=1, help="New total step budget.")] = None,
         max_time: Annotated[str | None, typer.Option(help="New total time budget, e.g. 2h.")] = None,
+        max_tokens: Annotated[int | None, typer.Option(min=1, help="New total token budget.")] = None,
         output_format: FormatOption = "text",
         output_last_message: OutputFileOption = None,
     ) -> None:
-        """Continue a session after it finished, ran out of budget, was interrupted or crashed."""
+        """Continue a session after it finished, ran out of budget, was interrupted or crashed.
+
+        The session keeps the settings it was started with; the options given here change them."""
         from kcode.agent.runner import resume_task
+        from kcode.vcs import repo_root
 
         with _errors():
-            root, config = _config(repo, model=model, max_steps=max_steps, max_time=max_time)
+            root = None if session else repo_root(repo or Path.cwd())
+            overrides = {"model": model, "max_steps": max_steps, "max_time": max_time, "max_tokens": max_tokens}
             subscribers = _subscribers(output_format)
             with _cancel_on_signals() as cancel:
-                outcome = resume_task(session, config, repo=root if session is None else None, subscribers=subscribers, cancel=cancel)
+                outcome = resume_task(session, overrides, repo=root, subscribers=subscribers, cancel=cancel)
         _finish(outcome, output_format, output_last_message)
+
+    @app.command()
+    def rewind(
+        session: Annotated[str, typer.Argument(help="Session id (or a unique prefix).")],
+        to: Annotated[int, typer.Option("--to", min=0, help="The step to go back to (its end state).")],
+        repo: RepoOption = None,
+    ) -> None:
+        """Restore a session's files and conversation to the end of a step; continue with kcode resume."""
+        from kcode.agent.runner import rewind_session
+
+        with _errors():
+            meta, event = rewind_session(session, to, repo)
+        typer.echo(f"kcode rewind {meta.session_id}: back at step {event.to_step} (from {event.from_step}), files at {event.commit[:10]}")
+        if event.abandoned_ref:
+            typer.echo(f"  the abandoned steps' files are kept at {event.abandoned_ref}")
+        typer.echo(f"  continue with:  kcode resume {meta.session_id}")
 
     @app.command(name="apply")
     def apply_command(

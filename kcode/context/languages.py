@@ -9,13 +9,14 @@ queries below fill in. A wheel that is not installed makes its files plain text.
 from __future__ import annotations
 
 import importlib
+import re
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LanguageSpec", "language_for", "load_language", "LANGUAGES", "GRAMMAR_VERSION"]
+__all__ = ["LanguageSpec", "Grammar", "language_for", "load_language", "LANGUAGES", "GRAMMAR_VERSION"]
 
 
 @dataclass(frozen=True)
@@ -136,9 +137,43 @@ def _wheel_query(module_name: str) -> str:
     return path.read_text(encoding="utf-8") if path.is_file() else ""
 
 
+@dataclass(frozen=True)
+class Grammar:
+    """A loaded grammar and its tags query, split in two for speed.
+
+    ``definitions`` holds the patterns with a ``@definition.*`` capture and is read with
+    ``matches()`` (a definition needs its name and its node together); ``references`` holds
+    the rest and is read with ``captures()`` restricted to ``@name``, which creates one
+    Python object per reference instead of a match tuple, a dict and lists. ``kinds[i]`` is
+    the definition capture of pattern ``i`` of ``definitions`` (``"definition.class"``...).
+    """
+
+    language: Any
+    definitions: Any  # tree_sitter.Query
+    references: Any  # tree_sitter.Query, or None when the query has no reference patterns
+    kinds: tuple[str, ...]
+
+
+def _split_patterns(language: Any, source: str) -> tuple[str, str]:
+    """The query text of the definition patterns, and that of the reference patterns."""
+    from tree_sitter import Query
+
+    whole = Query(language, source)
+    encoded = source.encode("utf-8")
+    definitions, references = [], []
+    for i in range(whole.pattern_count):
+        text = encoded[whole.start_byte_for_pattern(i) : whole.end_byte_for_pattern(i)].decode("utf-8")
+        if "@definition." in text:
+            definitions.append(text)
+        elif "@reference." in text:
+            references.append(text)
+        # Anything else (Ruby's ``@ignore``, C++'s ``@local.scope`` alone) tags nothing.
+    return "\n".join(definitions), "\n".join(references)
+
+
 @lru_cache(maxsize=None)
-def load_language(name: str) -> tuple[Any, Any] | None:
-    """``(Language, Query)`` for one of :data:`LANGUAGES`, or None if its wheel is missing."""
+def load_language(name: str) -> Grammar | None:
+    """The :class:`Grammar` of one of :data:`LANGUAGES`, or None if its wheel is missing."""
     from tree_sitter import Language, Query
 
     spec = LANGUAGES[name]
@@ -150,7 +185,20 @@ def load_language(name: str) -> tuple[Any, Any] | None:
         language = Language(getattr(module, spec.factory)())
         sources = [_wheel_query(m) for m in (spec.query_modules or (spec.module,)) if m != "-"]
         sources.append(spec.extra_query)
-        return language, Query(language, "\n".join(sources))
+        def_text, ref_text = _split_patterns(language, "\n".join(sources))
+        definitions = Query(language, def_text)
+        kinds = []
+        for i in range(definitions.pattern_count):
+            pattern = def_text.encode()[definitions.start_byte_for_pattern(i) : definitions.end_byte_for_pattern(i)]
+            kinds.append(re.search(r"@(definition\.[\w.]+)", pattern.decode()).group(1))
+        references = None
+        if ref_text:
+            references = Query(language, ref_text)
+            for index in range(references.capture_count):  # only @name is read
+                capture = references.capture_name(index)
+                if capture != "name":
+                    references.disable_capture(capture)
+        return Grammar(language, definitions, references, tuple(kinds))
 
 
 def _grammar_version() -> str:

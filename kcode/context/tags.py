@@ -9,6 +9,8 @@ map shows a method inside its class.
 
 from __future__ import annotations
 
+import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -61,10 +63,7 @@ class FileTags:
     @cached_property
     def reference_counts(self) -> dict[str, int]:
         """How often each name is referenced (computed once per content, not stored)."""
-        counts: dict[str, int] = {}
-        for name, _ in self.references:
-            counts[name] = counts.get(name, 0) + 1
-        return counts
+        return Counter([name for name, _ in self.references])
 
     @cached_property
     def defined_names(self) -> frozenset[str]:
@@ -114,37 +113,40 @@ def _header_text(source: bytes, lines: list[bytes], node: Any) -> str:
 
 
 def extract_tags(source: bytes, language: str | None) -> FileTags:
-    """Parse ``source`` and collect its tags; plain text (``language=None``) has none."""
+    """Parse ``source`` and collect its tags; plain text (``language=None``) has none.
+
+    This is most of a cold build's time, so the Python side is kept thin: references come
+    from ``captures()`` of the reference patterns (one node each, deduplicated on raw bytes
+    and row before any decoding), definitions from ``matches()`` of the definition patterns,
+    whose kind is known from the pattern index.
+    """
     lines = source.split(b"\n")
     line_count = len(lines) - (1 if lines and lines[-1] == b"" else 0)
-    loaded = load_language(language) if language else None
-    if loaded is None:
+    grammar = load_language(language) if language else None
+    if grammar is None:
         return FileTags(None, line_count)
     from tree_sitter import Parser, QueryCursor
 
-    lang, query = loaded
     _parse_counter[0] += 1
-    tree = Parser(lang).parse(source)
+    root = Parser(grammar.language).parse(source).root_node
     tags = FileTags(language, line_count)
+    if grammar.references is not None:
+        nodes = QueryCursor(grammar.references).captures(root).get("name", ())
+        raw_refs = {(node.text, node.start_point[0]) for node in nodes}
+        names = {text: _name(text) for text, _ in raw_refs}
+        references = sorted([(row + 1, names[text]) for text, row in raw_refs if names[text] is not None])
+        tags.references = [(name, line) for line, name in references]
+
     header_of: dict[tuple[int, int], int] = {}  # (start_byte, end_byte) -> header index
     raw_defs: list[tuple[str, str, Any]] = []
-    seen_refs: set[tuple[str, int]] = set()
-    for _, captures in QueryCursor(query).matches(tree.root_node):
+    kinds = grammar.kinds
+    for pattern, captures in QueryCursor(grammar.definitions).matches(root):
         names = captures.get("name")
         if not names:
             continue
-        name_node = names[0]
-        name = source[name_node.start_byte : name_node.end_byte].decode("utf-8", "replace")
-        if not name or len(name) > 200 or "\n" in name:
-            continue
-        for capture, nodes in captures.items():
-            if capture.startswith("definition."):
-                raw_defs.append((name, capture[11:], nodes[0]))
-            elif capture.startswith("reference."):
-                ref = (name, name_node.start_point[0] + 1)
-                if ref not in seen_refs:
-                    seen_refs.add(ref)
-                    tags.references.append(ref)
+        name = _name(names[0].text)
+        if name is not None:
+            raw_defs.append((name, kinds[pattern][11:], captures[kinds[pattern]][0]))
 
     def header_index(node: Any) -> int:
         key = (node.start_byte, node.end_byte)
@@ -161,23 +163,31 @@ def extract_tags(source: bytes, language: str | None) -> FileTags:
             continue
         seen_defs.add((name, node.start_byte))
         scopes = []
+        row = node.start_point[0]
         parent = node.parent
         while parent is not None and parent.parent is not None:  # the root is no scope
             if parent.type in _SCOPE_TYPES or (parent.start_byte, parent.end_byte) in def_keys:
-                if parent.start_point[0] != node.start_point[0]:
+                if parent.start_point[0] != row:
                     scopes.append(header_index(parent))
             parent = parent.parent
-        tags.definitions.append(
-            Definition(name, kind, node.start_point[0] + 1, header_index(node), tuple(reversed(scopes)))
-        )
+        tags.definitions.append(Definition(name, kind, row + 1, header_index(node), tuple(reversed(scopes))))
     tags.definitions.sort(key=lambda d: (d.line, d.name))
-    tags.references.sort(key=lambda r: (r[1], r[0]))
     # Renumber headers by line so the stored form does not depend on query match order.
-    order = sorted(range(len(tags.headers)), key=lambda i: tags.headers[i])
-    new_index = {old: new for new, old in enumerate(order)}
+    order = sorted(range(len(tags.headers)), key=tags.headers.__getitem__)
+    new_index = [0] * len(order)
+    for new, old in enumerate(order):
+        new_index[old] = new
     tags.headers = [tags.headers[i] for i in order]
     tags.definitions = [
-        Definition(d.name, d.kind, d.line, new_index[d.header], tuple(new_index[s] for s in d.scopes))
+        Definition(d.name, d.kind, d.line, new_index[d.header], tuple([new_index[s] for s in d.scopes]))
         for d in tags.definitions
     ]
     return tags
+
+
+def _name(raw: bytes | None) -> str | None:
+    """An identifier from a capture's bytes, interned (names repeat across thousands of
+    files); None for what cannot be one (empty, huge, multi-line)."""
+    if not raw or len(raw) > 200 or b"\n" in raw:
+        return None
+    return sys.intern(raw.decode("utf-8", "replace"))

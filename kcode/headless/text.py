@@ -10,7 +10,9 @@ from kcode.events import (
     AssistantMessage,
     BudgetWarning,
     Checkpoint,
+    Compaction,
     ContextPacked,
+    Rewound,
     ErrorEvent,
     Event,
     SessionFinished,
@@ -82,6 +84,10 @@ class TextRenderer:
             self._line(self._style(f"    checkpoint {event.commit[:10]}", "2"))
         elif isinstance(event, TodoUpdated):
             self._line("    plan:\n      " + render_todo(event.items).replace("\n", "\n      "))
+        elif isinstance(event, Compaction):
+            self._line(self._style(f"  compacted the conversation ({event.strategy}): {event.tokens_before} → {event.tokens_after} tokens", "35"))
+        elif isinstance(event, Rewound):
+            self._line(self._style(f"── rewound from step {event.from_step} to step {event.to_step} (files at {event.commit[:10]})", "35"))
         elif isinstance(event, BudgetWarning):
             self._line(self._style(f"  ! {event.budget} budget {event.fraction:.0%} used ({event.used:.0f}/{event.limit:.0f})", "33"))
         elif isinstance(event, ErrorEvent):

@@ -65,7 +65,7 @@ def create_model(spec: str | None, options: ModelOptions | None = None) -> ChatM
     if kind == "scripted" and rest:
         from kcode.llm.scripted import ScriptedModel
 
-        return ScriptedModel.from_file(Path(rest))
+        return ScriptedModel.from_file(Path(rest), **({"context_window": options.ctx} if options.ctx else {}))
     if kind == "chaos":
         rate_text, _, inner_spec = rest.partition(":")
         try:

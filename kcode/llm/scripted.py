@@ -9,6 +9,9 @@ Script file (JSON)::
 script can contain malformed calls). The position is part of the session state: a resumed
 session continues with the next unconsumed turn. When the turns run out the step fails with
 :class:`~kcode.errors.ModelUnavailable` instead of hanging.
+
+A request without tools is a compaction request, not an agent step: it is answered with a
+deterministic handoff note built from the transcript, and consumes no turn.
 """
 
 from __future__ import annotations
@@ -101,6 +104,17 @@ class ScriptedModel:
     def close(self) -> None:
         pass
 
+    def _handoff_note(self, messages: list[Message]) -> Iterator[StreamChunk]:
+        transcript = str(messages[-1].get("content", "")) if messages else ""
+        calls = [line for line in transcript.splitlines() if line.startswith("TOOL CALL ")]
+        note = (
+            "## Task\nContinue the scripted task.\n## Current state\n"
+            f"I made {len(calls)} tool calls in the compacted part of the session"
+            + (f"; the last was {calls[-1][len('TOOL CALL '):][:200]}." if calls else ".")
+        )
+        yield TextChunk(note)
+        yield StepEnd(note, usage=TokenUsage(input_tokens=estimate_tokens(transcript), output_tokens=estimate_tokens(note)))
+
     def stream(
         self,
         messages: list[Message],
@@ -108,6 +122,9 @@ class ScriptedModel:
         *,
         cancel: CancelToken | None = None,
     ) -> Iterator[StreamChunk]:
+        if not tools:
+            yield from self._handoff_note(messages)
+            return
         if self._position >= len(self._turns):
             raise ModelUnavailable(
                 f"the scripted model has no turns left (all {len(self._turns)} were used)"

@@ -186,7 +186,8 @@ class BubblewrapSandbox:
         self._mounts = self._mount_args(hidden)
         prlimit_path = prlimit if prlimit is not None else shutil.which("prlimit")
         self._limits = limit_wrapper(policy.limits, prlimit=prlimit_path)
-        self._pids_parent = pids_parent() if policy.limits.processes else None
+        # RLIMIT_NPROC holds for everyone but root; only root needs (and pays for) a cgroup.
+        self._pids_parent = pids_parent() if policy.limits.processes and os.geteuid() == 0 else None
 
     # -- layout ---------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ class SessionMeta:
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
     summary: str = ""
+    options: dict = field(default_factory=dict)  # the run's settings that differ from the defaults
 
 
 class SessionStore:

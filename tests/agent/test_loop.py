@@ -91,7 +91,7 @@ def test_resume_continues_with_the_next_scripted_turn(calc_repo, fix_script):
     first, _ = run(calc_repo, fix_script, max_steps=2)
     assert first.result.status == "budget_exhausted"
     events = []
-    second = resume_task(first.meta.session_id, Config(max_steps=10), subscribers=[events.append])
+    second = resume_task(first.meta.session_id, {"max_steps": 10}, subscribers=[events.append])
     assert second.result.status == "finished" and second.result.steps == 5
     assert [e.step for e in events if e.type == "turn.started"] == [3, 4, 5]
     assert second.tests["ok"]
