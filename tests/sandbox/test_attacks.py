@@ -13,8 +13,6 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
-
 from tests.sandbox.conftest import SECRET_KEY, SSH_SECRET, requires_bwrap, tree_digest
 
 pytestmark = requires_bwrap
