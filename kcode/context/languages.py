@@ -139,36 +139,39 @@ def _wheel_query(module_name: str) -> str:
 
 @dataclass(frozen=True)
 class Grammar:
-    """A loaded grammar and its tags query, split in two for speed.
+    """A loaded grammar and its tags query, rewritten to be read with ``captures()``.
 
-    ``definitions`` holds the patterns with a ``@definition.*`` capture and is read with
-    ``matches()`` (a definition needs its name and its node together); ``references`` holds
-    the rest and is read with ``captures()`` restricted to ``@name``, which creates one
-    Python object per reference instead of a match tuple, a dict and lists. ``kinds[i]`` is
-    the definition capture of pattern ``i`` of ``definitions`` (``"definition.class"``...).
+    ``captures()`` creates one Python object per captured node, where ``matches()`` creates
+    a tuple, a dict and lists per match; on a cold build that difference is a good part of
+    the time. What ``captures()`` loses is which name belongs to which definition, so in the
+    definition patterns ``@name`` becomes ``@def_name`` and :mod:`kcode.context.tags` pairs
+    each definition with the first ``@def_name`` whose innermost enclosing definition it is.
+    References need only ``@name``; ``@doc``, ``@reference.*`` and the like are disabled so
+    no node is created for them. ``kinds``: the definition captures, in pattern order.
     """
 
     language: Any
-    definitions: Any  # tree_sitter.Query
-    references: Any  # tree_sitter.Query, or None when the query has no reference patterns
+    query: Any  # tree_sitter.Query
     kinds: tuple[str, ...]
 
 
-def _split_patterns(language: Any, source: str) -> tuple[str, str]:
-    """The query text of the definition patterns, and that of the reference patterns."""
+def _rewrite_query(language: Any, source: str) -> tuple[str, tuple[str, ...]]:
     from tree_sitter import Query
 
     whole = Query(language, source)
     encoded = source.encode("utf-8")
-    definitions, references = [], []
+    patterns, kinds = [], []
     for i in range(whole.pattern_count):
         text = encoded[whole.start_byte_for_pattern(i) : whole.end_byte_for_pattern(i)].decode("utf-8")
         if "@definition." in text:
-            definitions.append(text)
-        elif "@reference." in text:
-            references.append(text)
-        # Anything else (Ruby's ``@ignore``, C++'s ``@local.scope`` alone) tags nothing.
-    return "\n".join(definitions), "\n".join(references)
+            text = re.sub(r"@name\b", "@def_name", text)
+            kind = re.search(r"@(definition\.[\w.]+)", text).group(1)
+            if kind not in kinds:
+                kinds.append(kind)
+        elif "@reference." not in text:
+            continue  # tags nothing (Ruby's ``@ignore``, C++'s ``@local.scope`` alone)
+        patterns.append(text)
+    return "\n".join(patterns), tuple(kinds)
 
 
 @lru_cache(maxsize=None)
@@ -185,20 +188,13 @@ def load_language(name: str) -> Grammar | None:
         language = Language(getattr(module, spec.factory)())
         sources = [_wheel_query(m) for m in (spec.query_modules or (spec.module,)) if m != "-"]
         sources.append(spec.extra_query)
-        def_text, ref_text = _split_patterns(language, "\n".join(sources))
-        definitions = Query(language, def_text)
-        kinds = []
-        for i in range(definitions.pattern_count):
-            pattern = def_text.encode()[definitions.start_byte_for_pattern(i) : definitions.end_byte_for_pattern(i)]
-            kinds.append(re.search(r"@(definition\.[\w.]+)", pattern.decode()).group(1))
-        references = None
-        if ref_text:
-            references = Query(language, ref_text)
-            for index in range(references.capture_count):  # only @name is read
-                capture = references.capture_name(index)
-                if capture != "name":
-                    references.disable_capture(capture)
-        return Grammar(language, definitions, references, tuple(kinds))
+        text, kinds = _rewrite_query(language, "\n".join(sources))
+        query = Query(language, text)
+        for index in range(query.capture_count):
+            capture = query.capture_name(index)
+            if capture not in ("name", "def_name") and capture not in kinds:
+                query.disable_capture(capture)
+        return Grammar(language, query, kinds)
 
 
 def _grammar_version() -> str:

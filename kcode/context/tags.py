@@ -19,7 +19,7 @@ from kcode.context.languages import load_language
 
 __all__ = ["Definition", "FileTags", "extract_tags", "parse_count", "TAGS_SCHEMA"]
 
-TAGS_SCHEMA = 4  # bump when FileTags or our queries change: part of the cache key
+TAGS_SCHEMA = 5  # bump when FileTags or our queries change: part of the cache key
 
 # Scopes shown around a definition although the tags query does not capture them.
 _SCOPE_TYPES = frozenset(
@@ -115,10 +115,9 @@ def _header_text(source: bytes, lines: list[bytes], node: Any) -> str:
 def extract_tags(source: bytes, language: str | None) -> FileTags:
     """Parse ``source`` and collect its tags; plain text (``language=None``) has none.
 
-    This is most of a cold build's time, so the Python side is kept thin: references come
-    from ``captures()`` of the reference patterns (one node each, deduplicated on raw bytes
-    and row before any decoding), definitions from ``matches()`` of the definition patterns,
-    whose kind is known from the pattern index.
+    This is most of a cold build's time, so the Python side is kept thin: one ``captures()``
+    pass (see :class:`~kcode.context.languages.Grammar`), references deduplicated on raw
+    bytes and row before any decoding, names interned.
     """
     lines = source.split(b"\n")
     line_count = len(lines) - (1 if lines and lines[-1] == b"" else 0)
@@ -128,25 +127,26 @@ def extract_tags(source: bytes, language: str | None) -> FileTags:
     from tree_sitter import Parser, QueryCursor
 
     _parse_counter[0] += 1
-    root = Parser(grammar.language).parse(source).root_node
+    captures = QueryCursor(grammar.query).captures(Parser(grammar.language).parse(source).root_node)
     tags = FileTags(language, line_count)
-    if grammar.references is not None:
-        nodes = QueryCursor(grammar.references).captures(root).get("name", ())
-        raw_refs = {(node.text, node.start_point[0]) for node in nodes}
-        names = {text: _name(text) for text, _ in raw_refs}
-        references = sorted([(row + 1, names[text]) for text, row in raw_refs if names[text] is not None])
-        tags.references = [(name, line) for line, name in references]
+    raw_refs = {(node.text, node.start_point[0]) for node in captures.get("name", ())}
+    names = {text: _name(text) for text, _ in raw_refs}
+    references = sorted([(row + 1, names[text]) for text, row in raw_refs if names[text] is not None])
+    tags.references = [(name, line) for line, name in references]
 
+    # Definition nodes by (start, end), in the order the old per-match reading met them:
+    # by position, then by the kind's first pattern.
+    spans: dict[tuple[int, int], Any] = {}
+    found: list[tuple[int, int, int, str]] = []  # start, kind order, end, kind
+    for order, kind in enumerate(grammar.kinds):
+        for node in captures.get(kind, ()):
+            key = (node.start_byte, node.end_byte)
+            spans.setdefault(key, node)
+            found.append((key[0], order, key[1], kind[11:]))
+    if not found:
+        return tags
+    name_of = _pair_names(spans, captures.get("def_name", ()))
     header_of: dict[tuple[int, int], int] = {}  # (start_byte, end_byte) -> header index
-    raw_defs: list[tuple[str, str, Any]] = []
-    kinds = grammar.kinds
-    for pattern, captures in QueryCursor(grammar.definitions).matches(root):
-        names = captures.get("name")
-        if not names:
-            continue
-        name = _name(names[0].text)
-        if name is not None:
-            raw_defs.append((name, kinds[pattern][11:], captures[kinds[pattern]][0]))
 
     def header_index(node: Any) -> int:
         key = (node.start_byte, node.end_byte)
@@ -156,17 +156,19 @@ def extract_tags(source: bytes, language: str | None) -> FileTags:
             tags.headers.append((node.start_point[0] + 1, _header_text(source, lines, node)))
         return index
 
-    def_keys = {(node.start_byte, node.end_byte) for _, _, node in raw_defs}
+    found.sort()
     seen_defs: set[tuple[str, int]] = set()
-    for name, kind, node in raw_defs:
-        if (name, node.start_byte) in seen_defs:
+    for start, _, end, kind in found:
+        name = name_of.get((start, end))
+        if name is None or (name, start) in seen_defs:
             continue
-        seen_defs.add((name, node.start_byte))
+        seen_defs.add((name, start))
+        node = spans[(start, end)]
         scopes = []
         row = node.start_point[0]
         parent = node.parent
         while parent is not None and parent.parent is not None:  # the root is no scope
-            if parent.type in _SCOPE_TYPES or (parent.start_byte, parent.end_byte) in def_keys:
+            if parent.type in _SCOPE_TYPES or (parent.start_byte, parent.end_byte) in spans:
                 if parent.start_point[0] != row:
                     scopes.append(header_index(parent))
             parent = parent.parent
@@ -183,6 +185,31 @@ def extract_tags(source: bytes, language: str | None) -> FileTags:
         for d in tags.definitions
     ]
     return tags
+
+
+def _pair_names(spans: dict[tuple[int, int], Any], def_names: Any) -> dict[tuple[int, int], str]:
+    """Each definition span's name: the first ``@def_name`` node whose innermost enclosing
+    definition span it is (a ``typedef struct s {..} t;`` is named ``t``, not ``s``)."""
+    names = sorted({(n.start_byte, n.end_byte): n for n in def_names}.items())
+    # Sweep spans (outer before inner at the same start) and names by start, keeping the
+    # stack of open spans: the top is the innermost one containing the current name.
+    ordered = sorted(spans, key=lambda k: (k[0], -k[1]))
+    result: dict[tuple[int, int], str] = {}
+    stack: list[tuple[int, int]] = []
+    i = 0
+    for (start, end), node in names:
+        while i < len(ordered) and ordered[i][0] <= start:
+            while stack and stack[-1][1] <= ordered[i][0] and stack[-1][1] < ordered[i][1]:
+                stack.pop()
+            stack.append(ordered[i])
+            i += 1
+        while stack and stack[-1][1] < end:
+            stack.pop()
+        if stack and stack[-1] not in result:
+            name = _name(node.text)
+            if name is not None:
+                result[stack[-1]] = name
+    return result
 
 
 def _name(raw: bytes | None) -> str | None:
