@@ -22,6 +22,10 @@ from kcode.llm.openai_compat import PROVIDERS, OpenAICompatModel
 
 pytestmark = pytest.mark.slow
 
+# Taken before tests/conftest.py points KCODE_HOME at an empty folder; .ci/run exports
+# KCODE_TEST_MODEL_0_5B after `kcode models pull qwen2.5-coder-0.5b`.
+_SMALL = os.environ.get("KCODE_TEST_MODEL_0_5B") or str(catalog.model_path("qwen2.5-coder-0.5b"))
+
 READ_FILE = ToolSpec(
     "read_file",
     "Read a file of the repository and return its text.",
@@ -36,11 +40,9 @@ TASK = [
 def _model_file() -> str:
     if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("uvicorn") is None:
         pytest.skip("llama-cpp-python with the [server] extra is not installed")
-    # the real user cache, not a test KCODE_HOME: CI pulls the model once beforehand
-    path = catalog.model_path("qwen2.5-coder-0.5b")
-    if not catalog.is_present("qwen2.5-coder-0.5b"):
-        pytest.skip(f"{path} is missing: run `kcode models pull qwen2.5-coder-0.5b`")
-    return str(path)
+    if not Path(_SMALL).is_file():
+        pytest.skip(f"{_SMALL} is missing: run `kcode models pull qwen2.5-coder-0.5b`")
+    return _SMALL
 
 
 def _start(chat_format: str | None, log_path: Path) -> Iterator[str]:
