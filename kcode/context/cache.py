@@ -9,20 +9,22 @@ a busy timeout let several kcode processes (a swarm) share the file.
 
 from __future__ import annotations
 
-import json
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 
 from kcode.context.languages import GRAMMAR_VERSION
 from kcode.context.tags import TAGS_SCHEMA, FileTags
+from kcode.context.workers import decode_tags, encode_tags
 
 __all__ = ["TagCache", "StatRow"]
 
 StatRow = tuple[int, int, str, str | None]  # size, mtime_ns, digest, content skip reason
 
-_VERSION = f"{TAGS_SCHEMA};{GRAMMAR_VERSION}"
+# Stored tags are marshal blobs: the Python version is part of the key.
+_VERSION = f"{TAGS_SCHEMA};{GRAMMAR_VERSION};py{sys.version_info[0]}.{sys.version_info[1]}"
 
 
 class TagCache:
@@ -41,7 +43,7 @@ class TagCache:
                 " digest TEXT, skip TEXT, PRIMARY KEY (root, path))"
             )
             self._db.execute(
-                "CREATE TABLE IF NOT EXISTS tags (digest TEXT, language TEXT, version TEXT, data TEXT,"
+                "CREATE TABLE IF NOT EXISTS tags (digest TEXT, language TEXT, version TEXT, data BLOB,"
                 " PRIMARY KEY (digest, language, version))"
             )
 
@@ -73,17 +75,18 @@ class TagCache:
                 )
                 for digest, language, data in rows:
                     if (digest, language) in wanted:
-                        found[(digest, language)] = FileTags.from_json(json.loads(data))
+                        found[(digest, language)] = decode_tags(data)
         return found
 
     def put_tags(self, items: dict[tuple[str, str], FileTags]) -> None:
+        self.put_blobs({key: encode_tags(tags) for key, tags in items.items()})
+
+    def put_blobs(self, items: dict[tuple[str, str], bytes]) -> None:
+        """Store tags already in their stored form (:func:`~kcode.context.workers.encode_tags`)."""
         with self._lock, self._db:
             self._db.executemany(
                 "INSERT OR REPLACE INTO tags VALUES (?, ?, ?, ?)",
-                [
-                    (digest, language, _VERSION, json.dumps(tags.to_json(), separators=(",", ":")))
-                    for (digest, language), tags in items.items()
-                ],
+                [(digest, language, _VERSION, blob) for (digest, language), blob in items.items()],
             )
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ import os
 import subprocess
 from pathlib import Path
 
-__all__ = ["list_candidates", "skip_reason_for_path", "skip_reason_for_content", "MAX_FILE_BYTES"]
+__all__ = ["list_candidates", "filter_candidates", "skip_reason_for_path", "skip_reason_for_content", "MAX_FILE_BYTES"]
 
 MAX_FILE_BYTES = 1_000_000  # bigger text files are data, not code worth packing
 
@@ -80,6 +80,29 @@ def list_candidates(root: Path) -> tuple[list[str], bool]:
     if names is None:
         names = _walk_files(root)
     return sorted(set(names)), from_git
+
+
+def filter_candidates(root: Path, paths: list[str], from_git: bool) -> list[str]:
+    """Those of ``paths`` (repo-relative, not yet indexed) that :func:`list_candidates` would
+    list, without listing everything: ``git ls-files`` restricted to them, or the walk's rule."""
+    if not paths:
+        return []
+    if not from_git:
+        return [
+            p for p in paths
+            if not any(d in _WALK_SKIP_DIRS or d.endswith(".egg-info") for d in p.split("/")[:-1])
+        ]  # fmt: skip
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "-co", "--exclude-standard", "-z", "--", *paths],
+            capture_output=True,
+            timeout=60,
+            env={**os.environ, "GIT_LITERAL_PATHSPECS": "1"},
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    listed = {os.fsdecode(name) for name in result.stdout.split(b"\0") if name}
+    return [p for p in paths if p in listed]
 
 
 def skip_reason_for_path(path: str, size: int) -> str | None:

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kcode.context.index import RepoIndex
+from kcode.context.index import RefreshStats, RepoIndex
 import numpy as np
 
 from kcode.context.rank import PathIndex, Ranker, Ranking, seeds_from_task
-from kcode.context.render import map_unit_chars, render_file, render_map
+from kcode.context.render import MapCost, render_file, render_map
 from kcode.errors import UsageError
 
 __all__ = ["Pack", "Packer", "build_pack", "default_budget", "get_packer", "MODES"]
@@ -102,27 +102,35 @@ class _Fitter:
 
 
 class Packer:
-    def __init__(self, root: Path, *, cache_path: Path | None = None, persist: bool = True) -> None:
-        self.index = RepoIndex.open(root, cache_path, persist=persist)
+    def __init__(
+        self, root: Path, *, cache_path: Path | None = None, persist: bool = True, workers: int | None = None
+    ) -> None:
+        """``workers``: processes parsing on cold builds (None: one per CPU; 1: this one)."""
+        self.index = RepoIndex.open(root, cache_path, persist=persist, workers=workers)
         self.ranker = Ranker()
         self.lock = threading.Lock()
-        self._derived: tuple[int, dict[str, int], PathIndex] | None = None  # per index version
+        self._paths: tuple[int, PathIndex] | None = None  # per set of indexed paths
+
+    def refresh(self, changed: Sequence[str | Path] | None = None) -> RefreshStats:
+        """Update the index: every file, or only ``changed`` ones (see :meth:`RepoIndex.refresh`)."""
+        with self.lock:
+            return self.index.refresh(changed)
 
     def rank(
         self, task: str, focus_files: Sequence[str] = (), failing_files: Sequence[str] = ()
     ) -> Ranking:
         files = self.index.files
-        if self._derived is None or self._derived[0] != self.index.version:
-            self._derived = (self.index.version, self.ranker.definer_counts(files), PathIndex(files))
+        if self._paths is None or self._paths[0] != self.index.files_version:  # the path set moved
+            self._paths = (self.index.files_version, PathIndex(files))
         seeds = seeds_from_task(
             task,
             files,
-            self._derived[1],
-            self._derived[2],
+            self.ranker.definers(files, self.index.version),
+            self._paths[1],
             focus_files=[self._relative(f) for f in focus_files],
             failing_files=[self._relative(f) for f in failing_files],
         )
-        return self.ranker.rank(files, seeds)
+        return self.ranker.rank(files, seeds, self.index.version)
 
     def _relative(self, path: str | Path) -> str:
         p = Path(path)
@@ -143,11 +151,13 @@ class Packer:
         focus_files: Sequence[str] = (),
         failing_files: Sequence[str] = (),
         tokenizer: str = "model",
+        changed_files: Sequence[str | Path] | None = None,
     ) -> Pack:
+        """See :func:`build_pack`."""
         if mode not in MODES:
             raise UsageError(f"unknown pack mode {mode!r} (use one of {', '.join(MODES)})")
         with self.lock:
-            refreshed = self.index.refresh()
+            refreshed = self.index.refresh(changed_files)
             started = time.perf_counter()
             ranking = self.rank(task, focus_files, failing_files)
             ranked = time.perf_counter()
@@ -168,6 +178,8 @@ class Packer:
             "files_skipped": dict(self.index.skipped),
             "files_parsed": refreshed.parsed,
             "files_read": refreshed.read,
+            "parse_workers": refreshed.workers,
+            "refresh": "full" if refreshed.full else "changed files",
             "exact_counts": fitter.exact_counts,
             "seconds": {
                 "parse": round(refreshed.seconds, 4),
@@ -254,11 +266,13 @@ class Packer:
         base = len(prefix)
         ordered: list[tuple[str, int]] = []
         chars = [base]
+        cost = MapCost(files)
         step = 4096
         for start in range(0, len(order), step):
             chunk = order[start : start + step]
-            ordered += [(paths[f], int(j)) for f, j in zip(unit_file[chunk], unit_index[chunk])]
-            chars = [base] + [base + c for c in map_unit_chars(files, ordered)]
+            units = [(paths[f], j) for f, j in zip(unit_file[chunk].tolist(), unit_index[chunk].tolist())]
+            ordered += units
+            chars += [base + c for c in cost.extend(units)]
             if chars[-1] > limit_chars:
                 break
 
@@ -300,6 +314,7 @@ def build_pack(
     failing_files: Sequence[str] = (),
     cache_path: Path | None = None,
     tokenizer: str = "model",
+    changed_files: Sequence[str | Path] | None = None,
 ) -> Pack:
     """Pack the repository at ``root`` for ``task`` into at most ``budget`` tokens.
 
@@ -307,6 +322,12 @@ def build_pack(
     read or edited, ``failing_files`` files named by failing tests (repo-relative or
     absolute). ``mode``: ``auto`` (whole repo if it fits, else map + top files), ``map``,
     ``full`` (whole files only, best-ranked first) or ``none``.
+
+    ``changed_files``: when the caller knows which files changed since the last pack of this
+    repository in this process (edited, created or deleted; the agent's checkpoints report
+    them), only those are looked at: no listing of the repository, no stat of the rest. The
+    result is the same as without it provided nothing else changed. ``None`` (the default)
+    checks every file, as does the first pack of a repository in a process.
     """
     packer = get_packer(root, cache_path=cache_path)
     return packer.pack(
@@ -317,4 +338,5 @@ def build_pack(
         focus_files=focus_files,
         failing_files=failing_files,
         tokenizer=tokenizer,
+        changed_files=changed_files,
     )

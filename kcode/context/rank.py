@@ -16,7 +16,7 @@ identifiers it names, files in failing tracebacks, and files the agent touched.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -81,7 +81,7 @@ def traceback_paths(text: str, paths: PathIndex) -> set[str]:
 def seeds_from_task(
     task: str,
     files: dict[str, IndexedFile],
-    defined: dict[str, int],
+    defined: Mapping[str, int] | _Definers,
     paths_index: PathIndex,
     *,
     focus_files: Sequence[str] = (),
@@ -140,6 +140,32 @@ class _FileArrays:
     def_all: np.ndarray  # the name of each entry of tags.definitions, in order
 
 
+@dataclass
+class _Graph:
+    paths: list[str]
+    arrays: list[_FileArrays]
+    ref_file: np.ndarray
+    ref_ident: np.ndarray
+    ref_count: np.ndarray
+    def_file: np.ndarray
+    def_ident: np.ndarray
+    n_def: np.ndarray  # per identifier id (as of building): how many files define it
+    all_defs: tuple[np.ndarray, ...] | None = None  # built by the first ranking that needs it
+
+
+class _Definers:
+    """``get(name)``: how many files define ``name`` (what :func:`seeds_from_task` asks)."""
+
+    def __init__(self, ranker: Ranker, graph: _Graph) -> None:
+        self._ids, self._n_def = ranker._ids, graph.n_def
+
+    def get(self, name: str, default: int | None = None) -> int | None:
+        ident = self._ids.get(name)
+        if ident is None or ident >= len(self._n_def) or self._n_def[ident] == 0:
+            return default
+        return int(self._n_def[ident])
+
+
 class Ranker:
     """Keeps identifier ids and per-file arrays between rankings, keyed by tags identity."""
 
@@ -148,6 +174,7 @@ class Ranker:
         self._names: list[str] = []
         self._static: list[float] = []  # per name: ×0.1 private, ×10 long descriptive
         self._arrays: dict[str, tuple[object, _FileArrays]] = {}
+        self._cached: tuple[int, _Graph] | None = None
 
     def _id(self, name: str) -> int:
         ident = self._ids.get(name)
@@ -166,35 +193,53 @@ class Ranker:
         arrays = _FileArrays(
             np.array([self._id(n) for n in names], dtype=np.int64),
             np.array([counts[n] for n in names], dtype=np.float64),
-            np.array(sorted({self._id(n) for n in indexed.tags.defined_names}), dtype=np.int64),
+            # By name, not id: sums then add up in the same order whatever ids earlier rankings gave.
+            np.array([self._id(n) for n in sorted(indexed.tags.defined_names)], dtype=np.int64),
             np.array([self._id(d.name) for d in indexed.tags.definitions], dtype=np.int64),
         )
         self._arrays[indexed.path] = (indexed.tags, arrays)
         return arrays
 
-    def definer_counts(self, files: dict[str, IndexedFile]) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for indexed in files.values():
-            for name in indexed.tags.defined_names:
-                counts[name] = counts.get(name, 0) + 1
-        return counts
+    def definers(self, files: dict[str, IndexedFile], version: int | None = None) -> _Definers:
+        """How many files define each name (a ``.get(name)`` view, built with the graph)."""
+        return _Definers(self, self._graph(files, version))
 
-    def rank(self, files: dict[str, IndexedFile], seeds: Seeds) -> Ranking:
+    def _graph(self, files: dict[str, IndexedFile], version: int | None) -> _Graph:
+        """The concatenated per-file arrays; rebuilt only when ``version`` (the index's) moves."""
+        if version is not None and self._cached is not None and self._cached[0] == version:
+            return self._cached[1]
         paths = sorted(files)
-        n_files = len(paths)
-        if n_files == 0:
-            empty = np.zeros(0, dtype=np.int64)
-            return Ranking([], {}, [], np.zeros(0), empty, empty)
         for stale in set(self._arrays) - set(files):
             del self._arrays[stale]
         arrays = [self._file_arrays(files[p]) for p in paths]
-        n_ident = len(self._names)
+        n_files = len(paths)
         ref_file = np.repeat(np.arange(n_files), [len(a.ref_ids) for a in arrays])
-        ref_ident = np.concatenate([a.ref_ids for a in arrays])
-        ref_count = np.concatenate([a.ref_counts for a in arrays])
+        ref_ident = np.concatenate([a.ref_ids for a in arrays]) if arrays else np.zeros(0, dtype=np.int64)
+        ref_count = np.concatenate([a.ref_counts for a in arrays]) if arrays else np.zeros(0)
         def_file = np.repeat(np.arange(n_files), [len(a.def_ids) for a in arrays])
-        def_ident = np.concatenate([a.def_ids for a in arrays])
-        n_def = np.bincount(def_ident, minlength=n_ident).astype(np.float64)
+        def_ident = np.concatenate([a.def_ids for a in arrays]) if arrays else np.zeros(0, dtype=np.int64)
+        n_def = np.bincount(def_ident, minlength=len(self._names)).astype(np.float64)
+        graph = _Graph(paths, arrays, ref_file, ref_ident, ref_count, def_file, def_ident, n_def)
+        self._cached = (version, graph) if version is not None else None
+        return graph
+
+    def rank(self, files: dict[str, IndexedFile], seeds: Seeds, version: int | None = None) -> Ranking:
+        """Personalized PageRank; ``version`` (the index's) lets the graph arrays be reused.
+
+        Always from the uniform vector: warm-starting from an earlier ranking would take
+        fewer steps but would not give the same bytes as a cold build, and the pack is a
+        cached prompt prefix.
+        """
+        if not files:
+            empty = np.zeros(0, dtype=np.int64)
+            return Ranking([], {}, [], np.zeros(0), empty, empty)
+        graph = self._graph(files, version)
+        paths, arrays, n_files = graph.paths, graph.arrays, len(graph.paths)
+        n_ident = len(self._names)
+        ref_file, ref_ident, ref_count = graph.ref_file, graph.ref_ident, graph.ref_count
+        def_file, def_ident = graph.def_file, graph.def_ident
+        n_def = np.zeros(n_ident)
+        n_def[: len(graph.n_def)] = graph.n_def
 
         # Identifier multipliers, as in Aider's repo map.
         mult = np.array(self._static)
@@ -227,7 +272,7 @@ class Ranker:
         # Rounding makes the order immune to last-bit differences between machines.
         rank = np.round(rank / rank.sum(), 12)
         to_ident = np.bincount(ref_ident, rank[ref_file] * share, minlength=n_ident) * split
-        return self._result(paths, arrays, rank, to_ident, seeds)
+        return self._result(graph, rank, to_ident, seeds)
 
     def _restart(self, paths, files, seeds: Seeds, def_file, def_ident, split) -> np.ndarray:
         n_files = len(paths)
@@ -246,14 +291,20 @@ class Ranker:
             return uniform
         return 0.85 * seed / seed.sum() + 0.15 * uniform
 
-    def _result(self, paths, arrays: list[_FileArrays], rank, to_ident, seeds: Seeds) -> Ranking:
-        order = sorted(range(len(paths)), key=lambda i: (-rank[i], paths[i]))
-        ranked_files = [paths[i] for i in order]
+    def _result(self, graph: _Graph, rank, to_ident, seeds: Seeds) -> Ranking:
+        paths = graph.paths
+        # Paths are sorted, so position breaks ties in rank as the path would.
+        order = np.lexsort((np.arange(len(paths)), -rank))
+        ranked_files = [paths[i] for i in order.tolist()]
         n_files = len(paths)
-        counts = np.array([len(a.def_all) for a in arrays])
-        def_file = np.repeat(np.arange(n_files), counts)
-        def_ident = np.concatenate([a.def_all for a in arrays])
-        def_index = np.concatenate([np.arange(c) for c in counts]) if len(counts) else def_file
+        if graph.all_defs is None:  # every definition of every file, in file order
+            counts = np.array([len(a.def_all) for a in graph.arrays], dtype=np.int64)
+            def_file = np.repeat(np.arange(n_files), counts)
+            starts = np.concatenate([[0], np.cumsum(counts)[:-1]]) if n_files else counts
+            def_index = np.arange(int(counts.sum())) - np.repeat(starts, counts)
+            def_ident = np.concatenate([a.def_all for a in graph.arrays]) if n_files else def_file
+            graph.all_defs = (counts, def_file, def_ident, def_index)
+        counts, def_file, def_ident, def_index = graph.all_defs
         inflow = to_ident[def_ident]
         boost = np.zeros(len(self._names))
         for name, weight in seeds.identifiers.items():

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from kcode.context.index import IndexedFile
 
-__all__ = ["render_file", "render_map", "map_unit_chars", "GAP"]
+__all__ = ["render_file", "render_map", "map_unit_chars", "MapCost", "GAP"]
 
 GAP = "⋮"
 
@@ -53,26 +53,41 @@ def render_map(files: dict[str, IndexedFile], selected: dict[str, set[int]]) -> 
     return "".join(parts)
 
 
-def map_unit_chars(files: dict[str, IndexedFile], units: list[tuple[str, int]]) -> list[int]:
-    """Cumulative length of the map after each unit of ``units`` (approximate, no rendering).
+class MapCost:
+    """Cumulative length of the map as units are added (approximate, no rendering).
 
     A unit is ``(path, -1)`` for listing a file or ``(path, i)`` for its i-th definition; the
     first unit of a file pays for its path, a definition for the headers not yet shown.
+    :meth:`extend` continues where the last call stopped, so costing units chunk by chunk
+    is linear in the units costed.
     """
-    total = len("<repo_map>\n</repo_map>\n")
-    shown_files: set[str] = set()
-    shown_headers: set[tuple[str, int]] = set()
-    cumulative = []
-    for path, index in units:
-        if path not in shown_files:
-            shown_files.add(path)
-            total += len(path) + 2
-        if index >= 0:
-            tags = files[path].tags
-            d = tags.definitions[index]
-            for header in (*d.scopes, d.header):
-                if (path, header) not in shown_headers:
-                    shown_headers.add((path, header))
-                    total += len(tags.headers[header][1]) + 3  # the text, a newline, a gap
-        cumulative.append(total)
-    return cumulative
+
+    def __init__(self, files: dict[str, IndexedFile]) -> None:
+        self.files = files
+        self.total = len("<repo_map>\n</repo_map>\n")
+        self._shown_files: set[str] = set()
+        self._shown_headers: set[tuple[str, int]] = set()
+
+    def extend(self, units: Iterable[tuple[str, int]]) -> list[int]:
+        files, shown_files, shown_headers = self.files, self._shown_files, self._shown_headers
+        total = self.total
+        cumulative = []
+        for path, index in units:
+            if path not in shown_files:
+                shown_files.add(path)
+                total += len(path) + 2
+            if index >= 0:
+                tags = files[path].tags
+                d = tags.definitions[index]
+                for header in (*d.scopes, d.header):
+                    if (path, header) not in shown_headers:
+                        shown_headers.add((path, header))
+                        total += len(tags.headers[header][1]) + 3  # the text, a newline, a gap
+            cumulative.append(total)
+        self.total = total
+        return cumulative
+
+
+def map_unit_chars(files: dict[str, IndexedFile], units: list[tuple[str, int]]) -> list[int]:
+    """Cumulative length of the map after each unit of ``units`` (see :class:`MapCost`)."""
+    return MapCost(files).extend(units)
