@@ -30,6 +30,7 @@ class SessionLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        _drop_partial_last_line(path)
         self._handle: IO[str] | None = path.open("a", encoding="utf-8")
 
     def __call__(self, event: Event) -> None:
@@ -46,6 +47,34 @@ class SessionLog:
             os.fsync(self._handle.fileno())
             self._handle.close()
             self._handle = None
+
+
+def _drop_partial_last_line(path: Path) -> None:
+    """A crash mid-write leaves a last line without its newline; appending after it would
+    corrupt the next event too, so cut it off first."""
+    try:
+        with path.open("rb+") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            handle.seek(size - 1)
+            if handle.read(1) == b"\n":
+                return
+            block = 65536
+            end = size
+            while end > 0:
+                start = max(0, end - block)
+                handle.seek(start)
+                chunk = handle.read(end - start)
+                newline = chunk.rfind(b"\n")
+                if newline != -1:
+                    handle.truncate(start + newline + 1)
+                    return
+                end = start
+            handle.truncate(0)
+        log.warning("%s: dropped a partly written last line", path)
+    except FileNotFoundError:
+        return
 
 
 def read_event_dicts(path: Path) -> Iterator[dict]:

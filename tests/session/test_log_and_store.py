@@ -44,3 +44,12 @@ def test_store_lists_and_resolves(tmp_path):
         store.resolve("2026")
     with pytest.raises(SessionError, match="no session"):
         store.resolve("nope")
+
+
+def test_reopening_a_log_cuts_off_a_half_written_line(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"type":"turn.started","ts":1,"step":1}\n{"type":"turn.sta')
+    log = SessionLog(path)
+    log(TurnCompleted(step=1, ts=2.0))
+    log.close()
+    assert [e["type"] for e in read_event_dicts(path)] == ["turn.started", "turn.completed"]

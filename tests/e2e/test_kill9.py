@@ -1,0 +1,148 @@
+"""Crash safety: ``kcode run`` killed with SIGKILL at random moments, then ``kcode resume``d,
+ends in exactly the state of an uninterrupted run — nothing lost, nothing done twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from kcode.session import read_event_dicts
+
+from tests.conftest import git, write_script
+
+STEPS = 40
+RUNS = 20
+KILLED_MID_TOOL: list[bool] = []
+
+
+def _tail_after_last_completed(log: Path) -> list[dict]:
+    events = list(read_event_dicts(log))
+    last = max((i for i, e in enumerate(events) if e["type"] == "turn.completed"), default=-1)
+    return events[last + 1 :]
+
+
+def _turns() -> list[dict]:
+    turns = []
+    for n in range(STEPS):
+        if n % 4 == 3:  # a slow tool call, so kills land in the middle of tool calls too
+            command = f"echo step-{n} >> journal.txt; sleep 0.15; mkdir -p out; echo {n} > out/f{n:02d}.txt"
+            turns.append({"tool_calls": [{"name": "bash", "arguments": {"command": command}}]})
+        elif n % 4 == 1:
+            turns.append({"tool_calls": [{"name": "write_file", "arguments": {"path": f"out/w{n:02d}.txt", "content": f"written at step {n}\n"}}]})
+        else:
+            turns.append({"tool_calls": [{"name": "bash", "arguments": {"command": f"echo step-{n} >> journal.txt; mkdir -p out; echo {n} > out/f{n:02d}.txt"}}]})
+    turns.append({"tool_calls": [{"name": "finish", "arguments": {"summary": "all steps done"}}]})
+    return turns
+
+
+def _tree(path: Path) -> dict[str, str]:
+    return {p.relative_to(path).as_posix(): p.read_text() for p in sorted(path.rglob("*")) if p.is_file() and ".git" not in p.relative_to(path).parts}
+
+
+def _completed_steps(log: Path) -> list[int]:
+    """Steps completed in the session's current history (abandoned tails excluded)."""
+    steps: list[int] = []
+    for event in read_event_dicts(log):
+        if event["type"] == "turn.completed":
+            steps = [s for s in steps if s < event["step"]] + [event["step"]]
+    return steps
+
+
+def _kcode(home: Path, *args: str, cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "KCODE_HOME": str(home), "NO_COLOR": "1"}
+    return subprocess.Popen([shutil.which("kcode"), *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _session(home: Path) -> tuple[Path, Path]:
+    sessions = list((home / "data" / "sessions").iterdir())
+    assert len(sessions) == 1
+    meta = json.loads((sessions[0] / "meta.json").read_text())
+    return Path(meta["workdir"]), sessions[0] / "events.jsonl"
+
+
+def _repo(base: Path) -> Path:
+    repo = base / "repo"
+    repo.mkdir(parents=True)
+    (repo / "README.md").write_text("kill -9 test\n")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "init")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    base = tmp_path_factory.mktemp("reference")
+    script = write_script(base / "script.json", _turns())
+    home = base / "home"
+    started = time.monotonic()
+    proc = _kcode(home, "run", "write the files", "--model", f"scripted:{script}", "--pack", "none", cwd=_repo(base))
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    workdir, log = _session(home)
+    return {"tree": _tree(workdir), "steps": _completed_steps(log), "duration": time.monotonic() - started, "script": script}
+
+
+def test_reference_run_is_complete(reference):
+    tree = reference["tree"]
+    assert tree["journal.txt"] == "".join(f"step-{n}\n" for n in range(STEPS) if n % 4 != 1)
+    assert reference["steps"] == list(range(1, STEPS + 2))
+
+
+@pytest.mark.parametrize("run", range(RUNS))
+def test_killed_and_resumed_equals_uninterrupted(run, reference, tmp_path):
+    rng = random.Random(1000 + run)
+    home = tmp_path / "home"
+    repo = _repo(tmp_path)
+    proc = _kcode(home, "run", "write the files", "--model", f"scripted:{reference['script']}", "--pack", "none", cwd=repo)
+    time.sleep(rng.uniform(1.0, max(1.1, reference["duration"] * 0.95)))
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert (home / "data" / "sessions").exists(), "killed before the session was created: kill later"
+    workdir, log = _session(home)
+    KILLED_MID_TOOL.append(any(e["type"] == "tool.started" for e in _tail_after_last_completed(log)))
+    finished = [e for e in read_event_dicts(log) if e["type"] == "session.finished"]
+    if not (finished and finished[-1]["status"] == "finished"):  # killed before the run ended
+        resumed = _kcode(home, "resume", cwd=repo)
+        out, err = resumed.communicate(timeout=300)
+        assert resumed.returncode == 0, err[-3000:]
+    assert _tree(workdir) == reference["tree"]
+    assert _completed_steps(log) == reference["steps"]
+    assert git(workdir, "status", "--porcelain") == ""
+
+
+def test_some_kills_landed_in_the_middle_of_a_tool_call():
+    assert len(KILLED_MID_TOOL) == RUNS
+    assert any(KILLED_MID_TOOL), "no kill landed between tool.started and turn.completed"
+
+
+@pytest.mark.parametrize("cut", [0.35, 0.6, 0.85])
+def test_log_cut_mid_line_resumes_to_the_same_state(cut, reference, tmp_path):
+    """A crash in the middle of writing the log: the last line is half there, and git has
+    checkpoints the log does not know about yet."""
+    home = tmp_path / "home"
+    repo = _repo(tmp_path)
+    proc = _kcode(home, "run", "write the files", "--model", f"scripted:{reference['script']}", "--pack", "none", cwd=repo)
+    assert proc.wait(timeout=300) == 0
+    workdir, log = _session(home)
+    data = log.read_bytes()
+    position = int(len(data) * cut)
+    while data[position : position + 1] in (b"\n", b""):
+        position += 1
+    log.write_bytes(data[:position])  # ends inside a line
+    assert not log.read_bytes().endswith(b"\n")
+    resumed = _kcode(home, "resume", cwd=repo)
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err[-3000:]
+    assert _tree(workdir) == reference["tree"]
+    assert _completed_steps(log) == reference["steps"]
+    for line in log.read_text().splitlines():  # the half line was cut off, not glued to the next event
+        json.loads(line)
