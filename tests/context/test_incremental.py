@@ -1,0 +1,101 @@
+"""Refreshing only the files the caller says changed, and parsing in worker processes."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from kcode.context import workers
+from kcode.context.pack import Packer
+from kcode.context.render import MapCost, map_unit_chars
+from kcode.context.tags import extract_tags, parse_count
+from kcode.llm.base import estimate_tokens
+
+TASK = "ShoppingCart total uses compute_discount"
+
+
+def _pack(packer: Packer, **kwargs):
+    return packer.pack(task=TASK, count_tokens=estimate_tokens, budget=400, **kwargs)
+
+
+def test_changed_files_parses_only_them_and_matches_a_cold_build(small_repo, tmp_path):
+    warm = Packer(small_repo, cache_path=tmp_path / "warm.sqlite")
+    _pack(warm)
+    pricing = small_repo / "shop/pricing.py"
+    pricing.write_text(pricing.read_text() + "\n\ndef loyalty_bonus(points):\n    return compute_discount(points)\n")
+    before = parse_count()
+    pack = _pack(warm, changed_files=["shop/pricing.py"])
+    assert parse_count() - before == 1
+    assert warm.index.last.full is False and warm.index.last.files == 1
+    assert pack.stats["refresh"] == "changed files"
+    cold = _pack(Packer(small_repo, cache_path=tmp_path / "cold.sqlite"))
+    assert cold.stats["files_parsed"] == 5
+    assert pack.text == cold.text
+    assert pack.stats["files_in_map"] == cold.stats["files_in_map"]
+
+
+def test_changed_files_sees_created_deleted_and_ignored_files(small_repo, tmp_path):
+    (small_repo / ".gitignore").write_text("scratch.py\n")
+    subprocess.run(["git", "init", "-q", str(small_repo)], check=True)
+    packer = Packer(small_repo, cache_path=tmp_path / "tags.sqlite")
+    _pack(packer)
+    assert packer.index.from_git
+    (small_repo / "shop/tax.py").write_text("def vat_rate(country):\n    return 0.2\n")
+    (small_repo / "scratch.py").write_text("def scratch():\n    pass\n")
+    (small_repo / "shop/inventory.py").unlink()
+    changed = ["shop/tax.py", str(small_repo / "scratch.py"), "shop/inventory.py", "/elsewhere/x.py"]
+    stats = packer.refresh(changed)
+    assert stats.parsed == 1  # tax.py; scratch.py is ignored, inventory.py is gone
+    files = set(packer.index.files)
+    assert "shop/tax.py" in files and "scratch.py" not in files and "shop/inventory.py" not in files
+    full = Packer(small_repo, cache_path=tmp_path / "tags.sqlite")
+    full.refresh()
+    assert set(full.index.files) == files and full.index.skipped == packer.index.skipped
+    assert _pack(packer, changed_files=[]).text == _pack(full).text
+
+
+def test_first_refresh_is_full_even_with_changed_files(small_repo, tmp_path):
+    packer = Packer(small_repo, cache_path=tmp_path / "tags.sqlite")
+    stats = packer.refresh(["shop/cart.py"])
+    assert stats.full and len(packer.index.files) == 6
+
+
+def test_worker_processes_give_the_same_tags(small_files, monkeypatch):
+    jobs = [(text.encode(), "python") for path, text in sorted(small_files.items()) if path.endswith(".py")] * 3
+    jobs.append((small_files["web/app.js"].encode(), "javascript"))
+    monkeypatch.setattr(workers, "POOL_MIN_FILES", 2)
+    tags, blobs, used = workers.parse_sources(jobs, workers=3)
+    assert used == 3
+    assert tags == [extract_tags(data, language) for data, language in jobs]
+    assert [workers.decode_tags(b) for b in blobs] == tags
+
+
+def test_a_failed_worker_share_is_parsed_here(small_files, monkeypatch):
+    jobs = [(text.encode(), "python") for path, text in sorted(small_files.items()) if path.endswith(".py")]
+    monkeypatch.setattr(workers, "POOL_MIN_FILES", 2)
+    monkeypatch.setattr(workers, "_run_worker", lambda share: None)
+    tags, _, used = workers.parse_sources(jobs, workers=2)
+    assert used == 2 and tags == [extract_tags(data, language) for data, language in jobs]
+
+
+def test_pool_size():
+    assert workers.pool_size(1, 10_000) == 1
+    assert workers.pool_size(4, workers.POOL_MIN_FILES - 1) == 1
+    assert workers.pool_size(4, 10_000) == 4
+
+
+def test_map_cost_in_chunks_equals_one_pass(small_repo, tmp_path):
+    packer = Packer(small_repo, cache_path=tmp_path / "tags.sqlite")
+    packer.refresh()
+    ranking = packer.rank(TASK)
+    units = [(path, -1) for path in ranking.files] + [(p, j) for _, p, j in ranking.definitions]
+    cost = MapCost(packer.index.files)
+    chunked = cost.extend(units[:3]) + cost.extend(units[3:])
+    assert chunked == map_unit_chars(packer.index.files, units)
+    assert chunked == sorted(chunked) and len(chunked) == len(units)
+
+
+def test_worker_module_runs_standalone(small_files, tmp_path: Path):
+    share = [(small_files["shop/pricing.py"].encode(), "python")]
+    result = workers._run_worker(share)
+    assert result is not None and workers.decode_tags(result[0]) == extract_tags(*share[0])
