@@ -321,7 +321,7 @@ class Ranker:
         best = np.lexsort((def_index, def_file, -score))
         return Ranking(
             ranked_files,
-            {p: float(rank[i]) for i, p in enumerate(paths)},
+            dict(zip(paths, rank.tolist())),
             paths,
             score[best],
             def_file[best],
