@@ -65,6 +65,17 @@ def decode_arguments(raw: Any) -> tuple[dict[str, Any], str, str | None]:
     return value, text, None
 
 
+def _prompt_estimate(messages: list[Message]) -> int:
+    """What a tokenizer would roughly count for the prompt: text, reasoning, call arguments."""
+    total = 0
+    for message in messages:
+        total += estimate_tokens(str(message.get("content", ""))) + 4
+        total += estimate_tokens(str(message.get("reasoning") or ""))
+        for call in message.get("tool_calls") or []:
+            total += estimate_tokens(json.dumps(call.get("arguments", {}))) + 8
+    return total
+
+
 class ScriptedModel:
     def __init__(
         self,
@@ -141,9 +152,8 @@ class ScriptedModel:
             arguments, raw, error = decode_arguments(call.get("arguments", {}))
             call_id = str(call.get("id") or f"call_{self._position}_{index}")
             calls.append(ToolCall(call_id, str(call.get("name", "")), arguments, raw, error))
-        prompt_text = "".join(str(m.get("content", "")) for m in messages)
         usage = TokenUsage(
-            input_tokens=estimate_tokens(prompt_text),
+            input_tokens=_prompt_estimate(messages),
             output_tokens=estimate_tokens(reasoning + content + "".join(c.raw for c in calls)),
         )
         yield StepEnd(content, reasoning, calls, usage, "tool_calls" if calls else "stop")

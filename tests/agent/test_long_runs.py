@@ -111,7 +111,7 @@ def test_finish_after_an_edit_runs_the_tests_and_is_sent_back_while_they_fail(ca
 
 def test_token_budget(calc_repo, fix_script):
     events = []
-    outcome = run_task("fix", Config(model=f"scripted:{fix_script}", max_tokens=1000), repo=calc_repo, subscribers=[events.append])
+    outcome = run_task("fix", Config(model=f"scripted:{fix_script}", max_tokens=1200), repo=calc_repo, subscribers=[events.append])
     assert outcome.result.status == "budget_exhausted" and "tokens budget exhausted" in outcome.result.summary
     assert {e.fraction for e in events if e.type == "budget.warning" and e.budget == "tokens"} >= {0.5}
 

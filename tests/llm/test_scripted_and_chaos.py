@@ -3,15 +3,18 @@ from __future__ import annotations
 import pytest
 
 from kcode.errors import ModelUnavailable, StreamTruncated, TransientModelError, UsageError
-from kcode.llm import StepEnd, TextChunk, create_model
+from kcode.llm import StepEnd, TextChunk, ToolSpec, create_model
 from kcode.llm.chaos import FAULTS, ChaosModel
 from kcode.llm.scripted import ScriptedModel
 
 from tests.conftest import write_script
 
 
+TOOLS = [ToolSpec("bash", "run a command", {"type": "object"})]
+
+
 def collect(model, messages=()):
-    chunks = list(model.stream(list(messages) or [{"role": "user", "content": "hi"}], []))
+    chunks = list(model.stream(list(messages) or [{"role": "user", "content": "hi"}], TOOLS))
     end = chunks[-1]
     assert isinstance(end, StepEnd)
     return chunks, end
@@ -83,9 +86,18 @@ def test_chaos_truncation_raises_after_partial_stream(tmp_path):
     path = write_script(tmp_path / "s.json", [{"content": "x" * 200}])
     model = ChaosModel(ScriptedModel.from_file(path), 1.0, seed=1)
     model._random.choice = lambda faults: "truncated"
-    stream = model.stream([{"role": "user", "content": "hi"}], [])
+    stream = model.stream([{"role": "user", "content": "hi"}], TOOLS)
     first = next(stream)
     assert isinstance(first, TextChunk)
     with pytest.raises(StreamTruncated):
         list(stream)
     assert model.state() == {"position": 0}
+
+
+def test_a_request_without_tools_is_a_summary_and_consumes_no_turn(tmp_path):
+    path = write_script(tmp_path / "s.json", [{"content": "first"}])
+    model = ScriptedModel.from_file(path)
+    transcript = "Transcript:\nTOOL CALL read_file({})\nTOOL CALL bash({\"command\": \"ls\"})"
+    end = list(model.stream([{"role": "system", "content": "summarize"}, {"role": "user", "content": transcript}], []))[-1]
+    assert "2 tool calls" in end.content and 'bash({"command": "ls"})' in end.content
+    assert model.position == 0 and collect(model)[1].content == "first"
