@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +95,8 @@ class Agent:
     compaction: CompactionPolicy | None = None
     guard: LoopGuard = field(default_factory=LoopGuard)
     auto_test: bool = True
+    # rebuilds the system prompt with a fresh repository pack (focus files, failing files)
+    repack: Callable[[list[str], list[str]], str] | None = None
     step: int = 0
     elapsed_before: float = 0.0  # time spent in earlier runs of a resumed session
     usage: TokenUsage = field(default_factory=TokenUsage)
@@ -283,6 +286,13 @@ class Agent:
     def _compact(self, force: bool = False) -> None:
         assert self.compaction is not None
         outcome = compact(self.messages, self.model, self.compaction, self.ctx.state.todo, force_summary=force)
+        if outcome.strategy != "mask" and self.repack is not None and outcome.messages[0].get("role") == "system":
+            # the prefix is rebuilt anyway: re-pack the repository as it is now, focused on this session's files
+            touched = [change["path"] for change in self.workspace.changed_files()] if self.workspace else []
+            last_tests = self.state.get("last_tests")
+            failing = sorted({test_id.split("::")[0] for test_id in (last_tests[4] if last_tests else [])})
+            outcome.messages[0] = {**outcome.messages[0], "content": self.repack(touched, failing)}
+            outcome.tokens_after = conversation_tokens(outcome.messages, self.model.count_tokens)
         self.messages[:] = outcome.messages
         self._prompt_tokens = outcome.tokens_after
         self.bus.emit(Compaction(step=self.step, strategy=outcome.strategy, tokens_before=outcome.tokens_before, tokens_after=outcome.tokens_after, messages=outcome.messages))

@@ -81,7 +81,7 @@ def _finish(agent: Agent, meta: SessionMeta, store: SessionStore, workspace: Wor
     return outcome
 
 
-def _repo_pack(config: Config, model: ChatModel, root: Path, task: str, bus: EventBus) -> str:
+def _repo_pack(config: Config, model: ChatModel, root: Path, task: str, bus: EventBus, focus: list[str] = (), failing: list[str] = ()) -> str:
     """The repository block of the stable prompt prefix (empty with ``pack = "none"``)."""
     if config.pack == "none":
         return ""
@@ -92,7 +92,7 @@ def _repo_pack(config: Config, model: ChatModel, root: Path, task: str, bus: Eve
     budget = config.pack_budget or default_budget(model.context_window, config.pack_share)
     if budget <= 0:
         return ""
-    pack = build_pack(root, task=task, count_tokens=model.count_tokens, budget=budget, mode=config.pack, tokenizer=model.name)
+    pack = build_pack(root, task=task, count_tokens=model.count_tokens, budget=budget, mode=config.pack, focus_files=focus, failing_files=failing, tokenizer=model.name)
     stats = pack.stats
     bus.emit(
         ContextPacked(
@@ -109,7 +109,12 @@ def _repo_pack(config: Config, model: ChatModel, root: Path, task: str, bus: Eve
     return pack.text
 
 
-def _agent(config: Config, model: ChatModel, ctx: ToolContext, bus: EventBus, workspace: Workspace, messages: list, **state) -> Agent:
+def _system_prompt(config: Config, model: ChatModel, workspace: Workspace, repo_name: str, task: str, agents_cwd: Path, bus: EventBus, focus: list[str] = (), failing: list[str] = ()) -> str:
+    repo_pack = _repo_pack(config, model, workspace.path, task, bus, focus, failing)
+    return build_system_prompt(repo_name=repo_name, agents_md=read_agents_md(workspace.path, agents_cwd), repo_pack=repo_pack)
+
+
+def _agent(config: Config, model: ChatModel, ctx: ToolContext, bus: EventBus, workspace: Workspace, messages: list, task: str, agents_cwd: Path, **state) -> Agent:
     window = model.context_window
     policy = CompactionPolicy(
         context_window=window,
@@ -127,6 +132,7 @@ def _agent(config: Config, model: ChatModel, ctx: ToolContext, bus: EventBus, wo
         compaction=policy,
         guard=LoopGuard(stuck_steps=config.stuck_steps),
         auto_test=config.auto_test,
+        repack=lambda focus, failing: _system_prompt(config, model, workspace, Path(workspace.repo).name, task, agents_cwd, bus, focus, failing),
         **state,
     )
 
@@ -181,12 +187,11 @@ def run_task(
                 agents_cwd = workspace.path / relative_cwd.relative_to(root)
             except ValueError:
                 agents_cwd = workspace.path
-            repo_pack = _repo_pack(config, model, workspace.path, task, bus)
-            system = build_system_prompt(repo_name=root.name, agents_md=read_agents_md(workspace.path, agents_cwd), repo_pack=repo_pack)
+            system = _system_prompt(config, model, workspace, root.name, task, agents_cwd, bus)
             messages = initial_messages(system, task)
             for message in messages:
                 bus.emit(MessageAdded(message=message))
-            agent = _agent(config, model, ctx, bus, workspace, messages)
+            agent = _agent(config, model, ctx, bus, workspace, messages, task, agents_cwd)
             return _finish(agent, meta, store, workspace, tests, apply)
         finally:
             log.close()
@@ -234,7 +239,7 @@ def resume_task(
                 bus.emit(ErrorEvent(message=f"tool call {call} was in flight when the session stopped; its effects were rolled back to the last checkpoint and the step will run again", kind="interrupted_tool", step=state.step + 1))
             ctx = _context(config, store, meta, workspace, cancel)
             ctx.state.todo = list(state.todo)
-            agent = _agent(config, model, ctx, bus, workspace, state.conversation(), step=state.step, elapsed_before=recovered.elapsed, usage=TokenUsage(*state.usage), state=dict(state.agent_state))
+            agent = _agent(config, model, ctx, bus, workspace, state.conversation(), meta.task, workspace.path, step=state.step, elapsed_before=recovered.elapsed, usage=TokenUsage(*state.usage), state=dict(state.agent_state))
             return _finish(agent, meta, store, workspace, tests, apply=False)
         finally:
             log.close()

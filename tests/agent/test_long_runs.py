@@ -148,3 +148,20 @@ def test_chaos_long_run_finishes(calc_repo, tmp_path, monkeypatch):
     assert sorted(p.name for p in (outcome.workspace.path / "out").iterdir()) == sorted(f"f{n}.txt" for n in range(40))
 
 
+
+
+def test_summarizing_compaction_repacks_the_repository_as_it_is_now(calc_repo, tmp_path):
+    (calc_repo / "big.txt").write_text("".join(f"line {n} " + "padding " * 10 + "\n" for n in range(400)))
+    git(calc_repo, "add", "big.txt")
+    git(calc_repo, "commit", "-qm", "big")
+    turns = [{"tool_calls": [{"name": "edit_file", "arguments": {"path": "calc/__init__.py", "old": "return a - b", "new": "return a + b"}}]}]
+    turns += [{"tool_calls": [{"name": "read_file", "arguments": {"path": "big.txt", "offset": 1 + 10 * n, "limit": 10}}]} for n in range(30)]
+    turns += [{"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]}]
+    outcome, events = run(calc_repo, turns, tmp_path, ctx=6144, pack_budget=600, auto_test=False)
+    assert outcome.result.status == "finished"
+    first_system = next(e.message for e in events if isinstance(e, MessageAdded))["content"]
+    assert "return a - b" in first_system
+    summaries = [e for e in events if isinstance(e, Compaction) and e.strategy == "summarize"]
+    assert summaries
+    assert "return a + b" in summaries[0].messages[0]["content"] and "return a - b" not in summaries[0].messages[0]["content"]
+    assert len([e for e in events if e.type == "context.packed"]) == 1 + len(summaries)
