@@ -115,7 +115,7 @@ _TOOL_RESULT = "\n".join(f"line {n}: def helper_{n}(value):  return value * {n}"
 def _conversation(model: LlamaCppModel, steps: int, reuse: bool) -> list[dict]:
     messages = [{"role": "system", "content": "You are kcode, a coding agent. Use the tools.\n"
                  + "Repository map:\n" + "\n".join(f"pkg/mod_{n}.py: def func_{n}(x)" for n in range(40))},
-                {"role": "user", "content": "Find why test_calc fails and fix it."}]
+                {"role": "user", "content": "Read the file pkg/mod_1.py, then tell me what func_1 does."}]
     rows = []
     previous_text = ""
     for index in range(steps):
@@ -127,7 +127,8 @@ def _conversation(model: LlamaCppModel, steps: int, reuse: bool) -> list[dict]:
         new_tokens = model.count_tokens(prompt[common:]) if common else model.count_tokens(prompt)
         end, seconds = _step(model, messages, TOOLS)
         previous_text = model._last_turn[0]
-        rows.append({"step": index + 1, "prompt_tokens": end.usage.input_tokens + end.usage.cached_input_tokens,
+        rows.append({"step": index + 1, "tool_calls": len(end.tool_calls),
+                     "prompt_tokens": end.usage.input_tokens + end.usage.cached_input_tokens,
                      "new_tokens": new_tokens, "evaluated": end.usage.input_tokens,
                      "reused": end.usage.cached_input_tokens, "seconds": round(seconds, 2)})
         calls = [c for c in end.tool_calls if c.error is None]
@@ -136,7 +137,7 @@ def _conversation(model: LlamaCppModel, steps: int, reuse: bool) -> list[dict]:
         for call in calls:
             messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": _TOOL_RESULT})
         if not calls:
-            messages.append({"role": "user", "content": f"Continue with step {index + 2}: use a tool."})
+            messages.append({"role": "user", "content": f"Now read the file pkg/mod_{index + 2}.py."})
     return rows
 
 

@@ -1,8 +1,9 @@
 """Split a stream of decoded text into reasoning and content deltas, holding back markup.
 
 Tool-call markup is never streamed as text: once a Kimi or Hermes opener appears the rest of
-the step is withheld (it is parsed at the end), and a ``` fence is buffered until it closes
-so that a fenced JSON tool call is dropped while an ordinary code block is shown. A suffix
+the step is withheld (it is parsed at the end). A ``` fence is held only until it is clear
+whether it starts a JSON tool call (withheld until it closes, then dropped) or an ordinary
+code block (streamed as it comes). A suffix
 that could be the start of a marker is held back until the next delta decides it.
 """
 
@@ -24,6 +25,8 @@ __all__ = ["OutputSplitter", "TOOL_OPENERS"]
 TOOL_OPENERS = (KIMI_SECTION_BEGIN, KIMI_CALL_BEGIN, HERMES_BEGIN)
 _FENCE = "```"
 _FENCE_TAG = re.compile(r"^[ \t]*(?:json|JSON|tool_call)?[ \t]*\n?")
+_FENCE_HEAD = re.compile(r"[ \t]*([A-Za-z0-9_+.-]*)")
+_CALL_TAGS = ("json", "tool_call")
 
 
 def _held_suffix(text: str, markers: tuple[str, ...]) -> int:
@@ -35,6 +38,30 @@ def _held_suffix(text: str, markers: tuple[str, ...]) -> int:
                 best = size
                 break
     return best
+
+
+def _fence_verdict(text: str, final: bool) -> str:
+    """For text starting with a fence: "call" (may be a JSON tool call: buffer it), "code"
+    (an ordinary code block: stream it) or "undecided" (need more text)."""
+    match = _FENCE_HEAD.match(text, len(_FENCE))
+    tag = match.group(1).lower() if match else ""
+    after_tag = text[match.end():] if match else ""
+    if tag and not any(known.startswith(tag) for known in _CALL_TAGS):
+        return "code"
+    if not after_tag and not final:
+        return "undecided"  # the tag may still grow
+    if tag and tag not in _CALL_TAGS:
+        return "code"
+    body = after_tag.lstrip()
+    if not body:
+        return "call" if final else "undecided"
+    if body[0] not in "{[":
+        return "code"
+    if looks_like_call(body):
+        return "call"
+    if len(body) < 48 and not final and "}" not in body:
+        return "undecided"
+    return "code"
 
 
 class OutputSplitter:
@@ -86,7 +113,15 @@ class OutputSplitter:
             self._pending = text[len(text) - hold:]
             return False
         if self._state == "fence":
-            close = text.find(_FENCE, len(_FENCE))
+            verdict = _fence_verdict(text, final)
+            if verdict == "undecided":
+                return False
+            if verdict == "code":  # an ordinary code block: stream it as it comes
+                out.append(("text", text[: len(_FENCE)]))
+                self._pending = text[len(_FENCE):]
+                self._state = "code"
+                return True
+            close = text.find(_FENCE, len(_FENCE))  # a JSON tool call: withheld until closed
             if close == -1 and not final:
                 return False
             block = text if close == -1 else text[: close + len(_FENCE)]
@@ -95,6 +130,17 @@ class OutputSplitter:
             self._pending = text[len(block):]
             self._state = "content"
             return True
+        if self._state == "code":
+            close = text.find(_FENCE)
+            if close != -1:
+                out.append(("text", text[: close + len(_FENCE)]))
+                self._pending = text[close + len(_FENCE):]
+                self._state = "content"
+                return True
+            hold = 0 if final else _held_suffix(text, (_FENCE,))
+            out.append(("text", text[: len(text) - hold]))
+            self._pending = text[len(text) - hold:]
+            return False
         # content
         markers = (*TOOL_OPENERS, _FENCE)
         hits = [(text.find(m), m) for m in markers if m in text]

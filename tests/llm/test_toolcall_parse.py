@@ -172,3 +172,20 @@ def test_streamed_text_never_contains_markup_whatever_the_chunking(step):
     assert merged["text"] == "Use ```python\nx = 1\n``` and a < b <| c"
     merged, opener = _split("ok " + QWEN_HERMES, step)
     assert merged["text"] == "ok " and opener == "<tool_call>"
+
+
+def test_code_blocks_stream_before_they_close():
+    splitter = OutputSplitter()
+    shown = ""
+    for piece in ["Here:\n", "```", "python\n", "def f():\n", "    return 1\n"]:
+        shown += "".join(text for _, text in splitter.feed(piece))
+    assert shown.startswith("Here:\n```python\ndef f():")  # streamed while still open
+    shown += "".join(text for _, text in splitter.feed("```\nDone."))
+    shown += "".join(text for _, text in splitter.finish())
+    assert shown == "Here:\n```python\ndef f():\n    return 1\n```\nDone."
+    splitter = OutputSplitter()
+    shown = "".join(text for _, text in splitter.feed('```json\n{"name": "bash", "argu'))
+    assert shown == ""  # a JSON call in the making is held back
+    splitter = OutputSplitter()
+    shown = "".join(text for _, text in splitter.feed('```json\n{"a": [1, 2, 3], "b": "some data"}'))
+    assert shown.startswith('```json\n{"a"')  # JSON that is not a call is shown
