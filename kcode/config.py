@@ -75,6 +75,13 @@ class Config:
     threads: int | None = None
     constrain_tools: bool = False
     prefix_cache: str | None = None
+    # sampling, any backend (None: the backend's default)
+    temperature: float | None = None
+    seed: int | None = None
+    max_output_tokens: int | None = None  # per step
+    # for servers that do not report their context window (API keys come from the
+    # environment only: KCODE_API_KEY or the provider's variable, never a config file)
+    context_window: int | None = None
     # repository pack (kcode.context): auto|map|full|none; budget in tokens, or a share of the window
     pack: str = "auto"
     pack_budget: int | None = None

@@ -65,11 +65,13 @@ def test_run_with_the_small_catalog_model_makes_a_tool_call_and_ends_cleanly(
     env = _isolated_env(tmp_path / "home", Path(_SMALL).parent)
     monkeypatch.setenv("KCODE_HOME", env["KCODE_HOME"])  # the run must find it, not pull it
     assert catalog.is_present("qwen2.5-coder-0.5b"), f"{_SMALL} is not a verified catalog pull"
+    # bounded, reproducible steps (a 0.5B model can ramble for thousands of tokens)
+    env.update(KCODE_MAX_OUTPUT_TOKENS="512", KCODE_SEED="1234")
     task = "Use the read_file tool to read calc.py, then fix the bug in add()."
     result = subprocess.run(
         [KCODE, "run", "--model", "qwen2.5-coder-0.5b", "--max-steps", "4", "--pack", "none",
          "--output-format", "stream-json", task],
-        cwd=tiny_repo, env=env, capture_output=True, text=True, timeout=900,
+        cwd=tiny_repo, env=env, capture_output=True, text=True, timeout=1500,
     )  # fmt: skip
     assert result.returncode in (0, 3), result.stderr[-3000:]
     events = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
