@@ -94,8 +94,6 @@ def function_calling_server(tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def _model(url: str, **kwargs: object) -> OpenAICompatModel:
-    os.environ.pop("OPENAI_API_KEY", None)
-    os.environ.pop("KCODE_API_KEY", None)
     extra = {"temperature": 0.0, "max_tokens": 80, "seed": 1}
     return OpenAICompatModel(PROVIDERS["openai"], "qwen", base_url=url, extra_body=extra, **kwargs)  # type: ignore[arg-type]
 
