@@ -134,7 +134,10 @@ def register(app: typer.Typer) -> None:
         max_tokens: Annotated[int | None, typer.Option(min=1, help="Stop after the model computed this many tokens (input + output).")] = None,
         test_command: Annotated[str | None, typer.Option(help="The command that runs the tests (default: detected).")] = None,
         sandbox: Annotated[str | None, typer.Option(help="Sandbox profile: workspace-write, read-only, workspace-write-network, off.")] = None,
-        ctx: Annotated[int | None, typer.Option("--ctx", min=256, help="Context window in tokens (default: the model's trained context, lowered to fit memory).")] = None,
+        ctx: Annotated[int | None, typer.Option("--ctx", min=256, help="Context window in tokens (llama.cpp: default the model's trained context, lowered to fit memory; servers: what the server reports).")] = None,
+        temperature: Annotated[float | None, typer.Option(min=0.0, help="Sampling temperature (default 0.6).")] = None,
+        seed: Annotated[int | None, typer.Option(help="Sampling seed, for repeatable runs.")] = None,
+        max_output_tokens: Annotated[int | None, typer.Option(min=1, help="Most tokens the model may write in one step.")] = None,
         gpu_layers: Annotated[int | None, typer.Option(help="llama.cpp: layers on the GPU (default: all when a GPU backend is present).")] = None,
         cpu_moe: Annotated[bool, typer.Option("--cpu-moe", help="llama.cpp: keep every layer's routed experts in CPU RAM.")] = False,
         n_cpu_moe: Annotated[int | None, typer.Option(min=0, help="llama.cpp: keep the routed experts of the first N layers in CPU RAM.")] = None,
@@ -157,7 +160,7 @@ def register(app: typer.Typer) -> None:
             root, config = _config(
                 repo, model=model, base_url=base_url, max_steps=max_steps, max_time=max_time, max_tokens=max_tokens,
                 test_command=test_command, sandbox=sandbox, pack=pack, pack_budget=pack_budget,
-                ctx=ctx, gpu_layers=gpu_layers, cpu_moe=cpu_moe or None, n_cpu_moe=n_cpu_moe, override_tensor=override_tensor or None,
+                ctx=ctx, context_window=ctx, temperature=temperature, seed=seed, max_output_tokens=max_output_tokens, gpu_layers=gpu_layers, cpu_moe=cpu_moe or None, n_cpu_moe=n_cpu_moe, override_tensor=override_tensor or None,
                 kv_type=kv_type, threads=threads, constrain_tools=constrain_tools or None, prefix_cache=prefix_cache,
             )
             subscribers = _subscribers(output_format)
