@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from kcode.errors import PathOutsideRepo, ToolError
@@ -23,12 +24,25 @@ def resolve_path(root: Path, path: str, *, for_write: bool = False) -> Path:
         candidate = root / candidate
     resolved = candidate.resolve()
     if resolved != root and root not in resolved.parents:
-        raise PathOutsideRepo(f"{path}: outside the repository ({root}); only files inside it can be used")
+        hint = _same_name_hint(root, Path(path).name)
+        raise PathOutsideRepo(f"{path}: outside the repository ({root}); only files inside it can be used, by paths relative to its root{hint}")
     if for_write:
         relative = resolved.relative_to(root)
         if relative.parts and relative.parts[0] == ".git":
             raise ToolError(f"{path}: the .git directory cannot be written")
     return resolved
+
+
+def _same_name_hint(root: Path, name: str) -> str:
+    """Models often invent absolute paths (/path/to/x.py): point at the repo's files of that name."""
+    if not name or name in (".", ".."):
+        return ""
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z", "--", f"*{name}"], cwd=root, capture_output=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    matches = sorted(p for p in listed.decode("utf-8", errors="replace").split("\x00") if p and Path(p).name == name)
+    return f". Did you mean: {', '.join(matches[:5])}?" if matches else ""
 
 
 def display_path(root: Path, path: Path) -> str:

@@ -70,3 +70,8 @@ def test_every_tool_has_a_description_and_object_schema():
         assert len(spec.description) > 40, spec.name
         assert spec.parameters["type"] == "object"
         assert "$defs" not in spec.parameters and "title" not in spec.parameters
+
+
+def test_invented_absolute_path_gets_a_suggestion(call):
+    result = call("read_file", path="/path/to/test_calc.py")
+    assert result.is_error and "Did you mean: tests/test_calc.py?" in result.output
