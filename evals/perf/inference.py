@@ -115,7 +115,7 @@ _TOOL_RESULT = "\n".join(f"line {n}: def helper_{n}(value):  return value * {n}"
 def _conversation(model: LlamaCppModel, steps: int, reuse: bool) -> list[dict]:
     messages = [{"role": "system", "content": "You are kcode, a coding agent. Use the tools.\n"
                  + "Repository map:\n" + "\n".join(f"pkg/mod_{n}.py: def func_{n}(x)" for n in range(40))},
-                {"role": "user", "content": "Read the file pkg/mod_1.py, then tell me what func_1 does."}]
+                {"role": "user", "content": "Read the file pkg/mod_1.py."}]
     rows = []
     previous_text = ""
     for index in range(steps):
@@ -131,12 +131,18 @@ def _conversation(model: LlamaCppModel, steps: int, reuse: bool) -> list[dict]:
                      "prompt_tokens": end.usage.input_tokens + end.usage.cached_input_tokens,
                      "new_tokens": new_tokens, "evaluated": end.usage.input_tokens,
                      "reused": end.usage.cached_input_tokens, "seconds": round(seconds, 2)})
+        # as the agent loop does: valid calls are stored and answered, invalid ones are not
+        # stored and come back as a format-error observation
         calls = [c for c in end.tool_calls if c.error is None]
+        errors = [c.error for c in end.tool_calls if c.error]
         messages.append({"role": "assistant", "content": end.content, "reasoning": end.reasoning,
                          "tool_calls": [c.to_message() for c in calls]})
         for call in calls:
             messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": _TOOL_RESULT})
-        if not calls:
+        if errors:
+            messages.append({"role": "user", "content": f"Error: {errors[0]}. Call one of the tools "
+                             'as <tool_call>{"name": ..., "arguments": {...}}</tool_call>.'})
+        elif not calls:
             messages.append({"role": "user", "content": f"Now read the file pkg/mod_{index + 2}.py."})
     return rows
 
@@ -164,7 +170,11 @@ def _repo_pack(model: LlamaCppModel, target_tokens: int) -> str:
     for source in sorted((ROOT / "kcode").rglob("*.py")):
         text = f"### {source.relative_to(ROOT)}\n{source.read_text(encoding='utf-8')}\n"
         count = model.count_tokens(text)
-        if total + count > target_tokens:
+        if total + count > target_tokens:  # fill the rest with the head of this file
+            lines = text.splitlines(keepends=True)
+            while lines and total + model.count_tokens("".join(lines)) > target_tokens:
+                lines = lines[: len(lines) * 9 // 10]
+            parts.append("".join(lines))
             break
         parts.append(text)
         total += count
