@@ -10,4 +10,4 @@ git init -q -b main
 git add -A
 git -c user.name=kcode-example -c user.email=example@localhost commit -qm "calc example"
 echo "kcode example repository: $work" >&2
-exec kcode run "The test tests/test_calc.py::test_add fails. Find the bug in calc/__init__.py, fix it, run the tests, and finish." --max-steps 12 "$@"
+exec kcode run "The test tests/test_calc.py::test_add fails because add() in calc/__init__.py returns the wrong result. Fix add() with edit_file, check it with run_tests, then call finish." --max-steps 12 "$@"

@@ -205,10 +205,17 @@ class Agent:
                     self.bus.emit(BudgetWarning(budget=name, fraction=fraction, used=spent, limit=limit))
 
     def _prompt(self) -> list[Message]:
-        """The conversation plus, when there is a plan, a reminder of it at the end (not stored)."""
-        if not self.ctx.state.todo:
+        """The conversation plus, when there is a plan, a reminder of it (not stored). The
+        reminder rides on the last tool result rather than adding a turn, which small models
+        tend to imitate; right after a todo update the result already shows the plan."""
+        if not self.ctx.state.todo or not self.messages:
+            return self.messages
+        last = self.messages[-1]
+        if last.get("role") == "tool" and last.get("name") == "todo":
             return self.messages
         reminder = "Current plan (update it with the todo tool):\n" + render_todo(self.ctx.state.todo)
+        if last.get("role") in ("tool", "user"):
+            return [*self.messages[:-1], {**last, "content": f"{last.get('content', '')}\n\n{reminder}"}]
         return [*self.messages, {"role": "user", "content": reminder}]
 
     def _call_model(self) -> StepEnd:

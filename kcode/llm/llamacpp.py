@@ -13,6 +13,7 @@ appears; ``--prefix-cache DIR`` restores the KV state of the stable prefix acros
 from __future__ import annotations
 
 import codecs
+import functools
 import ctypes
 from collections.abc import Iterator
 from pathlib import Path
@@ -264,7 +265,18 @@ class LlamaCppModel:
     def _is_end_of_turn(self, token: int) -> bool:
         import llama_cpp
 
-        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token)) or token in self._turn_openers
+
+    @functools.cached_property
+    def _turn_openers(self) -> frozenset[int]:
+        """Control tokens that open a new chat turn. A model that emits one has finished its
+        own turn (small models sometimes skip the end-of-turn token and start the next)."""
+        openers = set()
+        for text in ("<|im_start|>", "<|im_user|>", "<|im_assistant|>", "<|im_system|>", "<|start_header_id|>"):
+            tokens = self._llm.tokenize(text.encode(), add_bos=False, special=True)
+            if len(tokens) == 1:
+                openers.add(tokens[0])
+        return frozenset(openers)
 
     def _grammar(self, tools: list[ToolSpec], opener: str, *, include_opener: bool = False) -> Any:
         import llama_cpp

@@ -103,7 +103,11 @@ def validate_call(call: ToolCall, tools: list[ToolSpec]) -> ToolCall:
         call.error = f"unknown tool {call.name!r} (available tools: {known})"
         call.arguments = {}
         return call
-    problems = _schema_errors(call.arguments, by_name[call.name].parameters)
+    schema = by_name[call.name].parameters
+    required = set(schema.get("required", []))
+    # models write `null` for an optional argument they mean to leave out
+    call.arguments = {k: v for k, v in call.arguments.items() if v is not None or k in required}
+    problems = _schema_errors(call.arguments, schema)
     if problems:
         call.error = f"arguments for {call.name!r} do not match its schema: " + "; ".join(problems)
     return call

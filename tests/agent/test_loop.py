@@ -114,3 +114,29 @@ def test_pack_none_leaves_the_repository_out(calc_repo, fix_script):
     system = next(e.message for e in events if isinstance(e, MessageAdded))
     assert "<file path=" not in system["content"]
     assert not any(e.type == "context.packed" for e in events)
+
+
+def test_plan_reminder_rides_on_the_last_tool_result(calc_repo, tmp_path, monkeypatch):
+    from kcode.agent import runner
+    from kcode.llm.scripted import ScriptedModel
+
+    script = write_script(tmp_path / "s.json", [
+        {"tool_calls": [{"name": "todo", "arguments": {"items": [{"text": "fix add", "status": "in_progress"}]}}]},
+        {"tool_calls": [{"name": "list_files", "arguments": {}}]},
+        {"tool_calls": [{"name": "finish", "arguments": {"summary": "ok"}}]},
+    ])
+    prompts = []
+
+    class Recording(ScriptedModel):
+        def stream(self, messages, tools, *, cancel=None):
+            prompts.append([dict(m) for m in messages])
+            yield from super().stream(messages, tools, cancel=cancel)
+
+    monkeypatch.setattr(runner, "_model", lambda config, session_id: Recording.from_file(script))
+    events = []
+    outcome = run_task("fix", Config(model="scripted:unused"), repo=calc_repo, subscribers=[events.append])
+    assert outcome.result.status == "finished"
+    assert "Current plan" not in str(prompts[1])  # right after the todo call the result shows the plan
+    assert prompts[2][-1]["role"] == "tool" and prompts[2][-1]["content"].endswith("[~] fix add")
+    stored = [e.message for e in events if isinstance(e, MessageAdded)]
+    assert not any("Current plan" in str(m.get("content")) for m in stored)  # never stored

@@ -206,3 +206,10 @@ def test_a_required_tool_call_is_constrained_from_the_first_token(tiny_llama_moe
             assert call.name in ("read_file", "bash") and call.arguments, call
         assert not any(isinstance(c, TextChunk) for c in chunks)
     model.close()
+
+
+def test_a_new_turn_marker_ends_the_step(model):
+    user_turn = model._llm.tokenize(b"<|im_user|>", add_bos=False, special=True)
+    assert len(user_turn) == 1 and model._is_end_of_turn(user_turn[0])
+    middle = model._llm.tokenize(b"<|im_middle|>", add_bos=False, special=True)
+    assert not model._is_end_of_turn(middle[0])

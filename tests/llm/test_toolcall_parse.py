@@ -189,3 +189,14 @@ def test_code_blocks_stream_before_they_close():
     splitter = OutputSplitter()
     shown = "".join(text for _, text in splitter.feed('```json\n{"a": [1, 2, 3], "b": "some data"}'))
     assert shown.startswith('```json\n{"a"')  # JSON that is not a call is shown
+
+
+def test_null_for_an_optional_argument_means_left_out():
+    from kcode.llm.base import ToolCall, ToolSpec
+    from kcode.llm.toolcall_parse import validate_call
+
+    spec = ToolSpec("run_tests", "d", {"type": "object", "properties": {"command": {"type": "string"}}, "additionalProperties": False})
+    call = validate_call(ToolCall("c1", "run_tests", {"command": None}), [spec])
+    assert call.error is None and call.arguments == {}
+    required = ToolSpec("read_file", "d", {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]})
+    assert validate_call(ToolCall("c2", "read_file", {"path": None}), [required]).error
