@@ -103,28 +103,49 @@ def aider_python(bench: Path) -> tuple[Path | None, str]:
     return python, ""
 
 
-def cold(root: Path, aider: Path | None) -> dict:
+def _cold_once(root: Path, aider: Path | None, tmp: Path, round_no: int) -> dict:
+    listing = tmp / "files.txt"
+    result = {}
+    for label, workers in (("kcode", 1), ("kcode_pooled", 0)):  # 0: one worker per CPU
+        cache = tmp / f"tags-{label}-{round_no}.sqlite"
+        out = sh(sys.executable, "-c", _COLD_SCRIPT, str(root), str(cache), str(listing), str(workers))
+        result[label] = json.loads(out.stdout)
+    if aider is not None:
+        for cache in root.glob(".aider.tags.cache.v*"):
+            sh("rm", "-rf", str(cache))
+        try:
+            out = sh(str(aider), "-c", _AIDER_SCRIPT, str(root), str(listing), timeout=3600)
+            result["aider"] = json.loads(out.stdout.strip().splitlines()[-1])
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, ValueError) as error:
+            result["aider"] = {"error": str(getattr(error, "stderr", "") or error)[-2000:]}
+        for cache in root.glob(".aider.tags.cache.v*"):
+            sh("rm", "-rf", str(cache))
+    return result
+
+
+def cold(root: Path, aider: Path | None, repeat: int = 3) -> dict:
+    """Cold builds of kcode (one process, then pooled) and Aider, interleaved over ``repeat``
+    rounds; the median of each (this machine's timings are noisy: a shared VM)."""
+    import statistics
+
     with tempfile.TemporaryDirectory() as tmp:
-        listing = Path(tmp) / "files.txt"
-        result = {}
-        for label, workers in (("kcode", 1), ("kcode_pooled", 0)):  # 0: one worker per CPU
-            cache = Path(tmp) / f"tags-{label}.sqlite"
-            out = sh(sys.executable, "-c", _COLD_SCRIPT, str(root), str(cache), str(listing), str(workers))
-            result[label] = json.loads(out.stdout)
-            result[label]["files_per_s"] = round(result[label]["files"] / result[label]["seconds"], 1)
-        if aider is not None:
-            for cache in root.glob(".aider.tags.cache.v*"):
-                sh("rm", "-rf", str(cache))
-            try:
-                out = sh(str(aider), "-c", _AIDER_SCRIPT, str(root), str(listing), timeout=3600)
-                result["aider"] = json.loads(out.stdout.strip().splitlines()[-1])
-                result["aider"]["files_per_s"] = round(result["kcode"]["files"] / result["aider"]["seconds"], 1)
-                result["speedup"] = round(result["aider"]["seconds"] / result["kcode"]["seconds"], 2)
-                result["speedup_pooled"] = round(result["aider"]["seconds"] / result["kcode_pooled"]["seconds"], 2)
-            except (subprocess.CalledProcessError, subprocess.TimeoutExpired, ValueError) as error:
-                result["aider"] = {"error": str(getattr(error, "stderr", "") or error)[-2000:]}
-            for cache in root.glob(".aider.tags.cache.v*"):
-                sh("rm", "-rf", str(cache))
+        rounds = [_cold_once(root, aider, Path(tmp), n) for n in range(repeat)]
+    result: dict = {"rounds": repeat}
+    for label in ("kcode", "kcode_pooled", "aider"):
+        runs = [r[label] for r in rounds if label in r and "seconds" in r[label]]
+        if not runs:
+            if label in rounds[0]:
+                result[label] = rounds[0][label]
+            continue
+        median = statistics.median(run["seconds"] for run in runs)
+        result[label] = {**runs[0], "seconds": median, "all_seconds": [round(run["seconds"], 2) for run in runs]}
+    files = result["kcode"]["files"]
+    for label in ("kcode", "kcode_pooled", "aider"):
+        if "seconds" in result.get(label, {}):
+            result[label]["files_per_s"] = round(files / result[label]["seconds"], 1)
+    if "seconds" in result.get("aider", {}):
+        result["speedup"] = round(result["aider"]["seconds"] / result["kcode"]["seconds"], 2)
+        result["speedup_pooled"] = round(result["aider"]["seconds"] / result["kcode_pooled"]["seconds"], 2)
     return result
 
 
@@ -251,6 +272,7 @@ def main() -> None:
     parser.add_argument("--skip-cold", action="store_true")
     parser.add_argument("--instances", type=Path, nargs="*", default=[])
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--repeat", type=int, default=3, help="cold-build rounds (medians are reported)")
     args = parser.parse_args()
     args.bench_dir.mkdir(parents=True, exist_ok=True)
     roots = {name: fetch(args.bench_dir, name) for name in ("django", "sympy")}
@@ -259,7 +281,7 @@ def main() -> None:
         aider, why = (None, "--no-aider") if args.no_aider else aider_python(args.bench_dir)
         if why:
             report["aider_unavailable"] = why
-        report["cold"] = {name: cold(root, aider) for name, root in roots.items()}
+        report["cold"] = {name: cold(root, aider, args.repeat) for name, root in roots.items()}
         print(json.dumps({"cold": report["cold"]}, indent=1), flush=True)
     report["warm"] = warm(roots["django"])
     print(json.dumps({"warm": report["warm"]}, indent=1), flush=True)
