@@ -59,9 +59,14 @@ def _parse_share(share: list[tuple[bytes, str]]) -> list[bytes]:
 
 
 def _run_worker(share: list[tuple[bytes, str]]) -> list[bytes] | None:
-    """One worker subprocess parses ``share``; None if it failed."""
+    """One worker subprocess parses ``share``; None if it failed.
+
+    Input and output go through temporary files, not pipes: feeding a pipe from a Python
+    thread needs the GIL for every small write, which the parsing main thread holds most of
+    the time, and the worker would sit starved of input."""
     import subprocess
     import sys
+    import tempfile
 
     import kcode
 
@@ -69,14 +74,19 @@ def _run_worker(share: list[tuple[bytes, str]]) -> list[bytes] | None:
     env = dict(os.environ)
     env["PYTHONPATH"] = package_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "kcode.context.workers"],
-            input=marshal.dumps(share),
-            capture_output=True,
-            env=env,
-            timeout=600,
-        )
-        result = marshal.loads(done.stdout) if done.returncode == 0 else None
+        with tempfile.TemporaryFile() as source, tempfile.TemporaryFile() as output:
+            source.write(marshal.dumps(share))
+            source.seek(0)
+            done = subprocess.run(
+                [sys.executable, "-m", "kcode.context.workers"],
+                stdin=source,
+                stdout=output,
+                stderr=subprocess.DEVNULL,
+                env=env,
+                timeout=600,
+            )
+            output.seek(0)
+            result = marshal.loads(output.read()) if done.returncode == 0 else None
     except (OSError, subprocess.SubprocessError, EOFError, ValueError, TypeError):
         return None
     return result if isinstance(result, list) and len(result) == len(share) else None
