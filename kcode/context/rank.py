@@ -234,7 +234,7 @@ class Ranker:
             empty = np.zeros(0, dtype=np.int64)
             return Ranking([], {}, [], np.zeros(0), empty, empty)
         graph = self._graph(files, version)
-        paths, arrays, n_files = graph.paths, graph.arrays, len(graph.paths)
+        paths, n_files = graph.paths, len(graph.paths)
         n_ident = len(self._names)
         ref_file, ref_ident, ref_count = graph.ref_file, graph.ref_ident, graph.ref_count
         def_file, def_ident = graph.def_file, graph.def_ident
