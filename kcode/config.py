@@ -60,11 +60,8 @@ class Config:
     auto_test: bool = True  # run the tests when the model stops after editing without running them
     # tools
     test_command: str | None = None
-    bash_timeout: float = 120.0
     # sandbox profile name (see the top-level sandbox/ folder)
     sandbox: str = "workspace-write"
-    # output
-    output_format: str = "text"
     # llama.cpp in process (see kcode.llm.registry.ModelOptions)
     gpu_layers: int | None = None
     cpu_moe: bool = False

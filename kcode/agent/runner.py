@@ -20,6 +20,7 @@ from kcode.errors import SessionError, UsageError
 from kcode.events import (
     ContextPacked,
     ErrorEvent,
+    Event,
     EventBus,
     MessageAdded,
     Rewound,
@@ -50,7 +51,11 @@ class RunOutcome:
 def _bus(log: SessionLog, subscribers: list[Subscriber], tests: list[dict]) -> EventBus:
     bus = EventBus()
     bus.subscribe(log)
-    bus.subscribe(lambda event: tests.append(event.to_dict()) if event.type == "tests.run" else None)
+    def keep_last_tests(event: Event) -> None:
+        if event.type == "tests.run":
+            tests[:] = [event.to_dict()]
+
+    bus.subscribe(keep_last_tests)
     for subscriber in subscribers:
         bus.subscribe(subscriber)
     return bus
