@@ -9,6 +9,8 @@ The weights are random: the text the model generates is noise.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +79,15 @@ def _write_tokenizer(writer: object, context_length: int) -> int:
     return len(tokens)
 
 
+
+def _write_vocab_and_embeddings(writer: Any, arch: str, rng: Any, context_length: int, n_embd: int) -> None:
+    """The tokenizer plus the tensors every architecture shares: embeddings, final norm, output."""
+    n_vocab = _write_tokenizer(writer, context_length)
+    writer.add_uint32(f"{arch}.vocab_size", n_vocab)
+    writer.add_tensor("token_embd.weight", _tensor(rng, n_vocab, n_embd))
+    writer.add_tensor("output_norm.weight", _tensor(rng, n_embd, norm=True))
+    writer.add_tensor("output.weight", _tensor(rng, n_vocab, n_embd))
+
 def _tensor(rng: np.random.Generator, *shape: int, norm: bool = False) -> np.ndarray:
     """A float32 array; ``shape`` is numpy order (the reverse of ggml's ne)."""
     if norm:
@@ -112,11 +123,7 @@ def write_tiny_llama_moe(path: Path, *, n_layer: int = 2, n_expert: int = 4,
     writer.add_uint32(f"{arch}.rope.dimension_count", head_dim)
     writer.add_uint32(f"{arch}.expert_count", n_expert)
     writer.add_uint32(f"{arch}.expert_used_count", 2)
-    n_vocab = _write_tokenizer(writer, context_length)
-    writer.add_uint32(f"{arch}.vocab_size", n_vocab)
-    writer.add_tensor("token_embd.weight", _tensor(rng, n_vocab, n_embd))
-    writer.add_tensor("output_norm.weight", _tensor(rng, n_embd, norm=True))
-    writer.add_tensor("output.weight", _tensor(rng, n_vocab, n_embd))
+    _write_vocab_and_embeddings(writer, arch, rng, context_length, n_embd)
     for i in range(n_layer):
         blk = f"blk.{i}"
         writer.add_tensor(f"{blk}.attn_norm.weight", _tensor(rng, n_embd, norm=True))
@@ -170,11 +177,7 @@ def write_tiny_deepseek2(path: Path, *, n_layer: int = 3, n_expert: int = 4,
     writer.add_float32(f"{arch}.expert_weights_scale", 1.0)
     writer.add_bool(f"{arch}.expert_weights_norm", True)
     writer.add_uint32(f"{arch}.expert_gating_func", 2)  # sigmoid, as in DeepSeek V3 / Kimi K2
-    n_vocab = _write_tokenizer(writer, context_length)
-    writer.add_uint32(f"{arch}.vocab_size", n_vocab)
-    writer.add_tensor("token_embd.weight", _tensor(rng, n_vocab, n_embd))
-    writer.add_tensor("output_norm.weight", _tensor(rng, n_embd, norm=True))
-    writer.add_tensor("output.weight", _tensor(rng, n_vocab, n_embd))
+    _write_vocab_and_embeddings(writer, arch, rng, context_length, n_embd)
     for i in range(n_layer):
         blk = f"blk.{i}"
         writer.add_tensor(f"{blk}.attn_norm.weight", _tensor(rng, n_embd, norm=True))
