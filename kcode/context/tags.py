@@ -19,7 +19,7 @@ from kcode.context.languages import load_language
 
 __all__ = ["Definition", "FileTags", "extract_tags", "parse_count", "TAGS_SCHEMA"]
 
-TAGS_SCHEMA = 6  # bump when FileTags, its stored form or our queries change: part of the cache key
+TAGS_SCHEMA = 7  # bump when FileTags, its stored form or our queries change: part of the cache key
 
 # Scopes shown around a definition although the tags query does not capture them.
 _SCOPE_TYPES = frozenset(
@@ -30,6 +30,15 @@ _SCOPE_TYPES = frozenset(
         "class_declaration", "interface_declaration", "enum_declaration",  # Java, TS, PHP
         "class_definition",  # Python
         "module", "class",  # Ruby
+    }
+)  # fmt: skip
+# Top-level statements that bring in other modules (the "imports" an excerpt shows).
+_IMPORT_TYPES = frozenset(
+    {
+        "import_statement", "import_from_statement", "future_import_statement",  # Python, JS, TS
+        "import_declaration", "package_clause", "package_declaration",  # Go, Java
+        "use_declaration", "extern_crate_declaration",  # Rust
+        "preproc_include", "using_directive", "namespace_use_declaration",  # C, C++, C#, PHP
     }
 )  # fmt: skip
 _MAX_HEADER_ROWS = 6
@@ -51,6 +60,8 @@ class Definition(NamedTuple):
     line: int  # 1-based first line
     header: int  # index into FileTags.headers
     scopes: tuple[int, ...]  # header indices of the enclosing scopes, outermost first
+    start: int  # 1-based first line of its source, decorators included
+    end: int  # 1-based last line of its source
 
 
 @dataclass
@@ -60,6 +71,7 @@ class FileTags:
     headers: list[tuple[int, str]] = field(default_factory=list)  # (1-based line, text)
     definitions: list[Definition] = field(default_factory=list)
     references: list[tuple[str, int]] = field(default_factory=list)  # (name, 1-based line)
+    imports: list[tuple[int, int]] = field(default_factory=list)  # top-level import lines, (first, last), 1-based
 
     @cached_property
     def reference_counts(self) -> dict[str, int]:
@@ -72,12 +84,13 @@ class FileTags:
 
     def to_record(self) -> tuple[Any, ...]:
         """Plain tuples and lists of built-in values (what ``marshal`` stores as is)."""
-        return (self.language, self.lines, self.headers, [tuple(d) for d in self.definitions], self.references)
+        definitions = [tuple(d) for d in self.definitions]
+        return (self.language, self.lines, self.headers, definitions, self.references, self.imports)
 
     @classmethod
     def from_record(cls, record: Any) -> FileTags:
-        language, lines, headers, definitions, references = record
-        return cls(language, lines, headers, [Definition._make(d) for d in definitions], references)
+        language, lines, headers, definitions, references, imports = record
+        return cls(language, lines, headers, [Definition._make(d) for d in definitions], references, imports)
 
 
 def _header_text(source: bytes, lines: list[bytes], node: Any) -> str:
@@ -117,8 +130,10 @@ def extract_tags(source: bytes, language: str | None) -> FileTags:
     from tree_sitter import Parser, QueryCursor
 
     _parse_counter[0] += 1
-    captures = QueryCursor(grammar.query).captures(Parser(grammar.language).parse(source).root_node)
+    root = Parser(grammar.language).parse(source).root_node
+    captures = QueryCursor(grammar.query).captures(root)
     tags = FileTags(language, line_count)
+    tags.imports = _import_ranges(root)
     raw_refs = {(node.text, node.start_point[0]) for node in captures.get("name", ())}
     names = _names_of({text for text, _ in raw_refs})
     references = sorted([(row + 1, names[text]) for text, row in raw_refs if names[text] is not None])
@@ -162,7 +177,11 @@ def extract_tags(source: bytes, language: str | None) -> FileTags:
                 if parent.start_point[0] != row:
                     scopes.append(header_index(parent))
             parent = parent.parent
-        tags.definitions.append(Definition(name, kind, row + 1, header_index(node), tuple(reversed(scopes))))
+        first = node.parent if node.parent is not None and node.parent.type == "decorated_definition" else node
+        tags.definitions.append(
+            Definition(name, kind, row + 1, header_index(node), tuple(reversed(scopes)),
+                       first.start_point[0] + 1, _last_row(node) + 1)
+        )  # fmt: skip
     tags.definitions.sort(key=lambda d: (d.line, d.name))
     # Renumber headers by line so the stored form does not depend on query match order.
     order = sorted(range(len(tags.headers)), key=tags.headers.__getitem__)
@@ -171,10 +190,30 @@ def extract_tags(source: bytes, language: str | None) -> FileTags:
         new_index[old] = new
     tags.headers = [tags.headers[i] for i in order]
     tags.definitions = [
-        Definition(d.name, d.kind, d.line, new_index[d.header], tuple([new_index[s] for s in d.scopes]))
+        d._replace(header=new_index[d.header], scopes=tuple([new_index[s] for s in d.scopes]))
         for d in tags.definitions
     ]
     return tags
+
+
+def _last_row(node: Any) -> int:
+    """The 0-based last row holding the node's text (a node ending at column 0 ends before)."""
+    row, column = node.end_point
+    return row - 1 if column == 0 and row > node.start_point[0] else row
+
+
+def _import_ranges(root: Any) -> list[tuple[int, int]]:
+    """Line ranges (1-based, inclusive, merged when adjacent) of the top-level imports."""
+    ranges: list[tuple[int, int]] = []
+    for child in root.children:
+        if child.type not in _IMPORT_TYPES:
+            continue
+        first, last = child.start_point[0] + 1, _last_row(child) + 1
+        if ranges and first <= ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], max(last, ranges[-1][1]))
+        else:
+            ranges.append((first, last))
+    return ranges
 
 
 def _pair_names(spans: dict[tuple[int, int], Any], def_names: Any) -> dict[tuple[int, int], str]:

@@ -74,3 +74,28 @@ def test_tags_round_trip_through_the_stored_form():
         tags = extract_tags(source.encode(), language)
         assert tags.definitions and FileTags.from_record(tags.to_record()) == tags
         assert decode_tags(encode_tags(tags)) == tags
+
+
+def test_definitions_know_their_line_range_and_files_their_imports():
+    source = (
+        b"import os\nfrom x import (a,\n    b)\n\nimport sys\n\n\n"
+        b"class Foo(Base):\n    x = 1\n\n    @property\n    def bar(self):\n        return 1\n\n"
+        b"def baz():\n    pass\n"
+    )
+    tags = extract_tags(source, "python")
+    spans = {d.name: (d.start, d.line, d.end) for d in tags.definitions}
+    assert spans == {"Foo": (8, 8, 13), "x": (9, 9, 9), "bar": (11, 12, 13), "baz": (15, 15, 16)}
+    assert tags.imports == [(1, 3), (5, 5)]
+
+
+@pytest.mark.parametrize(
+    ("filename", "source", "imports"),
+    [
+        ("a.go", "package main\n\nimport (\n\t\"fmt\"\n)\n\nfunc main() { fmt.Println() }\n", [(1, 1), (3, 5)]),
+        ("a.rs", "use std::io;\nuse std::fmt;\n\nfn f() {}\n", [(1, 2)]),
+        ("a.js", "import { a } from './a';\n\nfunction f() { return a; }\n", [(1, 1)]),
+        ("A.java", "package p;\nimport java.util.List;\nclass A {}\n", [(1, 2)]),
+    ],
+)
+def test_imports_in_other_languages(filename, source, imports):
+    assert extract_tags(source.encode(), language_for(filename)).imports == imports
