@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from kcode.context.files import SKIP_RULES
 from kcode.context.languages import GRAMMAR_VERSION
 from kcode.context.tags import TAGS_SCHEMA, FileTags
 from kcode.context.workers import decode_tags, encode_tags
@@ -25,6 +26,11 @@ StatRow = tuple[int, int, str, str | None]  # size, mtime_ns, digest, content sk
 
 # Stored tags are marshal blobs: the Python version is part of the key.
 _VERSION = f"{TAGS_SCHEMA};{GRAMMAR_VERSION};py{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def _stat_key(root: str) -> str:
+    """A stat row holds a content verdict (skip reason): rows made under other rules are not read."""
+    return f"{root}\0rules{SKIP_RULES}"
 
 
 class TagCache:
@@ -49,16 +55,19 @@ class TagCache:
 
     def stat_rows(self, root: str) -> dict[str, StatRow]:
         with self._lock:
-            rows = self._db.execute("SELECT path, size, mtime_ns, digest, skip FROM stat WHERE root = ?", (root,))
+            rows = self._db.execute(
+                "SELECT path, size, mtime_ns, digest, skip FROM stat WHERE root = ?", (_stat_key(root),)
+            )
             return {path: (size, mtime, digest, skip) for path, size, mtime, digest, skip in rows}
 
     def update_stats(self, root: str, rows: dict[str, StatRow], removed: Iterable[str]) -> None:
+        key = _stat_key(root)
         with self._lock, self._db:
             self._db.executemany(
                 "INSERT OR REPLACE INTO stat VALUES (?, ?, ?, ?, ?, ?)",
-                [(root, path, *row) for path, row in rows.items()],
+                [(key, path, *row) for path, row in rows.items()],
             )
-            self._db.executemany("DELETE FROM stat WHERE root = ? AND path = ?", [(root, p) for p in removed])
+            self._db.executemany("DELETE FROM stat WHERE root = ? AND path = ?", [(key, p) for p in removed])
 
     def get_tags(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], FileTags]:
         """Cached tags for (digest, language) pairs; missing ones are absent from the result."""

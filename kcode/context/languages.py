@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LanguageSpec", "Grammar", "language_for", "load_language", "LANGUAGES", "GRAMMAR_VERSION"]
+__all__ = ["LanguageSpec", "Grammar", "language_for", "has_code_extension", "load_language", "LANGUAGES", "GRAMMAR_VERSION"]
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,12 @@ _EXTENSIONS = {
     ".php": "php",
     ".cs": "csharp",
 }  # fmt: skip
+
+
+def has_code_extension(name: str) -> bool:
+    """Whether a file name ends in an extension some grammar parses (loaded or not)."""
+    dot = name.rfind(".")
+    return dot > 0 and name[dot:].lower() in _EXTENSIONS
 
 
 def language_for(path: str) -> str | None:
