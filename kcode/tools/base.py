@@ -57,6 +57,7 @@ class ToolContext:
     scratch_dir: Path | None = None  # host directory writable inside the sandbox
     step: int = 0
     emit: Callable[[Any], Any] = lambda event: None
+    task: str | None = None  # the user's task: a generated file it names may be edited
 
 
 @dataclass

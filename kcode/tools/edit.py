@@ -10,7 +10,7 @@ from pydantic import Field
 
 from kcode.errors import ToolError
 from kcode.tools.base import Params, Tool, ToolContext, ToolResult
-from kcode.tools.files import read_text_file
+from kcode.tools.files import read_text_file, refuse_generated
 from kcode.tools.lint import check_python_edit
 from kcode.tools.paths import display_path, resolve_path
 
@@ -136,6 +136,7 @@ class EditFileTool(Tool):
         path = resolve_path(ctx.root, params.path, for_write=True)
         shown = display_path(ctx.root, path)
         original = read_text_file(path, shown)
+        refuse_generated(shown, original, ctx.task)
         outcome = apply_edit(original, params.old, params.new, replace_all=params.replace_all, shown=shown)
         problems = check_python_edit(path, shown, original, outcome.text)
         path.write_text(outcome.text, encoding="utf-8")

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 import subprocess
 from pathlib import Path
 
 from pydantic import Field
 
+from kcode.context.files import generated_reason
 from kcode.errors import ToolError
 from kcode.tools.base import Params, Tool, ToolContext, ToolResult
 from kcode.tools.lint import check_python_edit
 from kcode.tools.paths import display_path, is_binary, resolve_path
 
-__all__ = ["ReadFileTool", "ListFilesTool", "WriteFileTool", "read_text_file"]
+__all__ = ["ReadFileTool", "ListFilesTool", "WriteFileTool", "read_text_file", "refuse_generated"]
 
 _MAX_LINE_CHARS = 2000
 _MAX_LISTED = 500
@@ -29,6 +31,23 @@ def read_text_file(path: Path, shown: str) -> str:
     if is_binary(data):
         raise ToolError(f"{shown}: binary file ({len(data)} bytes); it cannot be shown as text")
     return data.decode("utf-8", errors="replace")
+
+
+def refuse_generated(shown: str, head: str, task: str | None) -> None:
+    """Refuse to edit a generated file (egg-info, lock files, minified bundles, a "DO NOT
+    EDIT" header; the pack's own rule) unless the task names it by path or file name."""
+    reason = generated_reason(shown, head)
+    if reason is None:
+        return
+    if task:
+        name = shown.rsplit("/", 1)[-1]
+        if shown in task or re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", task):
+            return
+    what = "a minified bundle" if reason == "minified" else "made by a tool, not by hand"
+    raise ToolError(
+        f"{shown}: generated file; edit its source instead ({what}: a change here is lost when it is "
+        "regenerated). Find the file it is built from, e.g. with search."
+    )
 
 
 class ReadFileParams(Params):
@@ -130,6 +149,7 @@ class WriteFileTool(Tool):
             raise ToolError(f"{shown}: is a directory")
         existed = path.exists()
         before = path.read_text(encoding="utf-8", errors="replace") if existed else None
+        refuse_generated(shown, before or "", ctx.task)
         problems = check_python_edit(path, shown, before, params.content)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(params.content, encoding="utf-8")
