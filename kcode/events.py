@@ -33,6 +33,7 @@ __all__ = [
     "BudgetWarning",
     "Compaction",
     "ContextPacked",
+    "EnvironmentResolved",
     "Rewound",
     "ErrorEvent",
     "SessionFinished",
@@ -223,6 +224,31 @@ class ContextPacked(Event):
     files_skipped: int = 0
     tokenizer: str = ""
     seconds: float = 0.0
+    # how the budget was chosen (kcode.llm.prefill.choose_pack_budget)
+    budget_reason: str = ""  # "time" | "window" | "flag"
+    budget_why: str = ""  # "time: 20 s at 41 tok/s", "window share 40 %", "--pack-budget"
+    prefill_tokens_per_second: float | None = None
+    expected_prefill_seconds: float | None = None  # the first step's, with this pack
+    fixed_prompt_tokens: int = 0  # system prompt + tool schemas
+    fixed_prompt_cached: bool = False  # restored from the prefix cache instead of evaluated
+    restored_tokens: int = 0  # pack tokens expected from the prefix cache
+    prefill_settings: str = ""  # llama.cpp's: threads, batch sizes, flash attention, KV type
+
+
+@dataclass(kw_only=True)
+class EnvironmentResolved(Event):
+    """How commands see the project: where the files appear, which interpreter and
+    environment they use, what of the checkout's ignored files they see read-only."""
+
+    type: ClassVar[str] = "environment.resolved"
+    path: str  # where commands see the files (the checkout's path)
+    python: str = ""
+    python_version: str = ""
+    environment: str = ""  # the venv or conda prefix, "" for none
+    environment_source: str = ""
+    shown: list[str] = field(default_factory=list)
+    left_out: int = 0
+    note: str = ""  # a limitation, e.g. no remapping without a sandbox
 
 
 @dataclass(kw_only=True)

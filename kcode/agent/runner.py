@@ -14,11 +14,12 @@ from kcode.agent.compaction import CompactionPolicy
 from kcode.agent.guards import LoopGuard
 from kcode.agent.loop import Agent, Budget, RunResult
 from kcode.agent.recovery import recover
-from kcode.agent.prompt import build_system_prompt, initial_messages, read_agents_md
+from kcode.agent.prompt import initial_messages, read_agents_md, repository_prompt
 from kcode.config import Config, data_dir, load_config
 from kcode.errors import SessionError, UsageError
 from kcode.events import (
     ContextPacked,
+    EnvironmentResolved,
     ErrorEvent,
     Event,
     EventBus,
@@ -29,7 +30,7 @@ from kcode.events import (
 )
 from kcode.llm.base import CancelToken, ChatModel, TokenUsage
 from kcode.llm.registry import ModelOptions, create_model
-from kcode.sandbox import create_sandbox, load_policy
+from kcode.sandbox import ProjectView, create_sandbox, discover_project, load_policy
 from kcode.trust import is_trusted
 from kcode.session import SessionLog, SessionMeta, SessionStore, new_session_id
 from kcode.tools import SessionState, ToolContext, default_tools
@@ -62,13 +63,30 @@ def _bus(log: SessionLog, subscribers: list[Subscriber], tests: list[dict]) -> E
     return bus
 
 
-def _context(config: Config, store: SessionStore, meta: SessionMeta, workspace: Workspace, cancel: CancelToken) -> ToolContext:
+def _project_view(config: Config, workspace: Workspace, bus: EventBus) -> ProjectView:
+    """How commands see the project (the work tree at the checkout's path, the project's
+    environment first), announced as an event for the run header."""
+    view = discover_project(workspace.repo, workspace.path)
+    note = ""
+    if view.remapped and load_policy(config.sandbox, workspace.repo).mode == "off":
+        note = ("with --sandbox off, commands see the work tree at its own path, so an editable install "
+                "still imports your checkout's code; use a sandbox profile or --in-place")
+    bus.emit(EnvironmentResolved(
+        path=str(view.checkout), python=view.python or "", python_version=view.python_version,
+        environment=str(view.environment or ""), environment_source=view.environment_source,
+        shown=list(view.shown), left_out=view.left_out, note=note,
+    ))  # fmt: skip
+    return view
+
+
+def _context(config: Config, store: SessionStore, meta: SessionMeta, workspace: Workspace, cancel: CancelToken, bus: EventBus) -> ToolContext:
     scratch = store.scratch_dir(meta.session_id)
     scratch.mkdir(parents=True, exist_ok=True)
+    view = _project_view(config, workspace, bus)
     return ToolContext(
         root=workspace.path,
         # The work tree's .kcode/ is the repository's: trusted as the user's repository is.
-        sandbox=create_sandbox(config.sandbox, workspace.path, extra_writable=[scratch], trusted=is_trusted(meta.repo)),
+        sandbox=create_sandbox(config.sandbox, workspace.path, extra_writable=[scratch], trusted=is_trusted(meta.repo), view=view),
         state=SessionState(),
         cancel=cancel,
         test_command=config.test_command,
@@ -88,37 +106,56 @@ def _finish(agent: Agent, meta: SessionMeta, store: SessionStore, workspace: Wor
     return outcome
 
 
-def _repo_pack(config: Config, model: ChatModel, root: Path, task: str, bus: EventBus, focus: list[str] = (), failing: list[str] = ()) -> str:
-    """The repository block of the stable prompt prefix (empty with ``pack = "none"``)."""
+def _repo_pack(config: Config, model: ChatModel, root: Path, task: str, bus: EventBus, focus: list[str] = (), failing: list[str] = (), *, label: str = "", overhead: int = 0) -> str:
+    """The pack for the repository part of the prompt head (empty with ``pack = "none"``),
+    sized by the first step's budget (kcode.agent.pack_budget). ``label`` names the
+    repository in the prefix cache; ``overhead``: tokens of the repository part besides the pack."""
     if config.pack == "none":
         return ""
+    from kcode.agent.pack_budget import plan_first_step
     from kcode.context import MODES, build_pack, default_budget
 
     if config.pack not in MODES:
         raise UsageError(f"unknown pack mode {config.pack!r} (use one of: {', '.join(MODES)}, none)")
-    budget = config.pack_budget or default_budget(model.context_window, config.pack_share)
+    window = default_budget(model.context_window, config.pack_share)
+    other = model.count_tokens(task) + overhead + 16  # + the chat template's markers around them
+    plan = plan_first_step(config, model, default_tools().specs(), window_tokens=window, other_tokens=other, label=label, repository_overhead=overhead)
+    budget = plan.budget.tokens
     if budget <= 0:
         return ""
     pack = build_pack(root, task=task, count_tokens=model.count_tokens, budget=budget, mode=config.pack, focus_files=focus, failing_files=failing, tokenizer=model.name)
     stats = pack.stats
+    tokens = stats.get("tokens", 0)
     bus.emit(
         ContextPacked(
             mode=stats.get("mode_used", config.pack),
-            tokens=stats.get("tokens", 0),
+            tokens=tokens,
             budget=budget,
             files_whole=len(stats.get("files_whole", [])),
             files_map=len(stats.get("files_in_map", [])),
             files_skipped=len(stats.get("files_skipped", {})),
             tokenizer=str(stats.get("tokenizer", "")),
             seconds=round(sum(stats.get("seconds", {}).values()), 3),
+            budget_reason=plan.budget.reason,
+            budget_why=plan.budget.why,
+            prefill_tokens_per_second=plan.budget.tokens_per_second,
+            expected_prefill_seconds=plan.budget.prefill_seconds(tokens),
+            fixed_prompt_tokens=plan.fixed_tokens,
+            fixed_prompt_cached=plan.fixed_cached,
+            restored_tokens=min(tokens, plan.budget.restored_tokens),
+            prefill_settings=plan.settings,
         )
     )
     return pack.text
 
 
 def _system_prompt(config: Config, model: ChatModel, workspace: Workspace, repo_name: str, task: str, agents_cwd: Path, bus: EventBus, focus: list[str] = (), failing: list[str] = ()) -> str:
-    repo_pack = _repo_pack(config, model, workspace.path, task, bus, focus, failing)
-    return build_system_prompt(repo_name=repo_name, agents_md=read_agents_md(workspace.path, agents_cwd), repo_pack=repo_pack)
+    """The repository part of the prompt head (the second system message; the first, the
+    fixed system prompt, is the same for every repository: kcode.agent.prompt)."""
+    agents_md = read_agents_md(workspace.path, agents_cwd)
+    overhead = model.count_tokens(repository_prompt(repo_name=repo_name, agents_md=agents_md))
+    repo_pack = _repo_pack(config, model, workspace.path, task, bus, focus, failing, label=str(workspace.repo), overhead=overhead)
+    return repository_prompt(repo_name=repo_name, agents_md=agents_md, repo_pack=repo_pack)
 
 
 def _agent(config: Config, model: ChatModel, ctx: ToolContext, bus: EventBus, workspace: Workspace, messages: list, task: str, agents_cwd: Path, **state) -> Agent:
@@ -189,7 +226,7 @@ def run_task(
         bus = _bus(log, list(subscribers), tests)
         try:
             bus.emit(SessionStarted(session_id=session_id, task=task, repo=str(root), workdir=str(workspace.path), branch=workspace.branch, base_commit=workspace.base_commit, model=model.name, mode=workspace.mode))
-            ctx = _context(config, store, meta, workspace, cancel)
+            ctx = _context(config, store, meta, workspace, cancel, bus)
             relative_cwd = (cwd or root).resolve()
             try:
                 agents_cwd = workspace.path / relative_cwd.relative_to(root)
@@ -245,7 +282,7 @@ def resume_task(
             bus.emit(SessionStarted(session_id=meta.session_id, task=meta.task, repo=meta.repo, workdir=meta.workdir, branch=meta.branch, base_commit=meta.base_commit, model=model.name, mode=meta.mode, resumed=True))
             for call in recovered.interrupted_calls:
                 bus.emit(ErrorEvent(message=f"tool call {call} was in flight when the session stopped; its effects were rolled back to the last checkpoint and the step will run again", kind="interrupted_tool", step=state.step + 1))
-            ctx = _context(config, store, meta, workspace, cancel)
+            ctx = _context(config, store, meta, workspace, cancel, bus)
             ctx.state.todo = list(state.todo)
             agent = _agent(config, model, ctx, bus, workspace, state.conversation(), meta.task, workspace.path, step=state.step, elapsed_before=recovered.elapsed, usage=TokenUsage(*state.usage), state={**state.agent_state, "text_only": 0})  # a resumed run gets its nudges again
             return _finish(agent, meta, store, workspace, tests, apply=False)

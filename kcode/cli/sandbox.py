@@ -117,6 +117,7 @@ def doctor(
     from kcode.sandbox.diagnose import run_checks
 
     checks, usable = run_checks(sandbox)
+    checks.append(_project_check())
     marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
     for check in checks:
         typer.echo(f"[{marks[check.status]}] {check.name}: {check.detail}")
@@ -128,6 +129,21 @@ def doctor(
     else:
         typer.echo("Sandbox: NOT usable. kcode refuses to run commands until this is fixed (or --sandbox off).")
     raise typer.Exit(0 if usable else 1)
+
+
+def _project_check():
+    """What commands in this repository use: the interpreter, the environment, the ignored
+    inputs a work tree shows read-only (the same discovery as ``kcode run``)."""
+    from kcode.sandbox.diagnose import Check
+    from kcode.sandbox.project import discover_project, ignored_inputs, shown_line
+
+    root = _repo_root(None)
+    view = discover_project(root)
+    shown, left_out = ignored_inputs(root)
+    detail = view.environment_line() + (f"; {shown_line(shown, left_out)}" if shown else "")
+    if view.python is None:
+        return Check("project environment", "warn", detail, "install python3, or create the project's venv (.venv/)")
+    return Check("project environment", "ok", detail)
 
 
 def register(app: typer.Typer) -> None:

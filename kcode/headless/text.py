@@ -12,6 +12,7 @@ from kcode.events import (
     Checkpoint,
     Compaction,
     ContextPacked,
+    EnvironmentResolved,
     Rewound,
     ErrorEvent,
     Event,
@@ -22,9 +23,10 @@ from kcode.events import (
     ToolCallStarted,
     TurnStarted,
 )
+from kcode.sandbox.project import environment_line, shown_line
 from kcode.tools.plan import render_todo
 
-__all__ = ["TextRenderer", "summarize_arguments"]
+__all__ = ["TextRenderer", "summarize_arguments", "prefill_line"]
 
 _ARG_CHARS = 80
 
@@ -39,6 +41,18 @@ def summarize_arguments(name: str, arguments: dict) -> str:
             text = text[: _ARG_CHARS - 1] + "…"
         parts.append(f"{key}={text}")
     return " ".join(parts)
+
+
+def prefill_line(event: ContextPacked) -> str:
+    """How the pack budget was chosen and what the first prefill is expected to cost."""
+    line = f"budget {event.budget} tokens ({event.budget_why})"
+    fixed = f"fixed prompt {event.fixed_prompt_tokens} tokens{' cached' if event.fixed_prompt_cached else ''}"
+    if event.expected_prefill_seconds is not None:
+        line += f"; first prefill ≈ {event.expected_prefill_seconds:g} s ({fixed}"
+        line += f", {event.restored_tokens} pack tokens cached)" if event.restored_tokens else ")"
+    elif event.fixed_prompt_tokens:
+        line += f"; {fixed}"
+    return line
 
 
 class TextRenderer:
@@ -62,9 +76,20 @@ class TextRenderer:
             self._line(self._style(f"kcode session {event.session_id} {verb} · model {event.model}", "1"))
             where = f"work tree {event.workdir}" if event.mode == "worktree" else "in place"
             self._line(self._style(f"  branch {event.branch} · {where}", "2"))
+        elif isinstance(event, EnvironmentResolved):
+            described = environment_line(event.python, event.python_version, event.environment, event.environment_source)
+            self._line(self._style(f"  commands see the files at {event.path} · {described}", "2"))
+            if event.shown:
+                self._line(self._style("  " + shown_line(event.shown, event.left_out), "2"))
+            if event.note:
+                self._line(self._style(f"  ! {event.note}", "33"))
         elif isinstance(event, ContextPacked):
             where = f"{event.files_whole} files whole" + (f", {event.files_map} in the map" if event.files_map else "")
             self._line(self._style(f"  repository packed ({event.mode}): {event.tokens} of {event.budget} tokens, {where}", "2"))
+            if event.budget_why:
+                self._line(self._style("  " + prefill_line(event), "2"))
+            if event.prefill_settings:
+                self._line(self._style(f"  llama.cpp: {event.prefill_settings}", "2"))
         elif isinstance(event, TurnStarted):
             self._line(self._style(f"── step {event.step}", "2"))
         elif isinstance(event, AssistantMessage):

@@ -18,6 +18,7 @@ from kcode.sandbox.bwrap import BubblewrapSandbox
 from kcode.sandbox.local import LocalSandbox
 from kcode.sandbox.policy import Limits, SandboxPolicy, load_policy, profile_names
 from kcode.sandbox.probe import BubblewrapStatus, probe_bubblewrap
+from kcode.sandbox.project import ProjectView, discover_project
 
 __all__ = [
     "ExecResult",
@@ -33,6 +34,8 @@ __all__ = [
     "profile_names",
     "probe_bubblewrap",
     "UNSANDBOXED_WARNING",
+    "ProjectView",
+    "discover_project",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,6 +72,7 @@ def create_sandbox(
     head_bytes: int = 5000,
     tail_bytes: int = 5000,
     trusted: bool | None = None,
+    view: ProjectView | None = None,
 ) -> Sandbox:
     """The sandbox for ``profile`` (a name from ``sandbox/``, the user's or the project's
     profiles) confined to the repository at ``root``; ``extra_writable`` adds host paths the
@@ -77,11 +81,16 @@ def create_sandbox(
     Raises :class:`kcode.errors.ConfigError` for an unknown or invalid profile and
     :class:`SandboxError` when bubblewrap is unusable. ``trusted``: whether the repository's
     own profiles may loosen the sandbox (None: :func:`kcode.trust.is_trusted` of ``root``).
+    ``view``: how commands see the project (:func:`discover_project`): a work tree at the
+    checkout's path, the project's environment first on ``PATH``.
     """
     root = Path(root).resolve()
     policy = load_policy(profile, root, trusted=trusted)
     if policy.mode == "off":
-        return UnsandboxedSandbox(root, policy=policy, head_bytes=head_bytes, tail_bytes=tail_bytes)
+        sandbox = UnsandboxedSandbox(root, policy=policy, head_bytes=head_bytes, tail_bytes=tail_bytes)
+        if view is not None and view.path_prefix:
+            sandbox.path_prefix = view.path_prefix
+        return sandbox
     status = probe_bubblewrap()
     if not status.usable:
         raise SandboxError(
@@ -95,4 +104,5 @@ def create_sandbox(
         bwrap=status.bwrap,
         head_bytes=head_bytes,
         tail_bytes=tail_bytes,
+        view=view,
     )

@@ -6,11 +6,15 @@ Mount layout, in order (later mounts shadow earlier ones):
 2. hidden paths (``/home``, ``/root``, the caller's ``$HOME``, runtime sockets) behind empty
    tmpfs directories (or ``/dev/null`` for files): hiding is by mount, so it holds for root;
 3. the repository (read-write, or read-only for the ``read-only`` mode) and extra writable
-   paths; hidden paths inside them are hidden again;
+   paths; hidden paths inside them are hidden again. A work tree is mounted at the user's
+   checkout's path (see :mod:`kcode.sandbox.project`), with the checkout's ignored build
+   inputs shown read-only at their own paths;
 4. toolchain directories under a hidden home (``~/.pyenv``, ``$PATH`` entries) read-only;
 5. the repository's git metadata (``.git``, a worktree's git dir and common dir) and
    ``.kcode`` read-only: kcode commits outside the sandbox and must not run hooks or read
-   profiles that a command wrote.
+   profiles that a command wrote. When the work tree is mounted at the checkout's path, the
+   common dir (the checkout's ``.git``, shadowed there) is mounted at ``/tmp/.kcode-git`` and
+   a one-line ``.git`` file points git at the work tree's git dir under it.
 
 Namespaces: user (uid kept, all capabilities dropped, no nested user namespaces), pid (the
 command is pid 1, so neither kcode nor bwrap is visible or traceable from inside; when it
@@ -22,6 +26,7 @@ sandbox, never by ``preexec_fn``; as root the process limit is a pids cgroup (se
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pwd
@@ -40,6 +45,7 @@ from kcode.sandbox._process import run_process
 from kcode.sandbox.base import ExecResult
 from kcode.sandbox.local import NONINTERACTIVE_ENV, command_argv
 from kcode.sandbox.policy import Limits, SandboxPolicy
+from kcode.sandbox.project import ProjectView
 
 __all__ = ["BubblewrapSandbox", "bwrap_features", "limit_wrapper"]
 
@@ -47,6 +53,7 @@ log = logging.getLogger(__name__)
 
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _FALLBACK_HOME = "/tmp/home"
+_GIT_INSIDE = Path("/tmp/.kcode-git")  # the common git dir, when the checkout's path is taken
 
 
 @lru_cache(maxsize=8)
@@ -159,6 +166,7 @@ class BubblewrapSandbox:
         prlimit: str | None = None,
         head_bytes: int = 5000,
         tail_bytes: int = 5000,
+        view: ProjectView | None = None,
     ) -> None:
         if policy.mode == "off":
             raise SandboxError(f"profile {policy.name!r} has mode 'off': use LocalSandbox")
@@ -178,8 +186,13 @@ class BubblewrapSandbox:
         self._tail = tail_bytes
         host_env = dict(os.environ if environ is None else environ)
         self._host_home = _host_home(host_env)
+        self.view = view
+        # where commands see the files: the checkout's path for a work tree, else the root
+        self.inside_root = view.checkout if view is not None and view.files == self.root else self.root
+        if view is not None and view.files != self.root:
+            raise SandboxError(f"project view is for {view.files}, not {self.root}")
 
-        self.writable = [self.root] + self._writable_paths(extra_writable)
+        self.writable = [self.inside_root] + self._writable_paths(extra_writable)
         hidden = self._hidden_paths()
         self.home = self._inside_home(hidden)
         self._base_env = self._environment(host_env)
@@ -219,8 +232,9 @@ class BubblewrapSandbox:
             if not path.is_absolute() or not os.path.lexists(path):
                 continue
             real = Path(os.path.realpath(path))
-            if real == Path("/") or _inside(real, Path("/tmp")) or any(_inside(p, real) for p in self.writable):
-                continue  # never hide / or a writable path's ancestor (that would hide it)
+            if real == Path("/") or _inside(real, Path("/tmp")):
+                continue
+            # A writable path's ancestor is hidden too: the writable path is bound after it.
             hidden.add(real)
         return sorted(hidden, key=lambda p: len(p.parts))
 
@@ -235,6 +249,14 @@ class BubblewrapSandbox:
     def _environment(self, host_env: Mapping[str, str]) -> dict[str, str]:
         env = filter_environment(host_env, self.policy.env_allow)
         env.setdefault("PATH", _DEFAULT_PATH)
+        if self.view is not None and self.view.path_prefix:
+            # The project's environment first, whatever a launcher (a pyenv shim) put first.
+            first = list(self.view.path_prefix)
+            env["PATH"] = ":".join(first + [p for p in env["PATH"].split(":") if p and p not in first])
+            if self.view.environment_source == "CONDA_PREFIX":
+                env["CONDA_PREFIX"] = str(self.view.environment)
+            else:
+                env["VIRTUAL_ENV"] = str(self.view.environment)
         try:
             user = pwd.getpwuid(os.getuid()).pw_name
         except KeyError:
@@ -285,24 +307,68 @@ class BubblewrapSandbox:
         if self.home not in hidden:
             args += ["--dir", str(self.home)]
         repo_bind = "--ro-bind" if self.policy.mode == "read-only" else "--bind"
-        args += [repo_bind, str(self.root), str(self.root)]
+        args += [repo_bind, str(self.root), str(self.inside_root)]
+        if self.view is not None:
+            for relative in self.view.shown:  # the checkout's ignored build inputs
+                path = self.inside_root / relative.rstrip("/")
+                args += ["--ro-bind", str(path), str(path)]  # sources come from the host's view
         for path in self.writable[1:]:
             args += ["--bind", str(path), str(path)]
         for path in inside_writable:
             args += self._hide(path)
         for path in self._readable_paths(hidden):
             args += ["--ro-bind", str(path), str(path)]
-        protected = _git_metadata(self.root)
         kcode_dir = self.root / ".kcode"
         if self.policy.mode != "read-only" and not kcode_dir.exists():
             # An empty directory to mount over, so a command cannot create .kcode/ and plant
             # a sandbox profile or config that kcode would read on its next run.
             kcode_dir.mkdir()
+        protected = [(p, p) for p in _git_metadata(self.root)]
+        if self.inside_root != self.root:
+            protected = self._remapped_git(protected)
         if kcode_dir.is_dir():
-            protected.append(kcode_dir)
-        for path in protected:
-            args += ["--ro-bind", str(path), str(path)]
+            protected.append((kcode_dir, self.inside_root / ".kcode"))
+        for source, target in protected:
+            args += ["--ro-bind", str(source), str(target)]
         return args
+
+    def _remapped_git(self, metadata: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+        """Git metadata as (host path, path inside) for a work tree mounted at the checkout's
+        path: the work tree's ``.git`` file points into the checkout's ``.git``, which the mount
+        shadows, so the common dir moves to ``/tmp/.kcode-git`` and a ``.git`` file points there."""
+        paths = [source for source, _ in metadata]
+        dot_git = self.root / ".git"
+        if not dot_git.is_file() or len(paths) < 2:
+            return [(p, self._inside(p)) for p in paths]
+        common = paths[-1]
+        if not _inside(common, self.inside_root):
+            return [(p, self._inside(p)) for p in paths]  # nothing shadowed: paths hold as they are
+        git_dir = Path(dot_git.read_text(encoding="utf-8").strip()[len("gitdir:") :].strip()).resolve()
+        if not _inside(git_dir, common):
+            return [(p, self._inside(p)) for p in paths]
+        pointer = self._git_pointer(_GIT_INSIDE / git_dir.relative_to(common))
+        return [(common, _GIT_INSIDE), (pointer, self.inside_root / ".git")]
+
+    def _git_pointer(self, git_dir: Path) -> Path:
+        """A host file holding ``gitdir: <git_dir>``, in kcode's data dir, to mount as ``.git``."""
+        from kcode.config import data_dir
+
+        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:16]
+        pointer = data_dir() / "gitfiles" / f"{self.root.name}-{digest}"
+        text = f"gitdir: {git_dir}\n"
+        try:
+            if not pointer.is_file() or pointer.read_text(encoding="utf-8") != text:
+                pointer.parent.mkdir(parents=True, exist_ok=True)
+                pointer.write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise SandboxError(f"cannot write the work tree's git pointer {pointer}: {error}") from error
+        return pointer
+
+    def _inside(self, host_path: Path) -> Path:
+        """Where a path under the work tree appears to commands."""
+        if _inside(host_path, self.root):
+            return self.inside_root / host_path.relative_to(self.root)
+        return host_path
 
     def _namespace_args(self) -> list[str]:
         args = ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
@@ -327,7 +393,7 @@ class BubblewrapSandbox:
         env: Mapping[str, str] | None = None,
     ) -> tuple[list[str], dict[str, str]]:
         """The full ``bwrap`` argv and the environment to start it with."""
-        workdir = Path(cwd).resolve() if cwd is not None else self.root
+        workdir = self._inside(Path(cwd).resolve()) if cwd is not None else self.inside_root
         argv = [
             self._bwrap,
             *self._namespace_args(),

@@ -34,6 +34,7 @@ def command_argv(command: str | Sequence[str]) -> list[str]:
 
 class LocalSandbox:
     name = "off"
+    path_prefix: tuple[str, ...] = ()  # the project's environment, first on PATH
 
     def __init__(self, root: Path, *, head_bytes: int = 5000, tail_bytes: int = 5000) -> None:
         self.root = Path(root)
@@ -51,6 +52,9 @@ class LocalSandbox:
         on_output: Callable[[bytes], None] | None = None,
     ) -> ExecResult:
         full_env = {**os.environ, **NONINTERACTIVE_ENV, **(env or {})}
+        if self.path_prefix:
+            rest = [p for p in full_env.get("PATH", os.defpath).split(os.pathsep) if p and p not in self.path_prefix]
+            full_env["PATH"] = os.pathsep.join([*self.path_prefix, *rest])
         return run_process(
             command_argv(command),
             cwd=cwd or self.root,

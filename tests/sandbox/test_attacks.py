@@ -5,6 +5,7 @@ was. Limits come from the repository's tight profile (see conftest) so bombs end
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,7 +14,9 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.sandbox.conftest import SECRET_KEY, SSH_SECRET, requires_bwrap, tree_digest
+import pytest
+
+from tests.sandbox.conftest import SECRET_KEY, SSH_SECRET, git, requires_bwrap, run_cli, run_tool, tree_digest
 
 pytestmark = requires_bwrap
 
@@ -350,3 +353,27 @@ def test_read_only_profile_blocks_repo_writes(run, repo: Path) -> None:
     assert result.exit_code != 0
     assert (repo / "README.md").read_text() == "hello\n"
     assert not (repo / "new.txt").exists()
+
+
+def test_read_home_secrets_when_the_repository_is_inside_the_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Most users' repositories live in their home: the home is still hidden around it.
+    (A home under /tmp proves nothing: the private /tmp hides it anyway.)"""
+    home = Path("/home") / f"kcode-user-{uuid.uuid4().hex[:8]}"
+    try:
+        (home / ".ssh").mkdir(parents=True)
+    except OSError:
+        pytest.skip("/home is not writable here")
+    try:
+        (home / ".ssh" / "id_ed25519").write_text(SSH_SECRET)
+        monkeypatch.setenv("HOME", str(home))
+        repo = home / "src" / "project"
+        repo.mkdir(parents=True)
+        git(repo, "init", "-q", "-b", "main")
+        (repo / "README.md").write_text("hello\n")
+        for runner in (run_cli, run_tool):
+            result = runner(repo, f"cat README.md; cat {home}/.ssh/id_ed25519 ~/.ssh/id_ed25519; ls -A {home}; echo x > {home}/planted")
+            assert "hello" in result.output  # the repository is there
+            assert SSH_SECRET not in result.output and ".ssh" not in result.output.splitlines(), result.output
+            assert not (home / "planted").exists()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
