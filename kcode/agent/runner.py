@@ -91,6 +91,7 @@ def _context(config: Config, store: SessionStore, meta: SessionMeta, workspace: 
         cancel=cancel,
         test_command=config.test_command,
         scratch_dir=scratch,
+        task=meta.task,
     )
 
 
