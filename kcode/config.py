@@ -71,7 +71,8 @@ class Config:
     kv_type: str | None = None
     threads: int | None = None
     constrain_tools: bool = False
-    prefix_cache: str | None = None
+    prefix_cache: str | None = None  # KV states of prompt prefixes: None = the cache folder's prefix/, "off" = none
+    prefix_cache_gib: float = 4.0  # the prefix cache's size limit; least recently used entries go first
     # sampling, any backend (None: the backend's default)
     temperature: float | None = None
     seed: int | None = None
@@ -83,6 +84,7 @@ class Config:
     pack: str = "auto"
     pack_budget: int | None = None
     pack_share: float = 0.4
+    first_step_seconds: float = 20.0  # the default pack is what prefills in this time (and fits pack_share)
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)

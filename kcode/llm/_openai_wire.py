@@ -107,10 +107,13 @@ class StepAccumulator:
     calls: dict[int, _PartialCall] = field(default_factory=dict)
     finish_reason: str | None = None
     usage: TokenUsage | None = None
+    timings: dict[str, Any] | None = None  # llama-server's: prompt_n, prompt_ms, prompt_per_second, ...
 
     def feed(self, chunk: dict[str, Any]) -> tuple[str, str]:
         if chunk.get("usage"):
             self.usage = usage_from_api(chunk["usage"])
+        if isinstance(chunk.get("timings"), dict):
+            self.timings = chunk["timings"]
         reasoning_delta = text_delta = ""
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}

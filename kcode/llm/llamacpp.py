@@ -7,22 +7,32 @@ generated ones, never re-tokenized) are kept and only the suffix is tokenized, s
 evaluates just the new tokens. Tokens are decoded with special tokens kept (Kimi's tool-call
 markers are CONTROL tokens), streamed as reasoning/text, and parsed into tool calls at the
 end of the step. ``--constrain-tools`` switches to a GBNF grammar once a tool-call opener
-appears; ``--prefix-cache DIR`` restores the KV state of the stable prefix across runs.
+appears.
+
+The prompt's head is tokenized layer by layer (the first system message with the tool schemas;
+then every leading system message), so each layer is a token prefix of the prompt. With a
+prefix cache (:mod:`kcode.llm._prefix_cache`, on by default through the registry) a new
+conversation restores the cached state sharing the longest token prefix with it; the fixed
+layer is saved the first time it is evaluated, the whole head after the first step. Every
+prefill's speed, from llama.cpp's own counters, refreshes the stored prefill speed
+(:mod:`kcode.llm.prefill`).
 """
 
 from __future__ import annotations
 
 import codecs
-import functools
 import ctypes
+import functools
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kcode.errors import Interrupted, ModelRequestError
 from kcode.llm._chat_template import ChatTemplate
 from kcode.llm._loader import Placement, load_llama
-from kcode.llm._prefix_cache import PrefixCache, stable_prefix
+from kcode.llm._prefix_cache import DEFAULT_LIMIT_BYTES, PrefixStore, model_identity
 from kcode.llm._streaming import OutputSplitter
 from kcode.llm.base import (
     CancelToken,
@@ -35,11 +45,49 @@ from kcode.llm.base import (
     ToolSpec,
 )
 from kcode.llm.grammar import tool_call_grammar
+from kcode.llm.prefill import PrefillSpeed, SpeedStore, calibration_text, speed_key
 from kcode.llm.toolcall_parse import HERMES_BEGIN, KIMI_SECTION_BEGIN, THINK_BEGIN, parse_output
 
-__all__ = ["LlamaCppModel", "Sampling"]
+__all__ = ["LlamaCppModel", "Sampling", "StepTimings", "PrefixStatus", "decode_counters"]
 
 _OPENERS = {"kimi": KIMI_SECTION_BEGIN, "hermes": HERMES_BEGIN}
+_MIN_LAYER_TOKENS = 32  # a prompt layer shorter than this is not worth a cache entry
+
+
+def decode_counters(llm: Any) -> tuple[int, float]:
+    """(tokens decoded, seconds spent decoding) in ``llm``'s context so far, from llama.cpp's
+    performance counters. ``llama_perf_context`` reports a count of 0 as 1; a count whose
+    time is 0 is taken as 0."""
+    import llama_cpp
+
+    ctx = llm._ctx.ctx
+    llama_cpp.llama_synchronize(ctx)  # the counters are updated when the queued work is done
+    perf = llama_cpp.llama_perf_context(ctx)
+    tokens = (perf.n_p_eval if perf.t_p_eval_ms > 0 else 0) + (perf.n_eval if perf.t_eval_ms > 0 else 0)
+    return tokens, (perf.t_p_eval_ms + perf.t_eval_ms) / 1000
+
+
+@dataclass
+class StepTimings:
+    """What the last step's prefill cost, from llama.cpp's own counters."""
+
+    prompt_tokens: int = 0
+    reused_tokens: int = 0  # already in the context (the conversation so far)
+    restored_tokens: int = 0  # read from the prefix cache this step
+    evaluated_tokens: int = 0  # llama.cpp's n_p_eval + n_eval over the prefill
+    prefill_seconds: float = 0.0  # llama.cpp's t_p_eval + t_eval over the prefill
+    started_at: float = 0.0  # time.perf_counter() when the step began
+    first_token_at: float | None = None  # time.perf_counter() when the first token was sampled
+
+
+@dataclass
+class PrefixStatus:
+    """The fixed part of the prompt (system message and tool schemas) before the first step."""
+
+    tokens: int
+    cached: bool  # a cache entry holds it: the first step restores it instead of evaluating
+    evaluated_tokens: int = 0  # evaluated now (and saved) because no entry held it
+    seconds: float = 0.0
 
 
 class Sampling:
@@ -60,6 +108,8 @@ class LlamaCppModel:
         sampling: Sampling | None = None,
         constrain_tools: bool = False,
         prefix_cache: Path | str | None = None,
+        prefix_cache_bytes: int = DEFAULT_LIMIT_BYTES,
+        speed_store: Path | str | None = None,
         max_output_tokens: int = 8192,
         thinking: bool = False,
     ) -> None:
@@ -71,6 +121,7 @@ class LlamaCppModel:
         self._overrides = loaded.overrides  # the C array must outlive the model
         self._n_ctx = loaded.n_ctx
         self.notices = loaded.notices
+        self.settings = loaded.settings
         metadata = self._llm.metadata
         self._vocab = self._llm._model.vocab
         self._pieces: dict[int, bytes] = {}
@@ -82,9 +133,16 @@ class LlamaCppModel:
         self._add_bos = metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
         self._sampling = sampling or Sampling()
         self._constrain_tools = constrain_tools
-        self._prefix_cache = (
-            PrefixCache(Path(prefix_cache).expanduser(), self.path, self._placement.kv_type or "f16")
-            if prefix_cache else None)
+        self._identity = model_identity(self.path, self.settings)
+        self._store = (PrefixStore(Path(prefix_cache).expanduser(), prefix_cache_bytes)
+                       if prefix_cache else None)
+        self._speeds = SpeedStore(Path(speed_store).expanduser()) if speed_store else None
+        self._speed_key = speed_key(f"{self.path.name}:{self._identity}", self.settings)
+        self._speed: PrefillSpeed | None = None
+        self._label = ""  # what the prompt head belongs to (the repository), for cache entries
+        self._layers: tuple[int, int] = (0, 0)  # token ends of the fixed part and the whole head
+        self._saved_heads: set[tuple[int, ...]] = set()
+        self.last_step = StepTimings()
         self._max_output_tokens = max_output_tokens
         self._thinking = thinking
         self._raw_arguments: dict[str, str] = {}
@@ -92,7 +150,7 @@ class LlamaCppModel:
         # What the context holds as text and ids: the last prompt, then prompt + generation.
         self._last_prompt: tuple[str, list[int]] = ("", [])
         self._last_turn: tuple[str, list[int]] = ("", [])
-        self.last_prefix_restored = False
+        self.last_prefix_restored = False  # the last new conversation restored a cached prefix
         # With constrain_tools: the next steps must call a tool (the grammar starts at once).
         self.require_tool_call = False
 
@@ -105,8 +163,13 @@ class LlamaCppModel:
     def count_tokens(self, text: str) -> int:
         return len(self._tokenize(text))
 
+    def count_prompt_tokens(self, messages: list[Message], tools: list[ToolSpec]) -> int:
+        """Tokens of ``messages`` and ``tools`` as this model's chat template renders them."""
+        text = self._template.render(messages, tools, add_generation_prompt=False, thinking=self._thinking)
+        return len(self._tokenize(text, first=True))
+
     def state(self) -> dict[str, Any]:
-        return {}  # the KV cache is rebuilt (or restored from --prefix-cache) on resume
+        return {}  # the KV cache is rebuilt (or restored from the prefix cache) on resume
 
     def restore(self, state: dict[str, Any]) -> None:
         pass
@@ -119,6 +182,7 @@ class LlamaCppModel:
     def stream(self, messages: list[Message], tools: list[ToolSpec], *,
                cancel: CancelToken | None = None) -> Iterator[StreamChunk]:
         self._step += 1
+        timings = self.last_step = StepTimings(started_at=time.perf_counter())
         prompt = self._template.render(messages, tools, add_generation_prompt=True,
                                        thinking=self._thinking, raw_arguments=self._raw_arguments)
         tokens = self._prompt_tokens(prompt, messages, tools)
@@ -148,6 +212,8 @@ class LlamaCppModel:
                 break
             except RuntimeError as error:  # llama_decode failed (e.g. no KV cache slot left)
                 raise ModelRequestError(f"llama.cpp failed while generating: {error}") from error
+            if timings.first_token_at is None:
+                timings.first_token_at = time.perf_counter()
             if cancel is not None and cancel.cancelled:
                 generator.close()
                 raise Interrupted("interrupted by the user")
@@ -166,6 +232,7 @@ class LlamaCppModel:
                                                **self._sampling.kwargs)
                 constrained = True
         generator.close()
+        self._save_head()
         yield from self._chunks(splitter.feed(decoder.decode(b"", final=True)))
         yield from self._chunks(splitter.finish())
         text = self._detokenize(generated)
@@ -181,55 +248,175 @@ class LlamaCppModel:
         usage.output_tokens = len(generated)
         yield StepEnd(parsed.content, parsed.reasoning, parsed.tool_calls, usage, finish_reason)
 
+    # --- prefill speed and the prompt's fixed part ----------------------------------------
+
+    def prefill_speed(self, *, measure: bool = False) -> PrefillSpeed | None:
+        """This model's prompt-processing speed with these settings on this machine: the
+        stored figure, or (``measure``) a calibration run when none is stored."""
+        if self._speed is None and self._speeds is not None:
+            self._speed = self._speeds.get(self._speed_key)
+        if self._speed is None and measure:
+            self._speed = self.calibrate()
+        return self._speed
+
+    def calibrate(self, n_tokens: int = 256) -> PrefillSpeed:
+        """Time a prefill of ``n_tokens`` tokens from an empty context (a few seconds on a
+        CPU) and store it. The context is emptied; the next step restores or re-evaluates."""
+        llm = self._llm
+        tokens = self._tokenize(calibration_text(n_tokens + 8), first=True)
+        llm.reset()
+        llm.eval(tokens[:8])  # the first decode allocates buffers; keep it out of the figure
+        evaluated, seconds = self._timed_eval(tokens[8 : 8 + min(n_tokens, self._n_ctx - 16)])
+        llm.reset()
+        self._last_prompt = self._last_turn = ("", [])
+        speed = PrefillSpeed(evaluated / max(seconds, 1e-6), "calibration", 1, time.time())
+        if self._speeds is not None:
+            self._speeds.put(self._speed_key, speed)
+        self._speed = speed
+        return speed
+
+    def prepare_prefix(self, messages: list[Message], tools: list[ToolSpec], *, label: str = "") -> PrefixStatus:
+        """Make the fixed part of every prompt (``messages``: the system message; the tool
+        schemas) ready before the first step: note that the cache holds it, or evaluate it
+        now and save it (which also measures the prefill speed). ``label`` names what the
+        following prompt head belongs to (the repository) in the cache entries written later."""
+        self._label = label
+        text = self._template.render(messages, tools, add_generation_prompt=False, thinking=self._thinking)
+        tokens = self._tokenize(text, first=True)
+        if self._store is None or len(tokens) < _MIN_LAYER_TOKENS:
+            return PrefixStatus(len(tokens), False)
+        if self._store.find(self._identity, tokens) is not None:
+            return PrefixStatus(len(tokens), True)
+        llm = self._llm
+        held = self._common_with_context(tokens)
+        llm.n_tokens = held
+        evaluated, seconds = self._timed_eval(tokens[held:])
+        self._store.save(llm, self._identity, self.path.name, stable_tokens=len(tokens),
+                         fixed_tokens=len(tokens), label="(fixed prompt)")
+        self._last_prompt = self._last_turn = ("", [])
+        return PrefixStatus(len(tokens), False, evaluated, seconds)
+
+    def cached_prefix_tokens(self, label: str) -> int:
+        """Tokens of the prompt head after the fixed part that the cache holds for ``label``."""
+        if self._store is None or not label:
+            return 0
+        return max((entry.stable_tokens - entry.fixed_tokens for entry in self._store.entries(self._identity)
+                    if entry.label == label), default=0)
+
     # --- prompt bookkeeping ---------------------------------------------------------------
 
     def _prompt_tokens(self, prompt: str, messages: list[Message], tools: list[ToolSpec]) -> list[int]:
-        """Token ids for ``prompt``, reusing what the context already holds as ids."""
+        """Token ids for ``prompt``, reusing what the context already holds as ids; a new
+        conversation is tokenized layer by layer so that each layer is a token prefix."""
         for known_text, known_tokens in (self._last_turn, self._last_prompt):
             if known_text and prompt.startswith(known_text):
                 return known_tokens + self._tokenize(prompt[len(known_text):])
-        if self._prefix_cache is not None:
-            stable = self._template.render(stable_prefix(messages), tools, add_generation_prompt=False,
-                                           thinking=self._thinking, raw_arguments=self._raw_arguments)
-            if stable and prompt.startswith(stable):
-                stable_tokens = self._tokenize(stable, first=True)
-                self._use_prefix_cache(stable_tokens)
-                return stable_tokens + self._tokenize(prompt[len(stable):])
-        return self._tokenize(prompt, first=True)
+        heads = 0
+        while heads < len(messages) and messages[heads].get("role") == "system":
+            heads += 1
+        tokens: list[int] = []
+        done = ""
+        ends = []
+        for count in (1, heads) if heads else ():
+            layer = self._template.render(messages[:count], tools, add_generation_prompt=False,
+                                          thinking=self._thinking, raw_arguments=self._raw_arguments)
+            if len(layer) > len(done) and prompt.startswith(layer) and layer.startswith(done):
+                tokens += self._tokenize(layer[len(done):], first=not done)
+                done = layer
+            ends.append(len(tokens))
+        self._layers = (ends[0], ends[-1]) if ends else (0, 0)
+        return tokens + self._tokenize(prompt[len(done):], first=not done)
 
-    def _use_prefix_cache(self, stable_tokens: list[int]) -> None:
-        """Restore the stable prefix's KV state, or compute and save it."""
-        assert self._prefix_cache is not None
-        llm = self._llm
-        if llm.n_tokens >= len(stable_tokens) and list(llm.input_ids[: len(stable_tokens)]) == stable_tokens:
-            return  # already in the context
-        llm.reset()
-        restored = self._prefix_cache.load(llm, stable_tokens)
-        self.last_prefix_restored = restored
-        if not restored:
-            llm.eval(stable_tokens)
-            self._prefix_cache.save(llm, stable_tokens)
-
-    def _evaluate_prompt(self, tokens: list[int], cancel: CancelToken | None) -> int:
-        """Evaluate what the context lacks, batch by batch; return how many were reused."""
-        llm = self._llm
-        held = llm.input_ids[: llm.n_tokens]
+    def _common_with_context(self, tokens: list[int]) -> int:
+        held = self._llm.input_ids[: self._llm.n_tokens]
         reuse = 0
         for limit in range(min(len(held), len(tokens))):
             if held[limit] != tokens[limit]:
                 break
             reuse = limit + 1
+        return reuse
+
+    def _restore(self, tokens: list[int], have: int) -> int:
+        """Restore the cached state sharing the longest prefix with ``tokens`` when that
+        beats evaluating; the number of tokens the context now holds."""
+        if self._store is None or have >= len(tokens) - 1:
+            return have
+        speed = self._speed or (self._speeds.get(self._speed_key) if self._speeds else None)
+        found = self._store.best(self._identity, tokens, have=have,
+                                 tokens_per_second=speed.tokens_per_second if speed else None)
+        if found is None:
+            return have
+        entry, matched = found
+        if self._store.load(self._llm, entry, matched):
+            self.last_prefix_restored = True
+            self.last_step.restored_tokens = matched
+            return matched
+        return 0
+
+    def _evaluate_prompt(self, tokens: list[int], cancel: CancelToken | None) -> int:
+        """Evaluate what the context lacks, batch by batch; return how many were reused
+        (held by the context or restored from the prefix cache)."""
+        llm = self._llm
+        reuse = self._common_with_context(tokens)
+        if reuse < self._layers[1] or reuse == 0:
+            self.last_prefix_restored = False
+            reuse = self._restore(tokens, reuse)
         if reuse == len(tokens):
             reuse -= 1  # the last prompt token is evaluated again to get fresh logits
+        self.last_step.prompt_tokens = len(tokens)
+        self.last_step.reused_tokens = reuse - self.last_step.restored_tokens
         llm.n_tokens = reuse
-        for start in range(reuse, len(tokens), llm.n_batch):
+        fixed_end = self._layers[0]
+        save_fixed = (self._store is not None and reuse < fixed_end and fixed_end >= _MIN_LAYER_TOKENS
+                      and self._store.find(self._identity, tokens[:fixed_end]) is None)
+        position = reuse
+        for stop in ((fixed_end, len(tokens)) if save_fixed else (len(tokens),)):
+            evaluated, seconds = self._timed_eval(tokens[position:stop], cancel)
+            self.last_step.evaluated_tokens += evaluated
+            self.last_step.prefill_seconds += seconds
+            position = stop
+            if stop == fixed_end and save_fixed and self._store is not None:
+                self._store.save(llm, self._identity, self.path.name, stable_tokens=fixed_end,
+                                 fixed_tokens=fixed_end, label="(fixed prompt)")
+        return reuse
+
+    def _timed_eval(self, tokens: list[int], cancel: CancelToken | None = None) -> tuple[int, float]:
+        """Evaluate ``tokens`` after what the context holds; (tokens llama.cpp evaluated,
+        seconds it spent) from its own counters. Refreshes the stored prefill speed."""
+        import llama_cpp
+
+        llm = self._llm
+        if not tokens:
+            return 0, 0.0
+        before = decode_counters(llm)
+        for start in range(0, len(tokens), llm.n_batch):
             if cancel is not None and cancel.cancelled:
                 raise Interrupted("interrupted by the user")
             try:
                 llm.eval(tokens[start : start + llm.n_batch])
             except RuntimeError as error:
                 raise ModelRequestError(f"llama.cpp failed to evaluate the prompt: {error}") from error
-        return reuse
+        after = decode_counters(llm)
+        evaluated, seconds = after[0] - before[0], after[1] - before[1]
+        if evaluated <= 0:  # counters off (no_perf): count what was given, time nothing
+            evaluated, seconds = len(tokens), 0.0
+        if self._speeds is not None and seconds > 0:
+            self._speed = self._speeds.record(self._speed_key, evaluated, seconds, "steps") or self._speed
+        return evaluated, seconds
+
+    def _save_head(self) -> None:
+        """After the first step of a new prompt head, save the context under that head."""
+        fixed_end, head_end = self._layers
+        if self._store is None or head_end <= fixed_end or head_end < _MIN_LAYER_TOKENS:
+            return
+        head = tuple(self._llm.input_ids[:head_end])
+        if head in self._saved_heads or self._llm.n_tokens < head_end:
+            return
+        self._saved_heads.add(head)
+        if self.last_step.restored_tokens + self.last_step.reused_tokens >= head_end:
+            return  # restored whole: the entry is there already
+        self._store.save(self._llm, self._identity, self.path.name, stable_tokens=head_end,
+                         fixed_tokens=fixed_end, label=self._label)
 
     # --- tokens and text ------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -49,6 +50,7 @@ from kcode.errors import (
     UsageError,
 )
 from kcode.llm._openai_wire import StepAccumulator, iter_sse_data, to_api_messages
+from kcode.llm.prefill import MIN_SAMPLE_TOKENS, PrefillSpeed, SpeedStore, speed_key
 from kcode.llm.base import (
     CancelToken,
     Message,
@@ -165,6 +167,7 @@ class OpenAICompatModel:
         connect_timeout: float = 10.0,
         tool_choice: str | dict[str, Any] | None = None,
         extra_body: dict[str, Any] | None = None,
+        speed_store: Path | str | None = None,
     ) -> None:
         self.provider = provider
         self.model = model
@@ -187,6 +190,9 @@ class OpenAICompatModel:
         self._tokenize_ok = provider.kind == "llama-server"  # only llama-server has /tokenize
         self._token_counts: dict[str, int] = {}
         self._steps = 0
+        self._speeds = SpeedStore(Path(speed_store)) if speed_store else None
+        self._speed_key = speed_key(f"{self.name}@{self.base_url}", {})
+        self._speed: PrefillSpeed | None = None
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         timeout = httpx.Timeout(read_timeout, connect=connect_timeout, write=60.0, pool=10.0)
         self._client = httpx.Client(headers=headers, timeout=timeout)
@@ -250,17 +256,21 @@ class OpenAICompatModel:
         body = self._request_body(messages, tools)
         for attempt in range(1, self.max_attempts + 1):
             streamed = False
+            started, first_delta = time.perf_counter(), None
             try:
                 with self._client.stream("POST", f"{self.base_url}/chat/completions", json=body) as response:
                     self._check_status(response)
                     accumulator = StepAccumulator()
                     for reasoning, text in self._events(response, accumulator, cancel):
+                        if (reasoning or text or accumulator.calls) and first_delta is None:
+                            first_delta = time.perf_counter()
                         if reasoning:
                             streamed = True
                             yield ReasoningChunk(reasoning)
                         if text:
                             streamed = True
                             yield TextChunk(text)
+                    self._note_prefill(accumulator, first_delta - started if first_delta else None)
                     end = _complete_calls(accumulator.finish(step_id=str(self._steps)), tools, self._steps)
                     # Estimate what the server did not count (some send no usage at all;
                     # llama-cpp-python's server reports 0 completion tokens when streaming).
@@ -290,6 +300,45 @@ class OpenAICompatModel:
                         f"({type(error).__name__}: {error}); is the server running and the URL right?"
                     ) from error
                 self._sleep_before_retry(ServerError(str(error)), attempt, cancel)
+
+    # --- prefill speed ----------------------------------------------------------------
+
+    def prefill_speed(self, *, measure: bool = False) -> PrefillSpeed | None:
+        """The server's prompt-processing speed as seen from here: from its own ``timings``
+        (llama-server) or the time to the first token over the prompt tokens it computed,
+        averaged over steps and runs. A server is never calibrated unasked (``measure`` is
+        ignored: a request may cost money); ``kcode models bench`` measures on demand."""
+        if self._speed is None and self._speeds is not None:
+            self._speed = self._speeds.get(self._speed_key)
+        return self._speed
+
+    def calibrate(self, n_tokens: int = 512) -> PrefillSpeed | None:
+        """One request with a prompt of about ``n_tokens`` new tokens and a one-token answer."""
+        from kcode.llm.prefill import calibration_text
+
+        saved, self.extra_body = self.extra_body, {**self.extra_body, "max_tokens": 1}
+        try:
+            nonce = f"{time.time_ns()}"  # a prompt the server cannot have cached
+            for _ in self.stream([{"role": "user", "content": nonce + "\n" + calibration_text(n_tokens)}], []):
+                pass
+        finally:
+            self.extra_body = saved
+        return self._speed
+
+    def _note_prefill(self, accumulator: StepAccumulator, first_token_seconds: float | None) -> None:
+        timings = accumulator.timings or {}
+        prompt_n, prompt_ms = timings.get("prompt_n"), timings.get("prompt_ms")
+        if isinstance(prompt_n, int | float) and isinstance(prompt_ms, int | float) and prompt_ms > 0:
+            tokens, seconds, source = int(prompt_n), prompt_ms / 1000, "server"
+        elif accumulator.usage is not None and first_token_seconds:
+            tokens = accumulator.usage.input_tokens - accumulator.usage.cached_input_tokens
+            seconds, source = first_token_seconds, "first-token"
+        else:
+            return
+        if self._speeds is not None:
+            self._speed = self._speeds.record(self._speed_key, tokens, seconds, source) or self._speed
+        elif tokens >= MIN_SAMPLE_TOKENS and seconds > 0:
+            self._speed = PrefillSpeed(tokens / seconds, source, 1, time.time())
 
     # --- internals --------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from kcode.errors import UsageError
 from kcode.llm.base import ChatModel
 
-__all__ = ["ModelOptions", "create_model"]
+__all__ = ["ModelOptions", "create_model", "prefix_cache_dir", "speed_store_path"]
 
 
 @dataclass
@@ -39,7 +39,8 @@ class ModelOptions:
     kv_type: str | None = None  # f16 | q8_0 | q4_0 (K and V alike; turns on flash attention)
     threads: int | None = None
     constrain_tools: bool = False  # GBNF-constrained tool calls after the opener
-    prefix_cache: str | None = None  # directory for the stable prefix's KV state
+    prefix_cache: str | None = None  # KV states of prompt prefixes: None = cache_dir()/prefix, "off" = none
+    prefix_cache_gib: float = 4.0  # the prefix cache's size limit (least recently used entries go first)
     temperature: float | None = None  # None: 0.6
     seed: int | None = None
     max_output_tokens: int | None = None  # per step; None: 8192
@@ -83,6 +84,7 @@ def create_model(spec: str | None, options: ModelOptions | None = None) -> ChatM
             PROVIDERS[kind], rest, base_url=options.base_url, api_key=options.api_key,
             session_id=options.session_id, context_window=options.context_window,
             extra_body={key: value for key, value in sampling.items() if value is not None},
+            speed_store=speed_store_path(),
         )  # fmt: skip
     if spec.endswith(".gguf"):
         return _llamacpp_model(Path(spec), options)
@@ -105,6 +107,30 @@ def _llamacpp_model(path: Path, options: ModelOptions) -> ChatModel:
     sampling = Sampling() if options.temperature is None else Sampling(options.temperature)
     return LlamaCppModel(
         path, placement=placement, sampling=sampling, constrain_tools=options.constrain_tools,
-        prefix_cache=options.prefix_cache, max_output_tokens=options.max_output_tokens or 8192,
+        prefix_cache=prefix_cache_dir(options.prefix_cache),
+        prefix_cache_bytes=int(options.prefix_cache_gib * 2**30),
+        speed_store=speed_store_path(), max_output_tokens=options.max_output_tokens or 8192,
         thinking=options.thinking,
     )
+
+
+_OFF = ("off", "none", "no", "false", "0")
+
+
+def prefix_cache_dir(setting: str | None) -> Path | None:
+    """Where the prefix cache lives for a ``prefix_cache`` setting (None: the default folder;
+    "off": no cache)."""
+    from kcode.config import cache_dir
+
+    if setting is None:
+        return cache_dir() / "prefix"
+    if setting.strip().lower() in _OFF or not setting.strip():
+        return None
+    return Path(setting).expanduser()
+
+
+def speed_store_path() -> Path:
+    """The file of measured prefill speeds (kcode.llm.prefill)."""
+    from kcode.config import cache_dir
+
+    return cache_dir() / "prefill-speed.json"
