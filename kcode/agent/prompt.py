@@ -1,20 +1,40 @@
-"""The system prompt (``prompts/system.md``) and the project instructions (AGENTS.md).
+"""The prompt's head: the fixed system prompt, the repository part, the task.
 
-The system message and the repository pack form the stable prefix of every request: they
-are built once per session and never rewritten while the conversation grows.
+Layout, so that the KV state of the head can be cached and reused (kcode.llm._prefix_cache)::
+
+    [system: prompts/system.md]         + the tool schemas (the chat template puts them here)
+    [system: prompts/repository.md]     the repository's name, AGENTS.md, the pack
+    [user:   the task]
+
+The first message is the same in every repository and every run, so its state is cached
+once per model; the second is the same for every run in a repository until its files change.
+Both are built once per session and never rewritten while the conversation grows (a
+summarizing compaction re-packs the repository part).
 """
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from pathlib import Path
 
 import jinja2
 
 from kcode.resources import read_prompt
 
-__all__ = ["AGENTS_MD_LIMIT", "read_agents_md", "build_system_prompt", "initial_messages"]
+__all__ = [
+    "AGENTS_MD_LIMIT",
+    "FIXED_PROMPT_LIMIT",
+    "read_agents_md",
+    "system_prompt",
+    "repository_prompt",
+    "initial_messages",
+    "fixed_messages",
+    "conservative_token_estimate",
+]
 
 AGENTS_MD_LIMIT = 32 * 1024
+FIXED_PROMPT_LIMIT = 1200  # tokens of system prompt + default tool schemas, default model's tokenizer
 
 
 def read_agents_md(root: Path, cwd: Path | None = None, limit: int = AGENTS_MD_LIMIT) -> str:
@@ -44,10 +64,40 @@ def read_agents_md(root: Path, cwd: Path | None = None, limit: int = AGENTS_MD_L
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, trim_blocks=True)
 
 
-def build_system_prompt(*, repo_name: str, agents_md: str = "", repo_pack: str = "") -> str:
-    template = _ENV.from_string(read_prompt("system.md"))
+@lru_cache(maxsize=1)
+def system_prompt() -> str:
+    """The fixed instructions: identical in every repository and run."""
+    return read_prompt("system.md").strip() + "\n"
+
+
+def repository_prompt(*, repo_name: str, agents_md: str = "", repo_pack: str = "") -> str:
+    """The repository part of the head: its name, AGENTS.md and the pack."""
+    template = _ENV.from_string(read_prompt("repository.md"))
     return template.render(repo_name=repo_name, agents_md=agents_md, repo_pack=repo_pack).strip() + "\n"
 
 
-def initial_messages(system_prompt: str, task: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": task}]
+def fixed_messages() -> list[dict[str, str]]:
+    """The head's fixed part (with the tool schemas, what every prompt starts with)."""
+    return [{"role": "system", "content": system_prompt()}]
+
+
+def initial_messages(repository: str, task: str) -> list[dict[str, str]]:
+    """A new conversation: the fixed system prompt, the repository part, the task."""
+    return [*fixed_messages(), {"role": "system", "content": repository}, {"role": "user", "content": task}]
+
+
+# Pieces as a byte-level BPE pre-tokenizer cuts text: special markers, words with their
+# leading space, single digits, runs of punctuation, runs of whitespace.
+_PIECES = re.compile(r"<\|[a-z_]+\|>|'(?:s|t|re|ve|m|ll|d)| ?[A-Za-z]+| ?[0-9]| ?[^\sA-Za-z0-9]+|\s+")
+
+
+def conservative_token_estimate(text: str) -> int:
+    """Tokens of ``text`` when no tokenizer is at hand, erring high: one per pre-tokenizer
+    piece, one more per 8 letters of a long word. On English prose, Python and JSON tool
+    schemas it overcounts Qwen2.5's tokenizer by 1–25 % (tests/agent/test_prompt.py checks
+    the fixed prompt against the real tokenizer)."""
+    count = 0
+    for piece in _PIECES.findall(text):
+        word = piece.strip()
+        count += 1 + ((len(word) - 1) // 8 if word.isalpha() else 0)
+    return count

@@ -34,6 +34,7 @@ __all__ = [
     "ChatModel",
     "CancelToken",
     "estimate_tokens",
+    "lean_schema",
 ]
 
 Message = dict[str, Any]
@@ -48,14 +49,41 @@ class ToolSpec:
     parameters: dict[str, Any]
 
     def to_openai(self) -> dict[str, Any]:
+        """The tool as the model reads it (chat templates, API requests): the lean schema."""
         return {
             "type": "function",
             "function": {
                 "name": self.name,
                 "description": self.description,
-                "parameters": self.parameters,
+                "parameters": lean_schema(self.parameters),
             },
         }
+
+
+# What the model-facing schema leaves out: bounds and ``additionalProperties`` are checked
+# when a call is validated (against the full ``parameters``), defaults are the tool's
+# business, and each parameter's meaning is in the tool's description (prompts/tools/*.md).
+# The full schema still drives validation, grammars and the error a bad call gets back.
+_LEAN_DROPPED = frozenset({
+    "additionalProperties", "default", "description", "exclusiveMaximum", "exclusiveMinimum",
+    "maxItems", "maxLength", "maximum", "minItems", "minLength", "minimum", "title",
+})
+
+
+def lean_schema(schema: Any) -> Any:
+    """A JSON schema reduced to what a model needs to write a call: names, types,
+    ``required``, ``enum``, nesting. Keeps the object's own top-level keys' order."""
+    if isinstance(schema, list):
+        return [lean_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    lean: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "properties" and isinstance(value, dict):
+            lean[key] = {name: lean_schema(sub) for name, sub in value.items()}
+        elif key not in _LEAN_DROPPED:
+            lean[key] = lean_schema(value)
+    return lean
 
 
 @dataclass

@@ -1,11 +1,30 @@
 from __future__ import annotations
 
-from kcode.agent.prompt import AGENTS_MD_LIMIT, build_system_prompt, read_agents_md
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from kcode.agent.pack_budget import fixed_prompt_tokens
+from kcode.agent.prompt import (
+    AGENTS_MD_LIMIT,
+    FIXED_PROMPT_LIMIT,
+    conservative_token_estimate,
+    fixed_messages,
+    initial_messages,
+    read_agents_md,
+    repository_prompt,
+    system_prompt,
+)
 from kcode.agent.runner import run_task
 from kcode.config import Config
 from kcode.events import MessageAdded
+from kcode.tools import default_tools
 
 from tests.conftest import git
+
+QWEN_1_5B = Path.home() / ".cache/kcode/models/qwen2.5-coder-1.5b/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 
 
 def test_agents_md_root_to_leaf(tmp_path):
@@ -25,10 +44,60 @@ def test_agents_md_is_capped(tmp_path):
     assert len(text.encode()) < AGENTS_MD_LIMIT + 200 and text.endswith(f"[AGENTS.md truncated at {AGENTS_MD_LIMIT} bytes]")
 
 
-def test_system_prompt_includes_agents_md_and_pack():
-    prompt = build_system_prompt(repo_name="demo", agents_md="Use tabs.", repo_pack="<file path=\"a.py\">\n</file>")
-    assert "`demo`" in prompt and "Use tabs." in prompt and '<file path="a.py">' in prompt
-    assert "AGENTS.md" not in build_system_prompt(repo_name="demo")
+def test_repository_part_holds_name_agents_md_and_pack():
+    part = repository_prompt(repo_name="demo", agents_md="Use tabs.", repo_pack="<file path=\"a.py\">\n</file>")
+    assert "`demo`" in part and "Use tabs." in part and '<file path="a.py">' in part
+    assert "AGENTS.md" not in repository_prompt(repo_name="demo")
+
+
+def test_the_head_is_fixed_prompt_then_repository_then_task():
+    messages = initial_messages(repository_prompt(repo_name="demo", repo_pack="PACK"), "fix it")
+    assert [m["role"] for m in messages] == ["system", "system", "user"]
+    assert messages[:1] == fixed_messages() and messages[0]["content"] == system_prompt()
+    assert "demo" not in system_prompt() and "PACK" in messages[1]["content"] and messages[2]["content"] == "fix it"
+    # what the loop needs: the edit-test discipline and how to end
+    for needed in ("edit_file", "run_tests", "finish", "reproduce"):
+        assert needed in system_prompt()
+
+
+def _fixed_text() -> str:
+    schemas = "\n".join(json.dumps(tool.to_openai(), ensure_ascii=False) for tool in default_tools().specs())
+    return system_prompt() + schemas
+
+
+def test_fixed_prompt_fits_its_bound_by_a_conservative_estimate():
+    """Without the default model's tokenizer: an estimate that errs high, plus 100 tokens for
+    the chat template's tool section (85 in Qwen2.5's)."""
+    estimate = conservative_token_estimate(_fixed_text()) + 100
+    assert estimate <= FIXED_PROMPT_LIMIT, estimate
+    assert fixed_prompt_tokens(object(), default_tools().specs()) == (estimate, "estimate")
+
+
+def test_model_facing_schemas_keep_names_types_and_required_only():
+    for spec in default_tools().specs():
+        lean = spec.to_openai()["function"]["parameters"]
+        assert set(lean["properties"]) == set(spec.parameters["properties"])  # no parameter renamed or lost
+        assert lean.get("required", []) == spec.parameters.get("required", [])
+        assert "additionalProperties" not in json.dumps(lean) and '"default"' not in json.dumps(lean)
+        assert spec.description and len(spec.description) < 220
+
+
+@pytest.mark.slow
+def test_fixed_prompt_fits_its_bound_with_the_default_models_tokenizer():
+    """Counted as Qwen2.5-Coder-1.5B's chat template renders the system message with the tools."""
+    path = Path(os.environ.get("KCODE_TEST_MODEL_1_5B", QWEN_1_5B))
+    if not path.is_file():
+        pytest.skip("the default model (qwen2.5-coder-1.5b) is not downloaded")
+    from kcode.llm.tokenizer import GgufTokenizer
+
+    tokenizer = GgufTokenizer(path)
+    tools = default_tools().specs()
+    real = tokenizer.count_prompt_tokens(fixed_messages(), tools)
+    assert real <= FIXED_PROMPT_LIMIT, real
+    rendered = tokenizer._template.render(fixed_messages(), tools, add_generation_prompt=False)
+    assert conservative_token_estimate(rendered) >= real  # the estimate errs high on this text
+    assert conservative_token_estimate(_fixed_text()) + 100 >= real  # and so does the fallback
+    tokenizer.close()
 
 
 def test_run_from_a_subdirectory_reads_its_agents_md(calc_repo, fix_script):
@@ -38,5 +107,6 @@ def test_run_from_a_subdirectory_reads_its_agents_md(calc_repo, fix_script):
     git(calc_repo, "commit", "-qm", "agents")
     events = []
     run_task("fix", Config(model=f"scripted:{fix_script}"), repo=calc_repo, cwd=calc_repo / "calc", subscribers=[events.append])
-    system = next(e.message["content"] for e in events if isinstance(e, MessageAdded))
-    assert "Always run the tests." in system and "calc: keep functions pure." in system
+    heads = [e.message["content"] for e in events if isinstance(e, MessageAdded) and e.message["role"] == "system"]
+    assert len(heads) == 2 and heads[0] == system_prompt()
+    assert "Always run the tests." in heads[1] and "calc: keep functions pure." in heads[1]
