@@ -70,6 +70,9 @@ class Config:
     ctx: int | None = None
     kv_type: str | None = None
     threads: int | None = None
+    n_batch: int | None = None  # llama.cpp batch sizes (None: the measured defaults, kcode models bench)
+    n_ubatch: int | None = None
+    flash_attn: bool | None = None  # None: on with a GPU or a quantized KV cache
     constrain_tools: bool = False
     prefix_cache: str | None = None  # KV states of prompt prefixes: None = the cache folder's prefix/, "off" = none
     prefix_cache_gib: float = 4.0  # the prefix cache's size limit; least recently used entries go first

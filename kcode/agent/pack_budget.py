@@ -44,9 +44,8 @@ def fixed_prompt_tokens(model: object, tools: list[ToolSpec]) -> tuple[int, str]
     return conservative_token_estimate(system_prompt() + schemas) + _TEMPLATE_ALLOWANCE, "estimate"
 
 
-def describe_settings(model: object) -> str:
-    """The llama.cpp settings that set the prefill speed, in one line ("" for other backends)."""
-    settings = getattr(model, "settings", None)
+def describe_settings(settings: dict | None) -> str:
+    """llama.cpp settings that set the prefill speed (a model's ``settings``), in one line."""
     if not settings:
         return ""
     threads = settings.get("n_threads_batch", settings.get("n_threads"))
@@ -83,4 +82,4 @@ def plan_first_step(config: Config, model: ChatModel, tools: list[ToolSpec], *, 
         tokens_per_second=speed, first_step_seconds=config.first_step_seconds, fixed_tokens=fixed_tokens,
         fixed_cached=fixed_cached, other_tokens=other_tokens, restored_tokens=restored,
     )  # fmt: skip
-    return FirstStepPlan(budget, fixed_tokens, fixed_cached, describe_settings(model))
+    return FirstStepPlan(budget, fixed_tokens, fixed_cached, describe_settings(getattr(model, "settings", None)))

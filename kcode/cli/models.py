@@ -1,7 +1,8 @@
 """``kcode models ...``: inspect and manage local models.
 
 ``plan`` reads a GGUF's header and tensor table (no weights loaded) and says where each
-tensor group would go under the given placement flags.
+tensor group would go under the given placement flags. ``bench`` measures how fast a model
+processes prompts here (the figure the pack budget is sized by) and generates.
 """
 
 from __future__ import annotations
@@ -46,10 +47,145 @@ def plan(
     except KcodeError as error:
         typer.echo(f"kcode models plan: {error}", err=True)
         raise typer.Exit(2) from error
+    settings = _default_settings(gpu_layers, kv_type)
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
+        typer.echo(json.dumps({**result.to_dict(), "llama_settings": settings}, indent=2))
     else:
         typer.echo(format_plan(result))
+        from kcode.agent.pack_budget import describe_settings
+
+        typer.echo(f"llama.cpp    {describe_settings(settings)} (defaults; `kcode models bench` measures them)")
+
+
+def _default_settings(gpu_layers: int | None, kv_type: str) -> dict:
+    """The prompt-processing settings a run would use with these flags."""
+    from kcode.llm._loader import PREFILL_DEFAULTS, physical_cores
+
+    quantized = kv_type not in (None, "f16")
+    on_gpu = bool(gpu_layers)
+    return {"n_threads_batch": physical_cores(), "n_batch": PREFILL_DEFAULTS["n_batch"],
+            "n_ubatch": PREFILL_DEFAULTS["n_ubatch"], "kv_type": kv_type or "f16",
+            "flash_attn": quantized or on_gpu or PREFILL_DEFAULTS["flash_attn_cpu"], "n_gpu_layers": gpu_layers or 0}
+
+
+@app.command("bench")
+def bench(
+    model: str = typer.Argument(..., help="A .gguf file, a catalog name, or a server spec (llama-server:NAME, ...)."),
+    tokens: int = typer.Option(512, "--tokens", min=32, help="Prompt tokens per measurement."),
+    repeat: int = typer.Option(3, "--repeat", min=1, help="Measurements; the median is stored."),
+    generate: int = typer.Option(32, "--generate", min=0, help="Tokens to generate for the generation speed (0: skip)."),
+    ctx: int = typer.Option(4096, "--ctx", help="Context to load the model with."),
+    threads: int | None = typer.Option(None, "--threads", help="Threads (default: the physical cores)."),
+    n_batch: int | None = typer.Option(None, "--batch", help="llama.cpp n_batch."),
+    n_ubatch: int | None = typer.Option(None, "--ubatch", help="llama.cpp n_ubatch."),
+    flash_attn: bool | None = typer.Option(None, "--flash-attn/--no-flash-attn", help="Flash attention (default: on with a GPU or a quantized KV cache)."),
+    kv_type: str | None = typer.Option(None, "--kv-type", help="KV cache type: f16, q8_0 or q4_0."),
+    gpu_layers: int | None = typer.Option(None, "--gpu-layers", help="Layers on the GPU."),
+    seconds: float | None = typer.Option(None, "--first-step-seconds", help="The time budget to size the pack for (default: config)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """Measure prompt processing (prefill) and generation speed, store the prefill figure, and
+    show the pack budget it gives."""
+    import statistics
+    import time as clock
+
+    from kcode.agent.pack_budget import describe_settings, fixed_prompt_tokens
+    from kcode.config import load_config
+    from kcode.errors import KcodeError
+    from kcode.llm import ModelOptions, StepEnd, create_model
+    from kcode.llm.prefill import choose_pack_budget, machine_description
+
+    config = load_config()
+    seconds = seconds if seconds is not None else config.first_step_seconds
+    options = ModelOptions(ctx=ctx, threads=threads, n_batch=n_batch, n_ubatch=n_ubatch, flash_attn=flash_attn,
+                           kv_type=kv_type, gpu_layers=gpu_layers, temperature=0.0, max_output_tokens=generate or 1,
+                           prefix_cache="off", base_url=config.base_url)
+    spec = str(_resolve_model_path(model)) if model.endswith(".gguf") or _is_local(model) else model
+    try:
+        chat_model = create_model(spec, options)
+    except KcodeError as error:
+        typer.echo(f"kcode models bench: {error}", err=True)
+        raise typer.Exit(2) from error
+    try:
+        stored = chat_model.prefill_speed() if hasattr(chat_model, "prefill_speed") else None
+        calibrate = getattr(chat_model, "calibrate", None)
+        if calibrate is None:
+            typer.echo(f"kcode models bench: {chat_model.name} has no prefill to measure", err=True)
+            raise typer.Exit(2)
+        figures = []
+        for _ in range(repeat):
+            measured = calibrate(tokens)
+            if measured is not None:
+                figures.append(measured.tokens_per_second)
+        if not figures:
+            typer.echo("kcode models bench: the server reported nothing to measure", err=True)
+            raise typer.Exit(1)
+        median = statistics.median(figures)
+        generation = None
+        if generate:
+            request = [{"role": "user", "content": "Write a Python module of small, documented string helpers."}]
+            start = clock.perf_counter()
+            first = None
+            end = None
+            for chunk in chat_model.stream(request, []):
+                if first is None:
+                    first = clock.perf_counter()
+                if isinstance(chunk, StepEnd):
+                    end = chunk
+            if end is not None and first is not None and end.usage.output_tokens > 1:
+                generation = (end.usage.output_tokens - 1) / max(clock.perf_counter() - first, 1e-6)
+        # the median is the stored figure (the generation step above folded in its own sample)
+        from kcode.llm.prefill import PrefillSpeed
+
+        chat_model.remember_prefill_speed(PrefillSpeed(median, "calibration", len(figures), clock.time()))
+        from kcode.tools import default_tools
+
+        fixed, counted = fixed_prompt_tokens(chat_model, default_tools().specs())
+        from kcode.context import default_budget
+
+        budget = choose_pack_budget(
+            window_tokens=default_budget(chat_model.context_window if not model.endswith(".gguf") and not _is_local(model)
+                                         else _trained_context(spec), config.pack_share),
+            window_share=config.pack_share, tokens_per_second=median, first_step_seconds=seconds,
+            fixed_tokens=fixed, fixed_cached=True, other_tokens=100,
+        )  # fmt: skip
+        result = {
+            "model": chat_model.name, "settings": getattr(chat_model, "settings", {}),
+            "settings_line": describe_settings(getattr(chat_model, "settings", None)), "machine": machine_description(),
+            "prompt_tokens": tokens, "prefill_tokens_per_second": [round(f, 1) for f in figures],
+            "prefill_median": round(median, 1), "stored_before": stored.describe() if stored else None,
+            "generation_tokens_per_second": round(generation, 1) if generation else None,
+            "fixed_prompt_tokens": fixed, "fixed_prompt_counted": counted,
+            "pack_budget": budget.tokens, "pack_budget_why": budget.why, "first_step_seconds": seconds,
+        }  # fmt: skip
+    finally:
+        chat_model.close()
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"model        {result['model']}")
+    if result["settings_line"]:
+        typer.echo(f"llama.cpp    {result['settings_line']}")
+    typer.echo(f"machine      {result['machine']}")
+    runs = ", ".join(f"{f:.1f}" for f in figures)
+    typer.echo(f"prefill      {median:.1f} tok/s over {tokens} tokens (median of {runs}); stored")
+    if stored:
+        typer.echo(f"             before: {stored.describe()}")
+    if generation:
+        typer.echo(f"generation   {generation:.1f} tok/s")
+    typer.echo(f"pack budget  {budget.tokens} tokens ({budget.why}; fixed prompt {fixed} tokens, cached)")
+
+
+def _is_local(model: str) -> bool:
+    from kcode.llm.catalog import find_entry
+
+    return find_entry(model) is not None
+
+
+def _trained_context(path: str) -> int:
+    from kcode.llm._gguf_info import read_gguf_info
+
+    return read_gguf_info(path).context_length
 
 
 def _resolve_model_path(model: str) -> Path:

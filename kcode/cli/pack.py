@@ -11,6 +11,28 @@ __all__ = ["register"]
 DEFAULT_WINDOW = 262_144  # Kimi K2.6's context window, used when no model is given
 
 
+def _fixed_prompt(chat_model: object | None) -> tuple[int, str]:
+    """(tokens, how counted) of the system prompt + default tool schemas: with the given
+    model, else with the default model's tokenizer and chat template when it is downloaded,
+    else a conservative estimate."""
+    from kcode.agent.pack_budget import fixed_prompt_tokens
+    from kcode.llm.tokenizer import default_model_tokenizer
+    from kcode.tools import default_tools
+
+    tools = default_tools().specs()
+    if chat_model is not None:
+        tokens, how = fixed_prompt_tokens(chat_model, tools)
+        return tokens, f"{getattr(chat_model, 'name', 'model')} ({how})"
+    tokenizer = default_model_tokenizer()
+    if tokenizer is None:
+        return fixed_prompt_tokens(object(), tools)
+    try:
+        tokens, how = fixed_prompt_tokens(tokenizer, tools)
+        return tokens, f"{tokenizer.name} ({how})"
+    finally:
+        tokenizer.close()
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def pack(
@@ -22,10 +44,12 @@ def register(app: typer.Typer) -> None:
         focus: list[str] = typer.Option([], "--focus", help="A file the agent read or edited (repeatable)."),
         as_json: bool = typer.Option(False, "--json", help="Print statistics as JSON instead of the pack."),
     ) -> None:
-        """Pack the repository into a token budget: whole if it fits, else repo map + top files."""
+        """Pack the repository into a token budget: whole if it fits, else repo map + top files.
+        ``--json`` also shows the fixed prompt's size (system prompt + tool schemas)."""
         import json
         import sys
 
+        from kcode.agent.prompt import FIXED_PROMPT_LIMIT
         from kcode.config import load_config
         from kcode.context import build_pack, default_budget
         from kcode.errors import KcodeError
@@ -60,6 +84,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"kcode pack: {error}", err=True)
             raise typer.Exit(2) from error
         if as_json:
-            typer.echo(json.dumps(result.stats, indent=2, sort_keys=True))
+            fixed, counted = _fixed_prompt(chat_model if model else None)
+            stats = {**result.stats, "fixed_prompt_tokens": fixed, "fixed_prompt_counted": counted,
+                     "fixed_prompt_limit": FIXED_PROMPT_LIMIT}
+            typer.echo(json.dumps(stats, indent=2, sort_keys=True))
         else:
             sys.stdout.write(result.text)

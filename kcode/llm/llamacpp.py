@@ -259,6 +259,12 @@ class LlamaCppModel:
             self._speed = self.calibrate()
         return self._speed
 
+    def remember_prefill_speed(self, speed: PrefillSpeed) -> None:
+        """Store ``speed`` as this backend's figure (e.g. the median of several calibrations)."""
+        self._speed = speed
+        if self._speeds is not None:
+            self._speeds.put(self._speed_key, speed)
+
     def calibrate(self, n_tokens: int = 256) -> PrefillSpeed:
         """Time a prefill of ``n_tokens`` tokens from an empty context (a few seconds on a
         CPU) and store it. The context is emptied; the next step restores or re-evaluates."""

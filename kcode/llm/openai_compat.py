@@ -312,6 +312,12 @@ class OpenAICompatModel:
             self._speed = self._speeds.get(self._speed_key)
         return self._speed
 
+    def remember_prefill_speed(self, speed: PrefillSpeed) -> None:
+        """Store ``speed`` as this backend's figure (e.g. the median of several calibrations)."""
+        self._speed = speed
+        if self._speeds is not None:
+            self._speeds.put(self._speed_key, speed)
+
     def calibrate(self, n_tokens: int = 512) -> PrefillSpeed | None:
         """One request with a prompt of about ``n_tokens`` new tokens and a one-token answer."""
         from kcode.llm.prefill import calibration_text

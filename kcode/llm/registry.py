@@ -37,7 +37,10 @@ class ModelOptions:
     override_tensor: list[str] = field(default_factory=list)  # REGEX=BUFFER, first match wins
     ctx: int | None = None  # None: the model's trained context, lowered to fit RAM
     kv_type: str | None = None  # f16 | q8_0 | q4_0 (K and V alike; turns on flash attention)
-    threads: int | None = None
+    threads: int | None = None  # None: the physical cores
+    n_batch: int | None = None  # None: kcode.llm._loader.PREFILL_DEFAULTS
+    n_ubatch: int | None = None
+    flash_attn: bool | None = None  # None: on with a GPU or a quantized KV cache
     constrain_tools: bool = False  # GBNF-constrained tool calls after the opener
     prefix_cache: str | None = None  # KV states of prompt prefixes: None = cache_dir()/prefix, "off" = none
     prefix_cache_gib: float = 4.0  # the prefix cache's size limit (least recently used entries go first)
@@ -102,7 +105,8 @@ def _llamacpp_model(path: Path, options: ModelOptions) -> ChatModel:
     placement = Placement(
         gpu_layers=options.gpu_layers, cpu_moe=options.cpu_moe, n_cpu_moe=options.n_cpu_moe,
         override_tensor=list(options.override_tensor), ctx=options.ctx or options.context_window,
-        kv_type=options.kv_type, threads=options.threads, seed=options.seed,
+        kv_type=options.kv_type, threads=options.threads, seed=options.seed, n_ubatch=options.n_ubatch,
+        flash_attn=options.flash_attn, **({"n_batch": options.n_batch} if options.n_batch else {}),
     )
     sampling = Sampling() if options.temperature is None else Sampling(options.temperature)
     return LlamaCppModel(

@@ -22,8 +22,11 @@ class GgufTokenizer:
         self.path = Path(path).expanduser()
         if not self.path.is_file():
             raise ModelUnavailable(f"no such model file: {self.path}")
+        from llama_cpp._utils import suppress_stdout_stderr
+
         try:
-            self._llm = llama_cpp.Llama(str(self.path), vocab_only=True, verbose=False)
+            with suppress_stdout_stderr(disable=False):  # llama.cpp logs a context warning
+                self._llm = llama_cpp.Llama(str(self.path), vocab_only=True, verbose=False)
         except (ValueError, RuntimeError) as error:
             raise ModelUnavailable(f"cannot read the tokenizer of {self.path}: {error}") from error
         metadata = self._llm.metadata
