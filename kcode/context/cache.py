@@ -9,6 +9,7 @@ a busy timeout let several kcode processes (a swarm) share the file.
 
 from __future__ import annotations
 
+import marshal
 import sqlite3
 import sys
 import threading
@@ -52,6 +53,7 @@ class TagCache:
                 "CREATE TABLE IF NOT EXISTS tags (digest TEXT, language TEXT, version TEXT, data BLOB,"
                 " PRIMARY KEY (digest, language, version))"
             )
+            self._db.execute("CREATE TABLE IF NOT EXISTS history (root TEXT PRIMARY KEY, head TEXT, data BLOB)")
 
     def stat_rows(self, root: str) -> dict[str, StatRow]:
         with self._lock:
@@ -97,6 +99,21 @@ class TagCache:
                 "INSERT OR REPLACE INTO tags VALUES (?, ?, ?, ?)",
                 [(digest, language, _VERSION, blob) for (digest, language), blob in items.items()],
             )
+
+    def get_history(self, root: str, head: str) -> dict[str, int] | None:
+        """Each path's last commit time as of ``head`` (see :mod:`kcode.context.history`)."""
+        found = self.last_history(root)
+        return found[1] if found is not None and found[0] == head else None
+
+    def last_history(self, root: str) -> tuple[str, dict[str, int]] | None:
+        """The HEAD last stored for ``root`` and its commit times."""
+        with self._lock:
+            row = self._db.execute("SELECT head, data FROM history WHERE root = ?", (root,)).fetchone()
+        return (row[0], marshal.loads(row[1])) if row else None
+
+    def put_history(self, root: str, head: str, times: dict[str, int]) -> None:
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO history VALUES (?, ?, ?)", (root, head, marshal.dumps(times)))
 
     def close(self) -> None:
         with self._lock:

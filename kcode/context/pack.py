@@ -16,9 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kcode.context.index import RefreshStats, RepoIndex
 import numpy as np
 
+from kcode.context.content import CONTENT_SHARE, MIN_ROOM, Content, choose_content
+from kcode.context.excerpt import Excerpt, format_ranges
+from kcode.context.history import NEWEST, commit_times, read_head
+from kcode.context.index import RefreshStats, RepoIndex
 from kcode.context.rank import PathIndex, Ranker, Ranking, seeds_from_task
 from kcode.context.render import MapCost, render_file, render_map
 from kcode.errors import UsageError
@@ -27,8 +30,6 @@ __all__ = ["Pack", "Packer", "build_pack", "default_budget", "get_packer", "MODE
 
 MODES = ("auto", "map", "full", "none")
 FILL = 0.98  # a pack that does not hold everything fills at least this share of the budget
-WHOLE_SHARE = 0.5  # in "auto", the share of the budget first offered to whole files
-_WHOLE_CANDIDATES = 50  # whole files are picked from this many top-ranked files
 _MAX_EXACT_COUNTS = 12
 
 CountTokens = Callable[[str], int]
@@ -40,6 +41,16 @@ def default_budget(context_window: int, share: float, reserve: int | None = None
     if reserve is None:
         reserve = min(32_768, context_window // 2)
     return max(0, min(int(context_window * share), context_window - reserve))
+
+
+@dataclass
+class _Result:
+    text: str
+    fitter: _Fitter
+    whole: list[str] = field(default_factory=list)
+    excerpts: dict[str, Excerpt] = field(default_factory=dict)
+    mapped: list[str] = field(default_factory=list)
+    mode_used: str = "auto"
 
 
 @dataclass
@@ -110,6 +121,7 @@ class Packer:
         self.ranker = Ranker()
         self.lock = threading.Lock()
         self._paths: tuple[int, PathIndex] | None = None  # per set of indexed paths
+        self._times: tuple[str, dict[str, int]] | None = None  # HEAD and each path's last commit time
 
     def refresh(self, changed: Sequence[str | Path] | None = None) -> RefreshStats:
         """Update the index: every file, or only ``changed`` ones (see :meth:`RepoIndex.refresh`)."""
@@ -161,7 +173,8 @@ class Packer:
             started = time.perf_counter()
             ranking = self.rank(task, focus_files, failing_files)
             ranked = time.perf_counter()
-            text, whole, mapped, mode_used, fitter = self._pack(ranking, count_tokens, budget, mode)
+            result = self._pack(ranking, count_tokens, budget, mode)
+            text, fitter, whole, mapped = result.text, result.fitter, result.whole, result.mapped
             tokens = fitter.count(text) if text else 0
             finished = time.perf_counter()
         files = self.index.files
@@ -170,11 +183,12 @@ class Packer:
             "budget": budget,
             "tokenizer": tokenizer,
             "mode": mode,
-            "mode_used": mode_used,
+            "mode_used": result.mode_used,
             "files_total": len(files),
             "files_whole": sorted(whole),
+            "files_excerpted": {p: format_ranges(e.ranges) for p, e in sorted(result.excerpts.items())},
             "files_in_map": sorted(mapped),
-            "files_left_out": len(files) - len(whole) - len(mapped),
+            "files_left_out": len(files) - len(set(whole) | set(result.excerpts) | set(mapped)),
             "files_skipped": dict(self.index.skipped),
             "files_parsed": refreshed.parsed,
             "files_read": refreshed.read,
@@ -189,65 +203,91 @@ class Packer:
         }
         return Pack(text, stats)
 
-    def _pack(self, ranking: Ranking, count_tokens: CountTokens, budget: int, mode: str):
+    def _pack(self, ranking: Ranking, count_tokens: CountTokens, budget: int, mode: str) -> _Result:
         fitter = _Fitter(count_tokens, budget)
         files = self.index.files
         if mode == "none" or budget <= 0 or not files:
-            return "", [], [], "none", fitter
+            return _Result("", fitter, mode_used="none")
         texts: dict[str, str] = {}
 
         def text_of(path: str) -> str:
             if path not in texts:
-                texts[path] = render_file(path, self.index.read_text(path))
+                texts[path] = self.index.read_text(path)
             return texts[path]
 
+        def whole_of(path: str) -> str:
+            return render_file(path, text_of(path))
+
+        key = self._layout_key()
         if mode in ("auto", "full"):
             # The whole repository, if it fits.
             total_chars = sum(indexed.size + len(path) + 20 for path, indexed in files.items())
             if _estimate(total_chars) * 0.8 <= budget:
-                text = "".join(text_of(path) for path in files)
+                text = "".join(whole_of(path) for path in sorted(files, key=key))
                 if fitter.count(text) <= budget:
-                    return text, list(files), [], "full", fitter
+                    return _Result(text, fitter, whole=list(files), mode_used="full")
         if mode == "full":
-            whole = self._greedy_whole(ranking.files, text_of, set(), budget, fitter, candidates=None)
-            return "".join(text_of(p) for p in sorted(whole)), whole, [], "full", fitter
+            whole = self._greedy_whole(ranking.files, whole_of, set(), budget, fitter, key)
+            return _Result("".join(whole_of(p) for p in sorted(whole, key=key)), fitter, whole=whole, mode_used="full")
         if mode == "map":
-            text, mapped = self._fit_map(ranking, set(), "", budget, fitter)
-            return text, [], mapped, "map", fitter
-        # auto: top-ranked files whole within a share of the budget, the map in the rest.
-        whole = self._greedy_whole(ranking.files, text_of, set(), int(budget * WHOLE_SHARE), fitter)
-        for _ in range(3):
-            whole_text = "".join(text_of(p) for p in sorted(whole))
-            text, mapped = self._fit_map(ranking, set(whole), whole_text, budget, fitter)
-            if len(mapped) + len(whole) < len(files) or fitter.ratio * _estimate(len(text)) >= FILL * budget:
+            text, mapped, _ = self._fit_map(ranking, Content(), budget, fitter, key)
+            return _Result(text, fitter, mapped=mapped, mode_used="map")
+        # auto: the best files whole or as excerpts within a share of the budget, the map in the rest.
+        allowance = budget * CONTENT_SHARE
+        definers = self.ranker.definers(files, self.index.version)
+        for _ in range(4):
+            content = choose_content(ranking, files, allowance, fitter.ratio, text_of, whole_of, _estimate, definers)
+            text, mapped, tokens = self._fit_map(ranking, content, budget, fitter, key)
+            if tokens > budget and content.blocks:  # the estimates were low: learn, shrink, retry
+                fitter.ratio = max(tokens / max(_estimate(len(text)), 1.0), fitter.ratio)
+                allowance = min(allowance, content.tokens) * 0.9 * budget / tokens
+                continue
+            shown = content.shown()
+            if len(shown | set(mapped)) < len(files) or fitter.ratio * _estimate(len(text)) >= FILL * budget:
                 break
-            # The map holds everything and room is left: offer it to more whole files.
-            room = budget - int(fitter.ratio * _estimate(len(text) - len(whole_text)))
-            more = self._greedy_whole(ranking.files, text_of, set(whole), room, fitter)
-            if len(more) == len(whole):
+            # The map holds everything and room is left: offer it to the files.
+            room = budget - fitter.ratio * _estimate(len(text))
+            if room < MIN_ROOM:
                 break
-            whole = more
-        return text, whole, mapped, "auto", fitter
+            allowance = content.tokens + room
+        return _Result(text, fitter, whole=content.whole, excerpts=content.excerpts, mapped=mapped, mode_used="auto")
 
-    def _greedy_whole(self, ranked, text_of, already: set[str], allowance: int, fitter, candidates=_WHOLE_CANDIDATES):
-        """Top-ranked files (beyond ``already``) whose estimated sizes fit ``allowance`` together."""
+    def _layout_key(self) -> Callable[[str], tuple[int, str]]:
+        """Files that changed least come first: by last commit time, then path (a prompt
+        prefix cached by its KV state is then mostly restored after a commit)."""
+        head = read_head(self.index.root)
+        if head is None:
+            times: dict[str, int] = {}
+        elif self._times is not None and self._times[0] == head:
+            times = self._times[1]
+        else:
+            times = self.index.cache.get_history(str(self.index.root), head)
+            if times is None:
+                previous = self._times or self.index.cache.last_history(str(self.index.root))
+                times = commit_times(self.index.root, head, previous)
+                self.index.cache.put_history(str(self.index.root), head, times)
+            self._times = (head, times)
+        return lambda path: (times.get(path, NEWEST), path)
+
+    def _greedy_whole(self, ranked, whole_of, already: set[str], allowance: int, fitter, key):
+        """``full`` mode: top-ranked files whose estimated sizes fit ``allowance`` together,
+        trimmed exactly so the final text fits."""
         chosen = sorted(already)
-        used = sum(fitter.ratio * _estimate(len(text_of(p))) for p in chosen)
-        pool = ranked if candidates is None else ranked[:candidates]
-        for path in pool:
+        used = sum(fitter.ratio * _estimate(len(whole_of(p))) for p in chosen)
+        for path in ranked:
             if path in already:
                 continue
             size = fitter.ratio * _estimate(self.index.files[path].size + len(path) + 20)
             if used + size <= allowance:
                 chosen.append(path)
                 used += size
-        if candidates is None:  # "full": trim exactly so the final text fits
-            while chosen and fitter.count("".join(text_of(p) for p in sorted(chosen))) > fitter.budget:
-                chosen.pop()
+        while chosen and fitter.count("".join(whole_of(p) for p in sorted(chosen, key=key))) > fitter.budget:
+            chosen.pop()
         return chosen
 
-    def _fit_map(self, ranking: Ranking, whole: set[str], prefix: str, budget: int, fitter: _Fitter):
-        """The map of the best-ranked units (file listings and definitions) that fits."""
+    def _fit_map(self, ranking: Ranking, content: Content, budget: int, fitter: _Fitter, key):
+        """The pack: ``content``'s blocks (by ``key``) and the map of the best-ranked units
+        (file listings and definitions) not shown in them, as many as fit."""
         files = self.index.files
         paths = ranking.paths
         position = {p: i for i, p in enumerate(paths)}
@@ -256,9 +296,12 @@ class Packer:
         score = np.concatenate([file_score, ranking.def_score])
         unit_file = np.concatenate([np.arange(len(paths)), ranking.def_file])
         unit_index = np.concatenate([np.full(len(paths), -1), ranking.def_index])
-        if whole:
-            keep = ~np.isin(unit_file, [position[path] for path in whole])
+        if content.whole or content.hidden:
+            keep = ~np.isin(unit_file, [position[path] for path in content.whole])
+            for path, hidden in content.hidden.items():
+                keep &= ~((unit_file == position[path]) & np.isin(unit_index, sorted(hidden)))
             score, unit_file, unit_index = score[keep], unit_file[keep], unit_index[keep]
+        prefix = "".join(content.blocks[p] for p in sorted(content.blocks, key=key))
         # Only as many units as could fit are costed (estimates are per character): 1.5 times
         # the budget's estimated length, more only if all of those fit and room is left.
         limit_chars = int(4 * budget * _MAP_SLACK / max(fitter.ratio, 0.25)) + 1
@@ -284,7 +327,7 @@ class Packer:
                 chosen = selected.setdefault(path, set())
                 if j >= 0:
                     chosen.add(j)
-            return render_map(files, selected) + prefix
+            return prefix + render_map(files, selected)
 
         left = cost_until(limit_chars)
         while True:
@@ -293,8 +336,8 @@ class Packer:
                 break
             limit_chars *= 2
             left = cost_until(limit_chars)
-        mapped = sorted({path for path, _ in ordered[:n]})
-        return text, mapped
+        mapped = sorted({path for path, _ in ordered[:n]} - set(content.whole))
+        return text, mapped, tokens
 
 
 _MAP_SLACK = 1.5  # units costed at first: their map's estimated length over the budget's

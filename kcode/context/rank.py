@@ -25,6 +25,7 @@ full texts: 35 %); ``evals/perf/repomap.py`` measures it.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -151,6 +152,13 @@ class Ranking:
     def_score: np.ndarray  # every definition, in file order: score,
     def_file: np.ndarray  # the file (index into paths),
     def_index: np.ndarray  # and the index into that file's tags.definitions
+    seeds: Seeds = field(default_factory=Seeds)  # what the ranking started from
+
+    def file_definition_scores(self, path: str) -> np.ndarray:
+        """The scores of ``path``'s definitions, in the file's order."""
+        f = bisect.bisect_left(self.paths, path)  # paths are sorted
+        lo, hi = np.searchsorted(self.def_file, [f, f + 1])
+        return self.def_score[lo:hi]
 
     @property
     def definitions(self) -> list[tuple[float, str, int]]:
@@ -319,7 +327,7 @@ class Ranker:
         """
         if not files:
             empty = np.zeros(0, dtype=np.int64)
-            return Ranking([], {}, [], np.zeros(0), empty, empty)
+            return Ranking([], {}, [], np.zeros(0), empty, empty, seeds)
         graph = self._graph(files, version)
         paths, n_files = graph.paths, len(graph.paths)
         n_ident = len(self._names)
@@ -463,4 +471,4 @@ class Ranker:
         # A definition's share of its file's rank; unreferenced ones keep a sliver so they
         # still order by their file's rank.
         score = np.round(rank[def_file] * (share + 1e-3 / counts[def_file]), 15)
-        return Ranking(ranked_files, dict(zip(paths, rank.tolist())), paths, score, def_file, def_index)
+        return Ranking(ranked_files, dict(zip(paths, rank.tolist())), paths, score, def_file, def_index, seeds)

@@ -1,0 +1,136 @@
+"""What of the top-ranked files the pack shows as source: whole files and excerpts.
+
+The pack shows the source of the best-ranked files within a share of the budget. Its units
+are whole files and single definitions, taken best first by a harmonic prior: the k-th
+best definition of the file ranked r is worth 1 / (r · k), as the chance that it is the
+code the task is about falls off both down the ranking and down a file's definitions. So
+the best file's best definition comes first, then the second definition of the first file
+and the best of the second, and so on; a file whose whole text is cheap next to the room
+left is shown whole at its first turn instead. A unit that does not fit is passed over.
+Only the top :data:`CANDIDATES` files take part, so room left over goes to the map, never
+to small files further down the ranking. Generated and metadata files never get here
+(the index leaves them out).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from kcode.context.excerpt import Excerpt, build_excerpt, definition_order
+from kcode.context.index import IndexedFile
+from kcode.context.rank import Ranking
+
+__all__ = ["Content", "choose_content", "CONTENT_SHARE", "WHOLE_SHARE", "MIN_ROOM", "CANDIDATES"]
+
+CONTENT_SHARE = 0.7  # in "auto", the share of the budget offered to whole files and excerpts
+WHOLE_SHARE = 0.4  # a file is shown whole when that costs at most this share of the room left
+UNIT_SHARE = 0.5  # nor a definition more than this share (except the very first unit)
+MIN_ROOM = 100  # tokens: less room left than this ends the choice
+CANDIDATES = 20  # files that take part, from the top of the ranking
+MAX_DEFINITIONS = 12  # definitions tried per file
+FILE_DECAY, DEFINITION_DECAY = 1.0, 1.0  # a unit's worth: rank ** -FILE_DECAY * k ** -DEFINITION_DECAY
+
+
+@dataclass
+class Content:
+    whole: list[str] = field(default_factory=list)  # in the order they were chosen
+    excerpts: dict[str, Excerpt] = field(default_factory=dict)
+    hidden: dict[str, set[int]] = field(default_factory=dict)  # per excerpt: definitions it shows whole
+    blocks: dict[str, str] = field(default_factory=dict)  # path -> rendered text
+    tokens: float = 0.0  # estimated
+
+    def shown(self) -> set[str]:
+        return set(self.blocks)
+
+
+def _lines(text: str) -> list[str]:
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def choose_content(
+    ranking: Ranking,
+    files: dict[str, IndexedFile],
+    allowance: float,
+    ratio: float,
+    text_of: Callable[[str], str],
+    render_whole: Callable[[str], str],
+    estimate: Callable[[int], float],
+    definers: Mapping[str, int] | None = None,
+) -> Content:
+    """Whole files and excerpts of the best-ranked files within ``allowance`` tokens.
+
+    ``ratio``: exact tokens per estimated token so far; ``estimate(chars)``: estimated
+    tokens of that many characters; ``text_of(path)``: the file's text; ``render_whole``:
+    its whole-file block; ``definers``: how many files define each name (a name the task
+    mentions counts for less the more files define it)."""
+    content = Content()
+    left = float(allowance)
+    seeds = ranking.seeds
+    named = {name: weight / max(1, (definers.get(name) or 1) if definers is not None else 1)
+             for name, weight in seeds.identifiers.items()}  # fmt: skip
+    chars_per_token = 1000.0 / max(ratio * estimate(1000), 1e-6)
+    tokens = lambda text: ratio * estimate(len(text))  # noqa: E731
+    orders: dict[str, list[int]] = {}
+    picked: dict[str, list[int]] = {}
+    lines_of: dict[str, list[str]] = {}
+    # (-(worth), rank, k): k is the 1-based position in the file's definition order.
+    heap = [(-_worth(r, 1), r, 1) for r in range(1, min(CANDIDATES, len(ranking.files)) + 1)]
+    heapq.heapify(heap)
+    while heap and left >= MIN_ROOM:
+        _, r, k = heapq.heappop(heap)
+        path = ranking.files[r - 1]
+        indexed = files[path]
+        if k == 1:
+            whole_cost = ratio * estimate(indexed.size + len(path) + 20)
+            if whole_cost <= WHOLE_SHARE * left or (whole_cost <= left and not indexed.tags.definitions):
+                block = render_whole(path)
+                content.whole.append(path)
+                content.blocks[path] = block
+                left -= tokens(block)
+                continue
+            if not indexed.tags.definitions:
+                continue
+            lines_of[path] = _lines(text_of(path))
+            orders[path] = definition_order(indexed, ranking.file_definition_scores(path).tolist(), named, seeds.words)
+            picked[path] = []
+        order = orders[path]
+        if k > min(len(order), MAX_DEFINITIONS):
+            continue
+        if k < min(len(order), MAX_DEFINITIONS):
+            heapq.heappush(heap, (-_worth(r, k + 1), r, k + 1))
+        old = content.blocks.get(path, "")
+        trial = picked[path] + [order[k - 1]]
+        excerpt = build_excerpt(indexed, lines_of[path], trial, left + tokens(old), chars_per_token=chars_per_token)
+        if excerpt is None or len(excerpt.definitions) < len(_distinct(indexed, trial)):
+            continue  # the definition does not fit
+        if content.blocks and tokens(excerpt.text) - tokens(old) > UNIT_SHARE * left:
+            continue  # one definition may not take most of the room (but the first may)
+        picked[path] = trial
+        content.excerpts[path] = excerpt
+        content.blocks[path] = excerpt.text
+        left -= tokens(excerpt.text) - tokens(old)
+    for path, excerpt in content.excerpts.items():
+        content.hidden[path] = {
+            j for j, d in enumerate(files[path].tags.definitions)
+            if any(a <= d.start and d.end <= b for a, b in excerpt.ranges)
+        }  # fmt: skip
+    content.tokens = allowance - left
+    return content
+
+
+def _worth(rank: int, k: int) -> float:
+    return round(rank**-FILE_DECAY * k**-DEFINITION_DECAY, 12)
+
+
+def _distinct(indexed: IndexedFile, chosen: list[int]) -> list[int]:
+    """Those of ``chosen`` not inside another of them (what build_excerpt counts as shown)."""
+    defs = indexed.tags.definitions
+    return [
+        i for i in chosen
+        if not any(j != i and defs[j].start <= defs[i].start and defs[i].end <= defs[j].end for j in chosen)
+    ]  # fmt: skip

@@ -1,0 +1,184 @@
+"""Excerpts: the definitions of a file that matter for the task, as verbatim source.
+
+When a top-ranked file does not fit the pack whole, the pack shows the full source of its
+best definitions instead: those the task names first, then by a fusion of two orders, the
+reference graph's (how much of the walk flows into each definition) and a lexical one
+(BM25 of the task's words against each definition's own words: its name, twice, and the
+names referenced on its lines outside nested definitions). Each comes with the header lines
+of its enclosing scopes (``class Foo(Base):``) and, room permitting, the file's top-level
+imports. The text is the file's own lines, unchanged, in chunks that each open with a
+``⋮ lines a-b`` marker, so the model knows where they sit and can quote them to the edit
+tool exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from kcode.context.index import IndexedFile
+from kcode.context.rank import BM25_B, BM25_K1, subwords
+
+__all__ = ["Excerpt", "definition_order", "build_excerpt", "render_excerpt", "format_ranges"]
+
+MARK = "⋮"
+_GAP_FILL = 2  # ranges this few lines apart are joined (the lines cost less than a marker)
+_FUSION_K = 10.0  # reciprocal rank fusion within one file (tens of definitions, not thousands)
+_NAMED_WEIGHT = 3.0  # a definition the task names (a name only one file defines) leads its file
+IMPORT_SHARE = 0.25  # imports are shown when they take at most this share of an excerpt's room
+
+
+@dataclass(frozen=True)
+class Excerpt:
+    path: str
+    ranges: tuple[tuple[int, int], ...]  # 1-based, inclusive, sorted, disjoint
+    definitions: tuple[int, ...]  # indices into the file's tags.definitions shown whole
+    total_lines: int
+    text: str
+
+
+def format_ranges(ranges: Sequence[tuple[int, int]]) -> str:
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in ranges)
+
+
+def render_excerpt(path: str, lines: Sequence[str], ranges: Sequence[tuple[int, int]]) -> str:
+    """``lines``: the file's lines without their newlines."""
+    total = len(lines)
+    parts = [f'<file path="{path}" excerpt="lines {format_ranges(ranges)} of {total}">\n']
+    for a, b in ranges:
+        parts.append(f"{MARK} line {a}\n" if a == b else f"{MARK} lines {a}-{b}\n")
+        parts.append("".join(line + "\n" for line in lines[a - 1 : b]))
+    if ranges and ranges[-1][1] < total:
+        parts.append(f"{MARK}\n")
+    parts.append("</file>\n")
+    return "".join(parts)
+
+
+def _own_words(indexed: IndexedFile) -> list[Counter[str]]:
+    """Per definition: its name's words (×2) and those of the names referenced on its lines
+    that no nested definition holds."""
+    tags = indexed.tags
+    defs = tags.definitions
+    words: list[Counter[str]] = [Counter() for _ in defs]
+    for i, d in enumerate(defs):
+        for word in subwords(d.name):
+            words[i][word] += 2
+    if not defs:
+        return words
+    # The innermost definition holding each line: definitions are sorted by line, and a
+    # later-starting one that holds the line is nested in the earlier ones.
+    owner = [-1] * (tags.lines + 2)
+    for i, d in enumerate(defs):
+        for line in range(max(d.start, 1), min(d.end, tags.lines) + 1):
+            owner[line] = i
+    split: dict[str, list[str]] = {}
+    for name, line in tags.references:
+        i = owner[line] if 0 < line < len(owner) else -1
+        if i >= 0:
+            parts = split.get(name)
+            if parts is None:
+                parts = split[name] = subwords(name)
+            words[i].update(parts)
+    return words
+
+
+def definition_order(indexed: IndexedFile, graph_scores: Sequence[float], named: Mapping[str, float], task_words: Sequence[str]) -> list[int]:
+    """The file's definitions, best first, by reciprocal rank fusion of the graph's order,
+    the lexical one, and the names the task mentions (``named``: weight per name, already
+    lowered for names many files define); ties by position in the file."""
+    defs = indexed.tags.definitions
+    n = len(defs)
+    if n == 0:
+        return []
+    words = _own_words(indexed)
+    query = set(task_words)
+    lexical = [0.0] * n
+    if query:
+        lengths = [sum(w.values()) for w in words]
+        average = (sum(lengths) / n) or 1.0
+        df = Counter(word for w in words for word in query if word in w)
+        for i, w in enumerate(words):
+            norm = BM25_K1 * (1.0 - BM25_B + BM25_B * lengths[i] / average)
+            score = 0.0
+            for word in query:
+                tf = w.get(word)
+                if tf:
+                    idf = math.log(1.0 + (n - df[word] + 0.5) / (df[word] + 0.5))
+                    score += idf * tf * (BM25_K1 + 1.0) / (tf + norm)
+            lexical[i] = round(score, 9)
+    fused = [0.0] * n
+    for scores, everyone in ((graph_scores, True), (lexical, False)):
+        order = sorted(range(n), key=lambda i: (-scores[i], i))
+        for position, i in enumerate(order, 1):
+            if everyone or scores[i] > 0:
+                fused[i] += 1.0 / (_FUSION_K + position)
+    for i, d in enumerate(defs):  # a name the task mentions: a third order, led by the rarest names
+        fused[i] += _NAMED_WEIGHT * named.get(d.name, 0.0) / (_FUSION_K + 1.0)
+    return sorted(range(n), key=lambda i: (-round(fused[i], 12), i))
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if merged and a <= merged[-1][1] + 1 + _GAP_FILL:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+class _Cost:
+    """Characters of an excerpt's rendering for a set of ranges (header, markers, lines)."""
+
+    def __init__(self, path: str, lines: Sequence[str]) -> None:
+        self.prefix = [0]
+        for line in lines:
+            self.prefix.append(self.prefix[-1] + len(line) + 1)
+        self.fixed = len(path) + 60
+
+    def __call__(self, ranges: Sequence[tuple[int, int]]) -> int:
+        return self.fixed + sum(self.prefix[b] - self.prefix[a - 1] + 16 for a, b in ranges)
+
+
+def build_excerpt(
+    indexed: IndexedFile, lines: Sequence[str], order: Sequence[int], room: float, *, chars_per_token: float,
+    max_definitions: int | None = None,
+) -> Excerpt | None:
+    """The definitions of ``order`` (best first) that fit ``room`` tokens together, each with
+    its scopes' header lines, plus the imports if they fit beside the first; None if not even
+    the best definition that fits alone does. ``chars_per_token``: the caller's estimate."""
+    tags = indexed.tags
+    total = len(lines)
+    cost = _Cost(indexed.path, lines)
+    limit = room * chars_per_token
+    chosen: list[int] = []
+    spans: list[tuple[int, int]] = []
+    ranges: list[tuple[int, int]] = []
+    imports = [(a, min(b, total)) for a, b in tags.imports if a <= total]
+    for i in order:
+        if max_definitions is not None and len(chosen) >= max_definitions:
+            break
+        d = tags.definitions[i]
+        start, end = max(1, d.start), min(d.end, total)
+        if end < start or any(a <= start and end <= b for a, b in spans):
+            continue  # shown already, inside a chosen definition
+        extra = [(start, end)]
+        for s in d.scopes:
+            line, text = tags.headers[s]
+            extra.append((line, min(total, line + text.count("\n"))))
+        candidate = _merge(ranges + extra)
+        if cost(candidate) > limit:
+            continue
+        chosen.append(i)
+        spans.append((start, end))
+        ranges = candidate
+        if len(chosen) == 1 and imports:
+            with_imports = _merge(ranges + imports)
+            if cost(with_imports) - cost(ranges) <= IMPORT_SHARE * limit and cost(with_imports) <= limit:
+                ranges = with_imports
+    if not chosen:
+        return None
+    shown = tuple(sorted(chosen))
+    return Excerpt(indexed.path, tuple(ranges), shown, total, render_excerpt(indexed.path, lines, ranges))

@@ -1,0 +1,100 @@
+"""Definition-level packing: a top-ranked file too big to fit whole is shown as excerpts."""
+
+from __future__ import annotations
+
+import re
+
+from kcode.context.content import CANDIDATES
+from kcode.context.pack import Packer
+from kcode.llm.base import estimate_tokens
+
+_BODY = (
+    "    def compute_refund_total(self, order, reason):\n"
+    '        """The amount refunded for ``order``."""\n'
+    "        total = 0\n"
+    "        for line in order.lines:\n"
+    "            total += line.price * line.quantity\n"
+    "        if reason == 'damaged':\n"
+    "            total += order.shipping\n"
+    "        return round(total, 2)\n"
+)
+
+
+def _engine() -> str:
+    """A module far bigger than the budget, with the named method in the middle of a class."""
+    parts = ["import math\nfrom decimal import Decimal\n\nfrom shop.models import Order\n\n\n"]
+    parts += [f"def helper_{i}(value):\n    return math.floor(value * {i}) + Decimal({i})\n\n\n" for i in range(60)]
+    parts.append("class RefundEngine(BaseEngine):\n    currency = 'EUR'\n\n")
+    parts += [f"    def step_{i}(self, order):\n        return helper_{i}(order.total) + {i}\n\n" for i in range(40)]
+    parts.append(_BODY)
+    parts += [f"\n    def after_{i}(self, order):\n        return helper_{i}(order.total) - {i}\n" for i in range(40)]
+    return "".join(parts)
+
+
+def _repo(tmp_path, tree_writer, extra=None):
+    files = {"shop/engine.py": _engine(), "shop/models.py": "class Order:\n    lines = []\n    shipping = 0\n"}
+    files.update(extra or {})
+    return tree_writer(tmp_path / "repo", files)
+
+
+def _chunks(block: str) -> list[tuple[int, int, str]]:
+    """(first, last, text) of each chunk of an excerpt block."""
+    found = []
+    pieces = re.split(r"^⋮ lines? (\d+)(?:-(\d+))?\n", block, flags=re.M)
+    for i in range(1, len(pieces) - 1, 3):
+        first = int(pieces[i])
+        last = int(pieces[i + 1] or first)
+        text = pieces[i + 2]
+        text = text.split("⋮\n")[0].split("</file>")[0]
+        found.append((first, last, text))
+    return found
+
+
+def test_the_named_method_is_in_the_pack_whole_when_its_file_is_not(tmp_path, tree_writer):
+    root = _repo(tmp_path, tree_writer)
+    engine = (root / "shop/engine.py").read_text()
+    budget = 800
+    assert estimate_tokens(engine) > 3 * budget  # the file cannot be whole
+    pack = Packer(root, cache_path=tmp_path / "t.sqlite").pack(
+        task="RefundEngine.compute_refund_total adds the shipping twice for damaged orders",
+        count_tokens=estimate_tokens,
+        budget=budget,
+    )
+    assert pack.stats["tokens"] <= budget
+    assert "shop/engine.py" not in pack.stats["files_whole"]
+    assert "shop/engine.py" in pack.stats["files_excerpted"]
+    assert _BODY in pack.text  # the full body, verbatim
+    block = re.search(r'<file path="shop/engine.py" excerpt="lines ([^"]+) of (\d+)">\n(.*?)</file>\n', pack.text, re.S)
+    assert block is not None and int(block.group(2)) == len(engine.splitlines())
+    assert block.group(1) == pack.stats["files_excerpted"]["shop/engine.py"]
+    body = block.group(3)
+    # With its enclosing class line and the file's imports, each chunk at its real line numbers.
+    assert "class RefundEngine(BaseEngine):\n" in body and "import math\nfrom decimal import Decimal\n" in body
+    lines = engine.splitlines()
+    for first, last, text in _chunks(body):
+        assert text == "".join(line + "\n" for line in lines[first - 1 : last])
+    assert body.index("class RefundEngine") < body.index("def compute_refund_total")
+
+
+def test_excerpts_come_before_lower_ranked_whole_files(tmp_path, tree_writer):
+    # Small files that mention nothing of the task, and a budget they could all fit in.
+    extra = {f"misc/util_{i:02d}.py": f"def unrelated_{i}():\n    return {i}\n" for i in range(80)}
+    root = _repo(tmp_path, tree_writer, extra)
+    packer = Packer(root, cache_path=tmp_path / "t.sqlite")
+    task = "RefundEngine.compute_refund_total adds the shipping twice for damaged orders"
+    pack = packer.pack(task=task, count_tokens=estimate_tokens, budget=1500)
+    assert _BODY in pack.text
+    ranked = packer.rank(task).files
+    assert ranked[0] == "shop/engine.py"
+    # Whole files come only from the top of the ranking: leftover room goes to the map.
+    assert set(pack.stats["files_whole"]) <= set(ranked[:CANDIDATES])
+    assert len(pack.stats["files_whole"]) < CANDIDATES
+    assert pack.stats["files_in_map"]
+
+
+def test_a_file_that_fits_is_whole_and_the_stats_add_up(small_repo, tmp_path):
+    pack = Packer(small_repo, cache_path=tmp_path / "t.sqlite").pack(
+        task="compute_discount", count_tokens=estimate_tokens, budget=100_000
+    )
+    assert pack.stats["files_excerpted"] == {}
+    assert pack.stats["files_left_out"] == 0
