@@ -15,6 +15,7 @@ from typing import Any
 
 from kcode.agent.compaction import CompactionPolicy, compact, conversation_tokens
 from kcode.agent.guards import LoopGuard, canonical_call
+from kcode.agent.verify import NO_CHANGES_NOTE, FinishReview
 from kcode.errors import BudgetExhausted, Finished, Interrupted, KcodeError, ModelError, TransientModelError
 from kcode.events import (
     AssistantMessage,
@@ -46,7 +47,6 @@ __all__ = ["Agent", "Budget", "RunResult", "RetryPolicy", "EXIT_CODES"]
 
 EXIT_CODES = {"finished": 0, "error": 1, "budget_exhausted": 3, "interrupted": 130}
 _WARN_AT = (0.5, 0.8, 0.95)
-_FINISH_BLOCKS = 2  # times a finish with failing tests is sent back before it is accepted
 PLAN_REMINDER_EVERY = 4  # steps between reminders of the plan (on a tool result, stored)
 
 NO_TOOL_CALL = (
@@ -101,6 +101,7 @@ class Agent:
     compaction: CompactionPolicy | None = None
     guard: LoopGuard = field(default_factory=LoopGuard)
     auto_test: bool = True
+    task: str = ""  # the user's task (is a finish without changes acceptable?)
     # rebuilds the system prompt with a fresh repository pack (focus files, failing files)
     repack: Callable[[list[str], list[str]], str] | None = None
     step: int = 0
@@ -181,6 +182,9 @@ class Agent:
             notes = [note for note in notes if note]
         elif not valid and not broken:
             notes = [*notes, self._text_only()]
+            notes = [note for note in notes if note]
+        if self.ctx.state.finished_summary is not None and any(call.name == "finish" for call in valid):
+            notes.append(self._review_finish())
             notes = [note for note in notes if note]
         if valid or broken:
             self.state["text_only"] = 0
@@ -312,12 +316,32 @@ class Agent:
         if self._checkpoint():
             self.state["edited_since_tests"] = True
         intro = "kcode ran the tests because files changed since they last ran:\n" + result.output
-        finishing = self.ctx.state.finished_summary is not None
-        if finishing and result.is_error and self.state.get("finish_blocks", 0) < _FINISH_BLOCKS:
-            self.state["finish_blocks"] = self.state.get("finish_blocks", 0) + 1
-            self.ctx.state.finished_summary = None
-            return intro + "\n\nYou called finish, but the tests fail. Fix the failures, or call finish again if they are unrelated to the task."
+        if self.ctx.state.finished_summary is not None and result.is_error:
+            note = self._review_finish()
+            return intro + ("\n\n" + note if note else "")
         return intro
+
+    def _review_finish(self) -> str:
+        """Send back a finish after a failing test run or without any change (see
+        :mod:`kcode.agent.verify`); "" accepts it."""
+        if self.ctx.state.finished_summary is None or self.state.get("finish_reviewed") == self.step:
+            return ""
+        self.state["finish_reviewed"] = self.step
+        review = FinishReview.from_state(self.state)
+        tests = self.state.get("last_tests")
+        changed = self.workspace is None or bool(self.workspace.changed_files())
+        note = None
+        if tests and not tests[0]:
+            note = review.failing(list(tests[4]))
+        elif not changed:
+            note = review.empty(self.task)
+        review.save(self.state)
+        if note:
+            self.ctx.state.finished_summary = None
+            return note
+        if not changed and review.empty_sent_back:
+            self.ctx.state.finished_summary = f"{self.ctx.state.finished_summary.rstrip()} {NO_CHANGES_NOTE}".strip()
+        return ""
 
     def _compact(self, force: bool = False) -> None:
         assert self.compaction is not None

@@ -177,6 +177,7 @@ def _agent(config: Config, model: ChatModel, ctx: ToolContext, bus: EventBus, wo
         compaction=policy,
         guard=LoopGuard(stuck_steps=config.stuck_steps),
         auto_test=config.auto_test,
+        task=task,
         repack=lambda focus, failing: _system_prompt(config, model, workspace, Path(workspace.repo).name, task, agents_cwd, bus, focus, failing),
         **state,
     )

@@ -17,7 +17,7 @@ from tests.conftest import git, write_script
 def run(repo, turns, tmp_path, **config):
     script = write_script(tmp_path / "script.json", turns)
     events = []
-    outcome = run_task("the task: keep calm", Config(model=f"scripted:{script}", **config), repo=repo, subscribers=[events.append])
+    outcome = run_task("Review the code and keep calm", Config(model=f"scripted:{script}", **config), repo=repo, subscribers=[events.append])
     return outcome, events
 
 
@@ -64,7 +64,7 @@ def test_small_context_run_compacts_and_keeps_task_and_todo(calc_repo, tmp_path)
     assert compactions, "a 4K window must compact"
     for event in compactions:
         assert event.tokens_after < event.tokens_before
-        assert event.messages[1]["content"] == "the task: keep calm"  # the task, verbatim
+        assert event.messages[1]["content"] == "Review the code and keep calm"  # the task, verbatim
     summaries = [e for e in compactions if e.strategy == "summarize"]
     assert summaries and "read everything" in summaries[-1].messages[2]["content"]
 
@@ -104,7 +104,7 @@ def test_finish_after_an_edit_runs_the_tests_and_is_sent_back_while_they_fail(ca
     assert [e.step for e in auto] == [2, 4]
     assert auto[0].is_error and not auto[1].is_error
     notes = user_notes(events)
-    assert any("You called finish, but the tests fail" in n for n in notes)
+    assert any("You called finish, but the last test run failed" in n for n in notes)
     assert outcome.result.status == "finished" and outcome.result.summary == "fixed" and outcome.result.steps == 5
     assert outcome.tests["ok"]
 

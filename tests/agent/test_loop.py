@@ -14,7 +14,7 @@ from tests.conftest import write_script
 
 def run(repo, script, **config):
     events = []
-    outcome = run_task("fix the bug", Config(model=f"scripted:{script}", **config), repo=repo, subscribers=[events.append])
+    outcome = run_task("Review the calc package", Config(model=f"scripted:{script}", **config), repo=repo, subscribers=[events.append])
     return outcome, events
 
 
@@ -138,7 +138,7 @@ def test_plan_reminder_is_stored_on_a_tool_result_so_every_request_extends_the_l
 
     monkeypatch.setattr(runner, "_model", lambda config, session_id: Recording.from_file(script))
     events = []
-    outcome = run_task("fix", Config(model="scripted:unused"), repo=calc_repo, subscribers=[events.append])
+    outcome = run_task("Review the plan", Config(model="scripted:unused"), repo=calc_repo, subscribers=[events.append])
     assert outcome.result.status == "finished"
     for before, after in zip(prompts, prompts[1:]):
         assert after[: len(before)] == before  # only ever extended

@@ -92,7 +92,7 @@ def test_bad_tool_arguments_become_clear_observations(kcode, calc_repo, tmp_path
         {"tool_calls": [{"name": "edit_file", "arguments": {"path": "dup.py"}}]},
         {"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]},
     ])
-    proc = kcode("run", "probe", "--model", f"scripted:{script}", "--output-format", "stream-json", cwd=calc_repo)
+    proc = kcode("run", "Explain how the tools answer bad input", "--model", f"scripted:{script}", "--output-format", "stream-json", cwd=calc_repo)
     assert proc.returncode == 0
     outputs = [line["item"]["output"] for line in _jsonl(proc.stdout) if line["type"] == "item.completed" and line["item"]["type"] == "tool_call" and line["item"]["status"] == "failed"]
     assert len(outputs) == 4
@@ -179,3 +179,12 @@ def test_headless_path_never_imports_textual(calc_repo, fix_script, kcode_home):
 
     proc = subprocess.run([sys.executable, "-c", code], cwd=calc_repo, capture_output=True, text=True, env={**os.environ, "KCODE_HOME": str(kcode_home)})
     assert "EXIT 0 TEXTUAL False" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_an_empty_finish_is_sent_back_once_then_reported_as_no_changes(kcode, calc_repo, tmp_path):
+    finish = {"tool_calls": [{"name": "finish", "arguments": {"summary": "Looks fine to me."}}]}
+    script = write_script(tmp_path / "empty.json", [finish, finish])
+    proc = kcode("run", "Fix the failing test", "--model", f"scripted:{script}", cwd=calc_repo)
+    assert proc.returncode == 0, proc.stderr
+    assert "Status: finished after 2 steps" in proc.stdout
+    assert "Summary: Looks fine to me. (no changes)" in proc.stdout and "Changes: none" in proc.stdout
