@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+from kcode.vcs.workspace import environment_dirs
+
 __all__ = ["ProjectView", "discover_project", "environment_line", "shown_line", "MAX_SHOWN"]
 
 MAX_SHOWN = 200  # ignored entries shown from the checkout; past this the rest are listed as left out
@@ -154,8 +156,12 @@ def ignored_inputs(checkout: Path, files: Path | None = None) -> tuple[list[str]
         if source.is_symlink() and not source.exists():
             continue
         entries.append(relative)
+    for name in environment_dirs(checkout):  # not ignored, but never in a work tree
+        if f"{name}/" not in entries and (files is None or not os.path.lexists(files / name / "pyvenv.cfg")):
+            entries.append(f"{name}/")
     entries.sort()
     return entries[:MAX_SHOWN], max(0, len(entries) - MAX_SHOWN)
+
 
 
 def discover_project(checkout: Path, files: Path | None = None, environ: Mapping[str, str] | None = None) -> ProjectView:

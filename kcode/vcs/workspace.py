@@ -18,7 +18,7 @@ from pathlib import Path
 from kcode.errors import VcsError
 from kcode.vcs.git import git
 
-__all__ = ["Workspace", "CheckpointInfo", "snapshot_commit", "parse_name_status"]
+__all__ = ["Workspace", "CheckpointInfo", "snapshot_commit", "parse_name_status", "environment_dirs"]
 
 _KINDS = {"A": "add", "M": "update", "D": "delete", "T": "update"}
 
@@ -61,9 +61,30 @@ def _head(root: Path) -> str | None:
     return out or None
 
 
+def environment_dirs(root: Path) -> list[str]:
+    """Top-level virtualenvs in ``root`` (a directory with ``pyvenv.cfg``): environments, not
+    source. ``python -m venv .venv`` before 3.13 writes no ``.gitignore``, so git shows them as
+    untracked; a snapshot must not copy them (the sandbox shows them read-only instead)."""
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return []
+    return sorted(e.name for e in entries if e.is_dir(follow_symlinks=False) and os.path.isfile(os.path.join(e.path, "pyvenv.cfg")))
+
+
+def _environment_excludes(root: Path) -> list[str]:
+    """Exclude pathspecs for the virtualenvs git does not already ignore (an exclude that
+    names an ignored path makes ``git add`` fail)."""
+    names = environment_dirs(root)
+    if not names:
+        return []
+    ignored = set(str(git(["check-ignore", "--", *names], root, check=False)).split())
+    return [f":(exclude,literal){name}" for name in names if name not in ignored]
+
+
 def snapshot_commit(root: Path, message: str, parent: str | None) -> tuple[str, str]:
-    """Commit the working tree of ``root`` (tracked + untracked, minus ignored) through a
-    private index. Returns (commit, tree); nothing the user sees changes."""
+    """Commit the working tree of ``root`` (tracked + untracked, minus ignored and minus
+    virtualenvs) through a private index. Returns (commit, tree); nothing the user sees changes."""
     fd, index_path = tempfile.mkstemp(prefix="kcode-index-")
     os.close(fd)
     os.unlink(index_path)  # git creates it; an empty file is not a valid index
@@ -71,7 +92,7 @@ def snapshot_commit(root: Path, message: str, parent: str | None) -> tuple[str, 
     try:
         if parent:
             git(["read-tree", parent], root, env=env)
-        git(["add", "-A", *ADD_PATHSPEC], root, env=env)
+        git(["add", "-A", *ADD_PATHSPEC, *_environment_excludes(root)], root, env=env)
         tree = str(git(["write-tree"], root, env=env)).strip()
     finally:
         if os.path.exists(index_path):
@@ -98,7 +119,7 @@ class Workspace:
             git(["update-ref", ref, base], repo)
             return cls(repo, repo, ref, base, "in-place", base)
         base = head
-        dirty = str(git(["status", "--porcelain", "--untracked-files=normal"], repo)).strip()
+        dirty = str(git(["status", "--porcelain", "--untracked-files=normal", "--", ".", *_environment_excludes(repo)], repo)).strip()
         if dirty or head is None:
             base, _ = snapshot_commit(repo, f"kcode {session_id}: start (your uncommitted changes)", head)
         branch = f"kcode/{session_id}"

@@ -251,3 +251,21 @@ def test_doctor_shows_the_environment(kcode, tmp_path: Path, clean_env) -> None:
     proc = kcode("doctor", cwd=repo, env=clean_env)
     assert f"python {(repo / '.venv').resolve()}/bin/python" in proc.stdout, proc.stdout
     assert ".venv/ in the repository" in proc.stdout
+
+
+def test_an_untracked_venv_is_not_copied_into_the_work_tree(kcode, tmp_path: Path, clean_env) -> None:
+    """`python -m venv .venv` before 3.13 writes no .gitignore: git sees an untracked venv."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _package(repo, SETUPTOOLS_SRC, "src")
+    (repo / ".gitignore").write_text(GITIGNORE.replace(".venv/\n", ""))
+    git(repo, "commit", "-qam", "venv not ignored")
+    _venv(repo / ".venv", repo)
+    assert "?? .venv/" in git(repo, "status", "--porcelain")
+    proc, events = _run(kcode, repo, _script(tmp_path, "src/mylib/__init__.py"), env=clean_env)
+    _assert_fixed_in_the_work_tree(proc, events, repo)
+    started = next(e for e in events if e["type"] == "session.started")
+    assert started["base_commit"] == git(repo, "rev-parse", "HEAD").strip()  # nothing else to snapshot
+    branch_files = git(repo, "ls-tree", "-r", "--name-only", started["branch"]).split()
+    assert not any(name.startswith(".venv") for name in branch_files)
+    assert ".venv/" in next(e for e in events if e["type"] == "environment.resolved")["shown"]
