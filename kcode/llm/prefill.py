@@ -33,11 +33,15 @@ __all__ = [
     "EMA_WEIGHT",
     "MIN_SAMPLE_TOKENS",
     "MIN_PACK_BUDGET",
+    "REPACK_GROWTH",
 ]
 
 EMA_WEIGHT = 0.3  # weight of a new step's measurement in the running average
 MIN_SAMPLE_TOKENS = 32  # a prefill shorter than this says more about overhead than speed
 MIN_PACK_BUDGET = 512  # below this a pack holds too little to be worth having
+# A repository whose pack is cached keeps that pack's size unless the time budget is this much
+# larger: a pack of another size has other content, and loses the cached prefix.
+REPACK_GROWTH = 0.8
 
 
 def calibration_text(n_tokens: int) -> str:
@@ -168,8 +172,8 @@ def choose_pack_budget(
     ``other_tokens``: what else the first prompt holds (the task, the repository header,
     AGENTS.md, the chat template's markers). ``restored_tokens``: pack tokens of this
     repository that the prefix cache holds from an earlier run: they cost no prefill, so the
-    pack may be that large even when the time budget is smaller (it is not grown beyond: a
-    pack that changes size changes its content and loses the cached prefix).
+    pack keeps that size when it is larger than the time budget or not much smaller
+    (``REPACK_GROWTH``): a pack of another size has other content and loses the cached prefix.
     """
     speed = tokens_per_second or None
     base = (0 if fixed_cached else fixed_tokens) + other_tokens
@@ -181,14 +185,17 @@ def choose_pack_budget(
     if speed is None:
         return PackBudget(window_tokens, "window", f"{share} (prefill speed not measured yet)", **common)
     time_tokens = int(speed * first_step_seconds) - base
-    by_time = max(time_tokens, restored_tokens, MIN_PACK_BUDGET)
+    if restored_tokens >= REPACK_GROWTH * time_tokens:
+        by_time = max(restored_tokens, MIN_PACK_BUDGET)  # keep the cached pack's size (speed jitter aside)
+    else:
+        by_time = max(time_tokens, MIN_PACK_BUDGET)
     if by_time >= window_tokens:
         return PackBudget(window_tokens, "window", share, time_tokens=time_tokens, **common)
     why = f"time: {first_step_seconds:g} s at {speed:.0f} tok/s"
     if not fixed_cached and fixed_tokens:
         why += f" after the {fixed_tokens}-token fixed prompt"
-    if by_time == restored_tokens and restored_tokens > max(time_tokens, MIN_PACK_BUDGET):
-        why += f"; {restored_tokens} tokens restored from the prefix cache"
+    if by_time == restored_tokens and restored_tokens != time_tokens:
+        why += f"; the {restored_tokens} cached pack tokens kept"
     elif by_time == MIN_PACK_BUDGET and time_tokens < MIN_PACK_BUDGET:
         why += f" (at least {MIN_PACK_BUDGET})"
     return PackBudget(by_time, "time", why, time_tokens=time_tokens, **common)

@@ -110,3 +110,28 @@ def test_run_from_a_subdirectory_reads_its_agents_md(calc_repo, fix_script):
     heads = [e.message["content"] for e in events if isinstance(e, MessageAdded) and e.message["role"] == "system"]
     assert len(heads) == 2 and heads[0] == system_prompt()
     assert "Always run the tests." in heads[1] and "calc: keep functions pure." in heads[1]
+
+
+def test_a_run_on_a_local_model_says_how_its_pack_budget_was_chosen(calc_repo, tmp_path):
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("gguf")
+    import io
+
+    from kcode.headless.text import TextRenderer
+    from kcode.llm.tinymodels import write_tiny_llama_moe
+
+    path = write_tiny_llama_moe(tmp_path / "tiny.gguf", context_length=16384)
+    config = Config(model=str(path), max_steps=1, ctx=16384, temperature=0.0, max_output_tokens=2, auto_test=False)
+
+    def packed_event():
+        events, shown = [], io.StringIO()
+        run_task("fix add", config, repo=calc_repo, subscribers=[events.append, TextRenderer(shown, color=False)])
+        return next(e for e in events if e.type == "context.packed"), shown.getvalue()
+
+    first, header = packed_event()
+    assert first.fixed_prompt_tokens > 1000 and not first.fixed_prompt_cached  # byte tokens: a big fixed part
+    assert first.prefill_tokens_per_second > 0 and first.budget_reason in ("time", "window")
+    assert first.expected_prefill_seconds is not None and "threads" in first.prefill_settings
+    assert f"budget {first.budget} tokens ({first.budget_why})" in header and "llama.cpp: threads" in header
+    second, _ = packed_event()
+    assert second.fixed_prompt_cached and second.restored_tokens > 0  # the fixed part and this repository's

@@ -178,3 +178,43 @@ def test_the_cache_keeps_within_its_size_by_dropping_the_least_recently_used(tin
     listed = json.loads(entries[0].meta_path.read_text())
     assert {"key", "model", "n_tokens", "size", "last_used", "label"} <= set(listed)
     assert len(store.clear()) == len(entries) - 1 and store.entries() == []
+
+
+@pytest.mark.slow
+def test_real_model_second_run_evaluates_only_the_new_task(qwen_0_5b, tmp_path):
+    """The 0.5B Qwen model with kcode's own fixed prompt and tools: run 1 evaluates it all;
+    run 2 (new process state, other task) evaluates only the task; a run in another
+    repository evaluates only that repository's part and its task."""
+    from kcode.agent.prompt import initial_messages, repository_prompt
+    from kcode.tools import default_tools
+
+    tools = default_tools().specs()
+    pack = "".join(f"src/pkg/mod_{n}.py:\n    def function_{n}(value):\n" for n in range(30))
+    here = repository_prompt(repo_name="pkg", repo_pack=pack)
+    cache = tmp_path / "kv"
+
+    def model():
+        return LlamaCppModel(qwen_0_5b, placement=Placement(ctx=4096, seed=1), sampling=Sampling(0.0),
+                             prefix_cache=cache, max_output_tokens=1)
+
+    def run(messages):
+        current = model()
+        _, evaluated, prompt = step_with(current, messages)
+        layers, saved = current._layers, held(current)
+        current.close()
+        return evaluated, prompt, layers, saved
+
+    def step_with(current, messages):
+        before = decoded(current)
+        end = list(current.stream(messages, tools))[-1]
+        return end, decoded(current) - before, current._last_prompt[1]
+
+    evaluated, prompt, (fixed_end, head_end), saved = run(initial_messages(here, "Fix function_3."))
+    assert evaluated == len(prompt) and fixed_end > 1000 and head_end > fixed_end + 300
+    evaluated, prompt, _, _ = run(initial_messages(here, "Rename function_12 to twelve."))
+    assert evaluated == len(prompt) - _common_prefix(saved, prompt) < 40  # the new task only
+    other = repository_prompt(repo_name="other", repo_pack=pack.replace("mod_", "module_"))
+    before = PrefixStore(cache).entries()
+    evaluated, prompt, (fixed_end, _), _ = run(initial_messages(other, "Fix function_3."))
+    restored = max(_common_prefix(entry.tokens(), prompt) for entry in before)
+    assert restored >= fixed_end and evaluated == len(prompt) - restored  # the fixed part came from the cache
