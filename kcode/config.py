@@ -88,6 +88,7 @@ class Config:
     pack_budget: int | None = None
     pack_share: float = 0.4
     first_step_seconds: float = 20.0  # the default pack is what prefills in this time (and fits pack_share)
+    next_step_seconds: float = 2.0  # of it, the part for the task: what a warm repository's run prefills
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)

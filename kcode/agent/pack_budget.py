@@ -1,9 +1,11 @@
 """The first step's pack budget, from what the model says about its prefill.
 
 Before the pack is built: make the fixed prompt ready (restored from the prefix cache, or
-evaluated and saved), learn the prefill speed (stored, or a short calibration run), ask how
-much of this repository's head the cache holds, and let
-:func:`kcode.llm.prefill.choose_pack_budget` pick the budget. Backends without these
+evaluated and saved), learn the prefill speed (stored, or a short calibration run), ask what
+the cache holds of this repository's head, and let
+:func:`kcode.llm.prefill.choose_pack_budget` pick the budget: a task-independent part, the
+same for every task (its budget is noted with the cache entry, so the next run packs it
+again at that size and restores it), and a part for the task. Backends without these
 abilities (HTTP servers before their first answer, scripted models) get the window share.
 """
 
@@ -75,11 +77,18 @@ def plan_first_step(config: Config, model: ChatModel, tools: list[ToolSpec], *, 
     if measure is not None:  # a stored figure, else (unless --pack-budget decides) a calibration run
         found = measure(measure=config.pack_budget is None)
         speed = found.tokens_per_second if found is not None else None
-    cached_head = getattr(model, "cached_prefix_tokens", None)
-    restored = max(0, cached_head(label) - repository_overhead) if cached_head is not None else 0
+    cached_head = getattr(model, "cached_prefix", None)
+    cached = cached_head(label) if cached_head is not None else None
+    restored = 0
+    if cached is not None:  # the task-independent part's budget last time, else its size
+        restored = int(cached.get("stable_budget") or max(0, cached["tokens"] - repository_overhead))
     budget = choose_pack_budget(
         window_tokens=window_tokens, window_share=config.pack_share, override=config.pack_budget,
-        tokens_per_second=speed, first_step_seconds=config.first_step_seconds, fixed_tokens=fixed_tokens,
-        fixed_cached=fixed_cached, other_tokens=other_tokens, restored_tokens=restored,
+        tokens_per_second=speed, first_step_seconds=config.first_step_seconds,
+        next_step_seconds=config.next_step_seconds, fixed_tokens=fixed_tokens, fixed_cached=fixed_cached,
+        other_tokens=other_tokens, restored_tokens=restored,
     )  # fmt: skip
+    note = getattr(model, "note_prefix", None)
+    if note is not None:
+        note(stable_budget=budget.stable_tokens)
     return FirstStepPlan(budget, fixed_tokens, fixed_cached, describe_settings(getattr(model, "settings", None)))

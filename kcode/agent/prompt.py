@@ -3,11 +3,13 @@
 Layout, so that the KV state of the head can be cached and reused (kcode.llm._prefix_cache)::
 
     [system: prompts/system.md]         + the tool schemas (the chat template puts them here)
-    [system: prompts/repository.md]     the repository's name, AGENTS.md, the pack
+    [system: prompts/repository.md]     the repository's name, AGENTS.md, the pack: first its
+                                        task-independent part, then the part for this task
     [user:   the task]
 
 The first message is the same in every repository and every run, so its state is cached
-once per model; the second is the same for every run in a repository until its files change.
+once per model; the second starts the same for every run in a repository until its files
+change (the pack puts the files that change least first).
 Both are built once per session and never rewritten while the conversation grows (a
 summarizing compaction re-packs the repository part).
 """
@@ -70,10 +72,12 @@ def system_prompt() -> str:
     return read_prompt("system.md").strip() + "\n"
 
 
-def repository_prompt(*, repo_name: str, agents_md: str = "", repo_pack: str = "") -> str:
-    """The repository part of the head: its name, AGENTS.md and the pack."""
+def repository_prompt(*, repo_name: str, agents_md: str = "", repo_pack: str = "", task_pack: str = "") -> str:
+    """The repository part of the head: its name, AGENTS.md, the pack's task-independent part
+    (the same for every task), then the part packed for this task."""
     template = _ENV.from_string(read_prompt("repository.md"))
-    return template.render(repo_name=repo_name, agents_md=agents_md, repo_pack=repo_pack).strip() + "\n"
+    return template.render(repo_name=repo_name, agents_md=agents_md, repo_pack=repo_pack,
+                           task_pack=task_pack).strip() + "\n"
 
 
 def fixed_messages() -> list[dict[str, str]]:

@@ -107,12 +107,14 @@ def _finish(agent: Agent, meta: SessionMeta, store: SessionStore, workspace: Wor
     return outcome
 
 
-def _repo_pack(config: Config, model: ChatModel, root: Path, task: str, bus: EventBus, focus: list[str] = (), failing: list[str] = (), *, label: str = "", overhead: int = 0) -> str:
-    """The pack for the repository part of the prompt head (empty with ``pack = "none"``),
-    sized by the first step's budget (kcode.agent.pack_budget). ``label`` names the
-    repository in the prefix cache; ``overhead``: tokens of the repository part besides the pack."""
+def _repo_pack(config: Config, model: ChatModel, root: Path, task: str, bus: EventBus, focus: list[str] = (), failing: list[str] = (), *, label: str = "", overhead: int = 0) -> tuple[str, str]:
+    """The pack for the repository part of the prompt head, as (task-independent part, part
+    for this task); ("", "") with ``pack = "none"``. Sized by the first step's budget
+    (kcode.agent.pack_budget); the task-independent part is the same for every task, so the
+    next run in the repository restores its KV state. ``label`` names the repository in the
+    prefix cache; ``overhead``: tokens of the repository part besides the pack."""
     if config.pack == "none":
-        return ""
+        return "", ""
     from kcode.agent.pack_budget import plan_first_step
     from kcode.context import MODES, build_pack, default_budget
 
@@ -121,33 +123,38 @@ def _repo_pack(config: Config, model: ChatModel, root: Path, task: str, bus: Eve
     window = default_budget(model.context_window, config.pack_share)
     other = model.count_tokens(task) + overhead + 16  # + the chat template's markers around them
     plan = plan_first_step(config, model, default_tools().specs(), window_tokens=window, other_tokens=other, label=label, repository_overhead=overhead)
-    budget = plan.budget.tokens
-    if budget <= 0:
-        return ""
-    pack = build_pack(root, task=task, count_tokens=model.count_tokens, budget=budget, mode=config.pack, focus_files=focus, failing_files=failing, tokenizer=model.name)
-    stats = pack.stats
-    tokens = stats.get("tokens", 0)
+    budget = plan.budget
+    if budget.tokens <= 0:
+        return "", ""
+    common = dict(count_tokens=model.count_tokens, mode=config.pack, tokenizer=model.name)
+    if budget.task_tokens:
+        packs = [build_pack(root, task="", budget=budget.stable_tokens, **common),
+                 build_pack(root, task=task, budget=budget.task_tokens, focus_files=focus, failing_files=failing, **common)]
+    else:
+        packs = [build_pack(root, task=task, budget=budget.tokens, focus_files=focus, failing_files=failing, **common)]
+    stats = [pack.stats for pack in packs]
+    tokens = sum(part.get("tokens", 0) for part in stats)
     bus.emit(
         ContextPacked(
-            mode=stats.get("mode_used", config.pack),
+            mode="+".join(dict.fromkeys(str(part.get("mode_used", config.pack)) for part in stats)),
             tokens=tokens,
-            budget=budget,
-            files_whole=len(stats.get("files_whole", [])),
-            files_map=len(stats.get("files_in_map", [])),
-            files_skipped=len(stats.get("files_skipped", {})),
-            tokenizer=str(stats.get("tokenizer", "")),
-            seconds=round(sum(stats.get("seconds", {}).values()), 3),
-            budget_reason=plan.budget.reason,
-            budget_why=plan.budget.why,
-            prefill_tokens_per_second=plan.budget.tokens_per_second,
-            expected_prefill_seconds=plan.budget.prefill_seconds(tokens),
+            budget=budget.tokens,
+            files_whole=len({path for part in stats for path in part.get("files_whole", [])}),
+            files_map=len({path for part in stats for path in part.get("files_in_map", [])}),
+            files_skipped=len({path for part in stats for path in part.get("files_skipped", {})}),
+            tokenizer=str(stats[0].get("tokenizer", "")),
+            seconds=round(sum(sum(part.get("seconds", {}).values()) for part in stats), 3),
+            budget_reason=budget.reason,
+            budget_why=budget.why,
+            prefill_tokens_per_second=budget.tokens_per_second,
+            expected_prefill_seconds=budget.prefill_seconds(tokens),
             fixed_prompt_tokens=plan.fixed_tokens,
             fixed_prompt_cached=plan.fixed_cached,
-            restored_tokens=min(tokens, plan.budget.restored_tokens),
+            restored_tokens=min(tokens, budget.restored_tokens),
             prefill_settings=plan.settings,
         )
     )
-    return pack.text
+    return (packs[0].text, packs[1].text) if len(packs) == 2 else ("", packs[0].text)
 
 
 def _system_prompt(config: Config, model: ChatModel, workspace: Workspace, repo_name: str, task: str, agents_cwd: Path, bus: EventBus, focus: list[str] = (), failing: list[str] = ()) -> str:
@@ -155,8 +162,8 @@ def _system_prompt(config: Config, model: ChatModel, workspace: Workspace, repo_
     fixed system prompt, is the same for every repository: kcode.agent.prompt)."""
     agents_md = read_agents_md(workspace.path, agents_cwd)
     overhead = model.count_tokens(repository_prompt(repo_name=repo_name, agents_md=agents_md))
-    repo_pack = _repo_pack(config, model, workspace.path, task, bus, focus, failing, label=str(workspace.repo), overhead=overhead)
-    return repository_prompt(repo_name=repo_name, agents_md=agents_md, repo_pack=repo_pack)
+    stable, for_task = _repo_pack(config, model, workspace.path, task, bus, focus, failing, label=str(workspace.repo), overhead=overhead)
+    return repository_prompt(repo_name=repo_name, agents_md=agents_md, repo_pack=stable, task_pack=for_task)
 
 
 def _agent(config: Config, model: ChatModel, ctx: ToolContext, bus: EventBus, workspace: Workspace, messages: list, task: str, agents_cwd: Path, **state) -> Agent:

@@ -33,7 +33,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,7 @@ class CacheEntry:
     label: str  # what the stable prefix belongs to, e.g. the repository's path
     directory: Path
     tokens_b64: str = ""
+    note: dict[str, Any] = field(default_factory=dict)  # what the writer wants to know later (e.g. the pack budget)
 
     @property
     def state_path(self) -> Path:
@@ -114,7 +115,7 @@ class CacheEntry:
         return {
             "key": self.key, "identity": self.identity, "model": self.model, "n_tokens": self.n_tokens,
             "stable_tokens": self.stable_tokens, "fixed_tokens": self.fixed_tokens, "size": self.size,
-            "created": self.created, "last_used": self.last_used, "label": self.label,
+            "created": self.created, "last_used": self.last_used, "label": self.label, "note": self.note,
         }  # fmt: skip
 
 
@@ -128,6 +129,7 @@ def _read_entry(meta_path: Path) -> CacheEntry | None:
             stable_tokens=int(data["stable_tokens"]), fixed_tokens=int(data["fixed_tokens"]),
             size=int(data["size"]), created=float(data["created"]), last_used=float(data["last_used"]),
             label=str(data.get("label", "")), directory=meta_path.parent, tokens_b64=data["tokens"],
+            note=dict(data.get("note") or {}),
         )  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -212,7 +214,7 @@ class PrefixStore:
         return True
 
     def save(self, llm: Any, identity: str, model_name: str, *, stable_tokens: int, fixed_tokens: int,
-             label: str = "") -> CacheEntry | None:
+             label: str = "", note: dict[str, Any] | None = None) -> CacheEntry | None:
         """Write sequence 0 (everything the context holds). The key is the stable prefix: a
         later save with the same stable prefix replaces the entry."""
         import llama_cpp
@@ -226,7 +228,7 @@ class PrefixStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         now = time.time()
         entry = CacheEntry(key, identity, model_name, len(tokens), stable_tokens, fixed_tokens, 0, now, now,
-                           label, self.directory, _encode_tokens(tokens))
+                           label, self.directory, _encode_tokens(tokens), dict(note or {}))
         partial = entry.state_path.with_name(f"{key}.kv.{os.getpid()}.tmp")
         array = (llama_cpp.llama_token * len(tokens))(*tokens)
         written = llama_cpp.llama_state_seq_save_file(llm._ctx.ctx, str(partial).encode(), 0, array, len(tokens))

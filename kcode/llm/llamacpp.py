@@ -140,6 +140,7 @@ class LlamaCppModel:
         self._speed_key = speed_key(f"{self.path.name}:{self._identity}", self.settings)
         self._speed: PrefillSpeed | None = None
         self._label = ""  # what the prompt head belongs to (the repository), for cache entries
+        self._note: dict[str, Any] = {}
         self._layers: tuple[int, int] = (0, 0)  # token ends of the fixed part and the whole head
         self._saved_heads: set[tuple[int, ...]] = set()
         self.last_step = StepTimings()
@@ -302,12 +303,19 @@ class LlamaCppModel:
         self._last_prompt = self._last_turn = ("", [])
         return PrefixStatus(len(tokens), False, evaluated, seconds)
 
-    def cached_prefix_tokens(self, label: str) -> int:
-        """Tokens of the prompt head after the fixed part that the cache holds for ``label``."""
+    def note_prefix(self, **note: Any) -> None:
+        """Facts kept with the cache entries this model writes from now on (e.g. the pack's budget)."""
+        self._note = dict(note)
+
+    def cached_prefix(self, label: str) -> dict[str, Any] | None:
+        """The most recent cache entry for ``label``: ``tokens`` (of the prompt head after the
+        fixed part) and what was noted with it; None when the cache holds none."""
         if self._store is None or not label:
-            return 0
-        return max((entry.stable_tokens - entry.fixed_tokens for entry in self._store.entries(self._identity)
-                    if entry.label == label), default=0)
+            return None
+        for entry in self._store.entries(self._identity):  # most recently used first
+            if entry.label == label:
+                return {**entry.note, "tokens": entry.stable_tokens - entry.fixed_tokens}
+        return None
 
     # --- prompt bookkeeping ---------------------------------------------------------------
 
@@ -422,7 +430,7 @@ class LlamaCppModel:
         if self.last_step.restored_tokens + self.last_step.reused_tokens >= head_end:
             return  # restored whole: the entry is there already
         self._store.save(self._llm, self._identity, self.path.name, stable_tokens=head_end,
-                         fixed_tokens=fixed_end, label=self._label)
+                         fixed_tokens=fixed_end, label=self._label, note=self._note)
 
     # --- tokens and text ------------------------------------------------------------------
 

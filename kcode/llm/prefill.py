@@ -9,7 +9,8 @@ token over the prompt tokens it computed.
 
 :func:`choose_pack_budget` turns the speed into the repository pack's token budget: the
 smaller of the window share and what prefills within ``first_step_seconds``, counting what the
-prefix cache will restore as free.
+prefix cache will restore as free; of it, a part for the task that prefills within
+``next_step_seconds``, after a task-independent part that every run in the repository shares.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "MIN_SAMPLE_TOKENS",
     "MIN_PACK_BUDGET",
     "REPACK_GROWTH",
+    "MIN_TASK_PART",
 ]
 
 EMA_WEIGHT = 0.3  # weight of a new step's measurement in the running average
@@ -42,6 +44,7 @@ MIN_PACK_BUDGET = 512  # below this a pack holds too little to be worth having
 # A repository whose pack is cached keeps that pack's size unless the time budget is this much
 # larger: a pack of another size has other content, and loses the cached prefix.
 REPACK_GROWTH = 0.8
+MIN_TASK_PART = 64  # a part for the task smaller than this holds nothing useful: none then
 
 
 def calibration_text(n_tokens: int) -> str:
@@ -136,7 +139,7 @@ class SpeedStore:
 
 @dataclass
 class PackBudget:
-    tokens: int  # the pack's token budget
+    tokens: int  # the pack's token budget (both parts)
     reason: str  # "time" | "window" | "flag"
     why: str  # for people: "time: 20 s at 41 tok/s", "window share 40 %", "--pack-budget"
     tokens_per_second: float | None = None
@@ -144,6 +147,12 @@ class PackBudget:
     time_tokens: int | None = None  # what prefills in first_step_seconds (before the cache bonus)
     restored_tokens: int = 0  # of the repository part, expected from the prefix cache
     base_tokens: int = 0  # what the first prefill evaluates besides the pack
+    task_tokens: int = 0  # of ``tokens``, the part packed for this task (after the task-independent part)
+
+    @property
+    def stable_tokens(self) -> int:
+        """The task-independent part's budget: the same for every task, so its KV state is reused."""
+        return self.tokens - self.task_tokens
 
     def prefill_seconds(self, pack_tokens: int | None = None) -> float | None:
         """The first step's expected prefill for a pack of ``pack_tokens`` (default: the budget)."""
@@ -160,19 +169,23 @@ def choose_pack_budget(
     override: int | None = None,
     tokens_per_second: float | None = None,
     first_step_seconds: float = 20.0,
+    next_step_seconds: float | None = None,
     fixed_tokens: int = 0,
     fixed_cached: bool = False,
     other_tokens: int = 0,
     restored_tokens: int = 0,
 ) -> PackBudget:
-    """The pack budget for the first step.
+    """The pack budget for the first step, in two parts when the speed is known: a
+    task-independent part (cached, reused by every run in the repository) and a part for this
+    task that prefills within ``next_step_seconds`` with the task itself (what a run in a warm
+    repository waits for).
 
     ``window_tokens``: the window share's budget (``default_budget(window, pack_share)``).
     ``fixed_tokens``: the system prompt and tool schemas; free when ``fixed_cached``.
     ``other_tokens``: what else the first prompt holds (the task, the repository header,
-    AGENTS.md, the chat template's markers). ``restored_tokens``: pack tokens of this
-    repository that the prefix cache holds from an earlier run: they cost no prefill, so the
-    pack keeps that size when it is larger than the time budget or not much smaller
+    AGENTS.md, the chat template's markers). ``restored_tokens``: the task-independent part's
+    budget when the prefix cache holds it from an earlier run: it costs no prefill, so that
+    part keeps its size when it is larger than the time allows, or not much smaller
     (``REPACK_GROWTH``): a pack of another size has other content and loses the cached prefix.
     """
     speed = tokens_per_second or None
@@ -185,17 +198,22 @@ def choose_pack_budget(
     if speed is None:
         return PackBudget(window_tokens, "window", f"{share} (prefill speed not measured yet)", **common)
     time_tokens = int(speed * first_step_seconds) - base
-    if restored_tokens >= REPACK_GROWTH * time_tokens:
-        by_time = max(restored_tokens, MIN_PACK_BUDGET)  # keep the cached pack's size (speed jitter aside)
-    else:
-        by_time = max(time_tokens, MIN_PACK_BUDGET)
-    if by_time >= window_tokens:
-        return PackBudget(window_tokens, "window", share, time_tokens=time_tokens, **common)
+    task = int(speed * next_step_seconds) - other_tokens if next_step_seconds else 0
+    task = task if task >= MIN_TASK_PART else 0
+    core_time = time_tokens - task
+    kept = restored_tokens >= REPACK_GROWTH * core_time
+    core = max(restored_tokens if kept else core_time, MIN_PACK_BUDGET)
+    if core + task >= window_tokens:
+        task = min(task, window_tokens // 4)
+        return PackBudget(window_tokens, "window", share + (f"; {task} for this task" if task else ""),
+                          time_tokens=time_tokens, task_tokens=task, **common)
     why = f"time: {first_step_seconds:g} s at {speed:.0f} tok/s"
     if not fixed_cached and fixed_tokens:
         why += f" after the {fixed_tokens}-token fixed prompt"
-    if by_time == restored_tokens and restored_tokens != time_tokens:
+    if kept and core == restored_tokens and restored_tokens != core_time:
         why += f"; the {restored_tokens} cached pack tokens kept"
-    elif by_time == MIN_PACK_BUDGET and time_tokens < MIN_PACK_BUDGET:
+    elif core == MIN_PACK_BUDGET and core_time < MIN_PACK_BUDGET:
         why += f" (at least {MIN_PACK_BUDGET})"
-    return PackBudget(by_time, "time", why, time_tokens=time_tokens, **common)
+    if task:
+        why += f"; {task} for this task ({next_step_seconds:g} s)"
+    return PackBudget(core + task, "time", why, time_tokens=time_tokens, task_tokens=task, **common)

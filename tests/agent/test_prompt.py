@@ -123,15 +123,20 @@ def test_a_run_on_a_local_model_says_how_its_pack_budget_was_chosen(calc_repo, t
     path = write_tiny_llama_moe(tmp_path / "tiny.gguf", context_length=16384)
     config = Config(model=str(path), max_steps=1, ctx=16384, temperature=0.0, max_output_tokens=2, auto_test=False)
 
-    def packed_event():
+    def packed_event(task="fix add"):
         events, shown = [], io.StringIO()
-        run_task("fix add", config, repo=calc_repo, subscribers=[events.append, TextRenderer(shown, color=False)])
-        return next(e for e in events if e.type == "context.packed"), shown.getvalue()
+        run_task(task, config, repo=calc_repo, subscribers=[events.append, TextRenderer(shown, color=False)])
+        repository = [e.message for e in events if isinstance(e, MessageAdded)][1]["content"]
+        return next(e for e in events if e.type == "context.packed"), shown.getvalue(), repository
 
-    first, header = packed_event()
+    first, header, repository = packed_event()
+    # a fast (tiny) model: the window share, in two parts: the same for every task, then this task's
+    assert "## Contents" in repository and "## More for this task" in repository
     assert first.fixed_prompt_tokens > 1000 and not first.fixed_prompt_cached  # byte tokens: a big fixed part
     assert first.prefill_tokens_per_second > 0 and first.budget_reason in ("time", "window")
     assert first.expected_prefill_seconds is not None and "threads" in first.prefill_settings
     assert f"budget {first.budget} tokens ({first.budget_why})" in header and "llama.cpp: threads" in header
-    second, _ = packed_event()
+    second, _, again = packed_event("make mul faster")
     assert second.fixed_prompt_cached and second.restored_tokens > 0  # the fixed part and this repository's
+    stable = repository.split("## More for this task")[0]
+    assert again.startswith(stable)  # another task, the same task-independent part: its KV state is reused

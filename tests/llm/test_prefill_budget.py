@@ -90,3 +90,21 @@ def test_step_timings_refresh_the_stored_speed_as_an_average(tmp_path):
     reloaded = SpeedStore(tmp_path / "speed.json").get(key)
     assert reloaded == again and isinstance(reloaded, PrefillSpeed)
     assert store.record(key, 512, 4.0, "calibration").tokens_per_second == 128.0  # bench replaces it
+
+
+def test_a_part_for_the_task_prefills_within_the_next_steps_time():
+    """1.5B at 44 tok/s: 2 s hold only the task itself, so the whole pack is task-independent;
+    K2.6 at 380 tok/s: 2 s hold 700 tokens for the task, after a cached task-independent part."""
+    small = choose_pack_budget(window_tokens=QWEN_WINDOW, window_share=0.4, tokens_per_second=44.0,
+                               first_step_seconds=20, next_step_seconds=2, fixed_tokens=FIXED, fixed_cached=True,
+                               other_tokens=60)
+    assert small.task_tokens == 0 and small.stable_tokens == small.tokens == 820  # 88 - 60 < MIN_TASK_PART
+    first = choose_pack_budget(window_tokens=K26_WINDOW, window_share=0.4, tokens_per_second=380.0,
+                               first_step_seconds=20, next_step_seconds=2, fixed_tokens=FIXED, fixed_cached=True,
+                               other_tokens=60)
+    assert (first.tokens, first.task_tokens, first.stable_tokens) == (7540, 700, 6840)
+    assert first.prefill_seconds() == 20.0 and "700 for this task (2 s)" in first.why
+    warm = choose_pack_budget(window_tokens=K26_WINDOW, window_share=0.4, tokens_per_second=380.0,
+                              first_step_seconds=20, next_step_seconds=2, fixed_tokens=FIXED, fixed_cached=True,
+                              other_tokens=60, restored_tokens=first.stable_tokens)
+    assert warm.tokens == first.tokens and warm.prefill_seconds() == 2.0  # the next run, another task

@@ -121,8 +121,11 @@ def test_the_prepared_fixed_part_is_saved_once_and_then_reported_cached(tiny_lla
     model.close()
     again = new_model(tiny_llama_moe, cache)
     assert again.prepare_prefix([FIXED], TOOLS, label="/repo").cached
-    assert again.cached_prefix_tokens("/repo") == head_end - fixed_end > 0  # the repository part
-    assert again.cached_prefix_tokens("/elsewhere") == 0
+    assert again.cached_prefix("/repo") == {"tokens": head_end - fixed_end}  # the repository part
+    assert again.cached_prefix("/elsewhere") is None
+    again.note_prefix(stable_budget=800)  # kept with the entries it writes from now on
+    step(again, [FIXED, {"role": "system", "content": REPO["content"] + "more\n"}, task("Fix add_3.")])
+    assert again.cached_prefix("/repo")["stable_budget"] == 800
     again.close()
 
 
