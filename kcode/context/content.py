@@ -24,13 +24,13 @@ from kcode.context.rank import Ranking
 
 __all__ = ["Content", "choose_content", "CONTENT_SHARE", "WHOLE_SHARE", "MIN_ROOM", "CANDIDATES"]
 
-CONTENT_SHARE = 0.7  # in "auto", the share of the budget offered to whole files and excerpts
-WHOLE_SHARE = 0.4  # a file is shown whole when that costs at most this share of the room left
+CONTENT_SHARE = 0.8  # in "auto", the share of the budget offered to whole files and excerpts
+WHOLE_SHARE = 0.6  # a file is shown whole when that costs at most this share of the room left
 UNIT_SHARE = 0.5  # nor a definition more than this share (except the very first unit)
 MIN_ROOM = 100  # tokens: less room left than this ends the choice
 CANDIDATES = 20  # files that take part, from the top of the ranking
 MAX_DEFINITIONS = 12  # definitions tried per file
-FILE_DECAY, DEFINITION_DECAY = 1.0, 1.0  # a unit's worth: rank ** -FILE_DECAY * k ** -DEFINITION_DECAY
+FILE_DECAY, DEFINITION_DECAY = 1.5, 0.6  # a unit's worth: rank ** -FILE_DECAY * k ** -DEFINITION_DECAY
 
 
 @dataclass
@@ -96,7 +96,9 @@ def choose_content(
             if not indexed.tags.definitions:
                 continue
             lines_of[path] = _lines(text_of(path))
-            orders[path] = definition_order(indexed, ranking.file_definition_scores(path).tolist(), named, seeds.words)
+            orders[path] = definition_order(
+                indexed, lines_of[path], ranking.file_definition_scores(path).tolist(), named, seeds.words
+            )
             picked[path] = []
         order = orders[path]
         if k > min(len(order), MAX_DEFINITIONS):

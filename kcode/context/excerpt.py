@@ -3,8 +3,9 @@
 When a top-ranked file does not fit the pack whole, the pack shows the full source of its
 best definitions instead: those the task names first, then by a fusion of two orders, the
 reference graph's (how much of the walk flows into each definition) and a lexical one
-(BM25 of the task's words against each definition's own words: its name, twice, and the
-names referenced on its lines outside nested definitions). Each comes with the header lines
+(BM25 of the task's words against each definition's own words: its name, twice, its
+scopes' header lines, and every word of its lines outside nested definitions, strings and
+comments included). Each comes with the header lines
 of its enclosing scopes (``class Foo(Base):``) and, room permitting, the file's top-level
 imports. The text is the file's own lines, unchanged, in chunks that each open with a
 ``⋮ lines a-b`` marker, so the model knows where they sit and can quote them to the edit
@@ -26,7 +27,8 @@ __all__ = ["Excerpt", "definition_order", "build_excerpt", "render_excerpt", "fo
 MARK = "⋮"
 _GAP_FILL = 2  # ranges this few lines apart are joined (the lines cost less than a marker)
 _FUSION_K = 10.0  # reciprocal rank fusion within one file (tens of definitions, not thousands)
-_NAMED_WEIGHT = 3.0  # a definition the task names (a name only one file defines) leads its file
+GRAPH_WEIGHT = 0.2  # the graph's order counts this much against the lexical one
+_NAMED_WEIGHT = 1.0  # a definition the task names (a name only one file defines) leads its file
 IMPORT_SHARE = 0.25  # imports are shown when they take at most this share of an excerpt's room
 
 
@@ -56,35 +58,40 @@ def render_excerpt(path: str, lines: Sequence[str], ranges: Sequence[tuple[int, 
     return "".join(parts)
 
 
-def _own_words(indexed: IndexedFile) -> list[Counter[str]]:
-    """Per definition: its name's words (×2) and those of the names referenced on its lines
-    that no nested definition holds."""
+def _own_words(indexed: IndexedFile, lines: Sequence[str]) -> list[Counter[str]]:
+    """Per definition: its name's words (×2), those of its enclosing scopes' header lines,
+    and every word on its own lines (code, strings, comments) that no nested definition
+    holds."""
     tags = indexed.tags
     defs = tags.definitions
     words: list[Counter[str]] = [Counter() for _ in defs]
-    for i, d in enumerate(defs):
-        for word in subwords(d.name):
-            words[i][word] += 2
     if not defs:
         return words
     # The innermost definition holding each line: definitions are sorted by line, and a
     # later-starting one that holds the line is nested in the earlier ones.
-    owner = [-1] * (tags.lines + 2)
+    total = len(lines)
+    owner = [-1] * (total + 1)
     for i, d in enumerate(defs):
-        for line in range(max(d.start, 1), min(d.end, tags.lines) + 1):
+        for line in range(max(d.start, 1), min(d.end, total) + 1):
             owner[line] = i
-    split: dict[str, list[str]] = {}
-    for name, line in tags.references:
-        i = owner[line] if 0 < line < len(owner) else -1
-        if i >= 0:
-            parts = split.get(name)
-            if parts is None:
-                parts = split[name] = subwords(name)
-            words[i].update(parts)
+    own: list[list[str]] = [[] for _ in defs]
+    for line in range(1, total + 1):
+        if owner[line] >= 0:
+            own[owner[line]].append(lines[line - 1])
+    for i, d in enumerate(defs):
+        counter = words[i]
+        counter.update(subwords("\n".join(own[i])))
+        for word in subwords(d.name):
+            counter[word] += 2
+        for s in d.scopes:
+            counter.update(subwords(tags.headers[s][1].split("\n", 1)[0]))
     return words
 
 
-def definition_order(indexed: IndexedFile, graph_scores: Sequence[float], named: Mapping[str, float], task_words: Sequence[str]) -> list[int]:
+def definition_order(
+    indexed: IndexedFile, lines: Sequence[str], graph_scores: Sequence[float], named: Mapping[str, float],
+    task_words: Sequence[str],
+) -> list[int]:
     """The file's definitions, best first, by reciprocal rank fusion of the graph's order,
     the lexical one, and the names the task mentions (``named``: weight per name, already
     lowered for names many files define); ties by position in the file."""
@@ -92,7 +99,7 @@ def definition_order(indexed: IndexedFile, graph_scores: Sequence[float], named:
     n = len(defs)
     if n == 0:
         return []
-    words = _own_words(indexed)
+    words = _own_words(indexed, lines)
     query = set(task_words)
     lexical = [0.0] * n
     if query:
@@ -109,11 +116,11 @@ def definition_order(indexed: IndexedFile, graph_scores: Sequence[float], named:
                     score += idf * tf * (BM25_K1 + 1.0) / (tf + norm)
             lexical[i] = round(score, 9)
     fused = [0.0] * n
-    for scores, everyone in ((graph_scores, True), (lexical, False)):
+    for scores, everyone, weight in ((graph_scores, True, GRAPH_WEIGHT), (lexical, False, 1.0)):
         order = sorted(range(n), key=lambda i: (-scores[i], i))
         for position, i in enumerate(order, 1):
             if everyone or scores[i] > 0:
-                fused[i] += 1.0 / (_FUSION_K + position)
+                fused[i] += weight / (_FUSION_K + position)
     for i, d in enumerate(defs):  # a name the task mentions: a third order, led by the rarest names
         fused[i] += _NAMED_WEIGHT * named.get(d.name, 0.0) / (_FUSION_K + 1.0)
     return sorted(range(n), key=lambda i: (-round(fused[i], 12), i))

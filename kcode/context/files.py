@@ -46,6 +46,13 @@ _ABOUT_FILE = re.compile(
 )
 _GENERATED_SUFFIXES = ("_pb2.py", "_pb2_grpc.py", "_pb2.pyi", ".pb.go", ".pb.cc", ".pb.h", ".generated.ts",
                        ".g.dart", ".designer.cs")  # fmt: skip
+# A copy of a web library shipped as a static file: a version in its name (jquery-3.6.0.js,
+# underscore-1.13.1.js) or a well-known library's name.
+_BUNDLED_LIBRARY = re.compile(
+    r"(?i)(?:.+[-_.]v?\d+\.\d+(?:\.\d+)*(?:[-.]\w+)?|(?:jquery|underscore|lodash|backbone|bootstrap|d3|"
+    r"require|modernizr|popper|moment|react|react-dom|vue|angular)(?:[-.](?:v?\d[\w.]*|slim|bundle|umd|esm))?)"
+    r"\.(?:js|mjs|css)"
+)
 _MINIFIED_SUFFIXES = (".min.js", ".min.css", ".min.mjs", "-min.js", ".bundle.js")
 _BINARY_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".ico", ".icns", ".webp", ".tif", ".tiff", ".psd",
@@ -169,7 +176,7 @@ def skip_reason_for_path(path: str, size: int) -> str | None:
     """Why a file is left out judging by its path and size alone, or None."""
     parts = path.split("/")
     name = parts[-1]
-    if any(part in _VENDOR_DIRS for part in parts[:-1]):
+    if any(part in _VENDOR_DIRS for part in parts[:-1]) or _BUNDLED_LIBRARY.fullmatch(name):
         return "vendored"
     reason = _generated_path(parts)
     if reason is not None:

@@ -51,6 +51,8 @@ DAMPING = 0.85
 FUSION_K = 60.0  # reciprocal rank fusion: 1 / (K + position)
 BM25_K1, BM25_B = 1.2, 0.75
 _DEF_WEIGHT, _PATH_WEIGHT = 2.0, 3.0  # a defined name's words count twice, a path's three times
+PLAIN_WORD_WEIGHT = 0.25  # seed weight of a task word that names a definition but is not written as code
+TITLE_WEIGHT = 1.0  # extra weight of the task's first line's words in the lexical ranking
 
 
 def subwords(text: str) -> list[str]:
@@ -71,6 +73,7 @@ class Seeds:
     paths: dict[str, float] = field(default_factory=dict)  # repo path -> weight
     focus: frozenset[str] = frozenset()  # read or edited by the agent
     words: tuple[str, ...] = ()  # the task's words, for the lexical ranking (subwords())
+    word_weights: dict[str, float] = field(default_factory=dict)  # extra weight of some words (default 1)
 
 
 class PathIndex:
@@ -117,6 +120,9 @@ def seeds_from_task(
 ) -> Seeds:
     """Seeds from the task text; ``defined`` maps each defined name to its number of definers."""
     seeds = Seeds(focus=frozenset(f for f in focus_files if f in files), words=tuple(sorted(set(subwords(task)))))
+    if TITLE_WEIGHT != 0:
+        title = task.strip().split("\n", 1)[0] if task.strip() else ""
+        seeds.word_weights = {w: 1.0 + TITLE_WEIGHT for w in set(subwords(title))}
     code_words: set[str] = set()
     for span in _CODE_CONTEXT.findall(task):
         code_words.update(_IDENT.findall(span))
@@ -127,7 +133,7 @@ def seeds_from_task(
         if not count or len(word) < 3:
             continue
         codeish = word in code_words or "_" in word or any(c.isupper() for c in word[1:]) or any(c.isdigit() for c in word)
-        seeds.identifiers[word] = 1.0 if codeish else 0.25
+        seeds.identifiers[word] = 1.0 if codeish else PLAIN_WORD_WEIGHT
     paths = seeds.paths
     for path in paths_index.match(_PATHISH.findall(task)):
         paths[path] = paths.get(path, 0.0) + 4.0
@@ -135,10 +141,11 @@ def seeds_from_task(
         paths[path] = paths.get(path, 0.0) + 4.0
     for path in seeds.focus:
         paths[path] = paths.get(path, 0.0) + 2.0
-    # A word naming a module (``autodetector`` for autodetector.py) seeds that module weakly.
+    # A word naming a module (``autodetector`` for autodetector.py) seeds that module weakly
+    # (code only: "images" names a module, not every images.txt of the test fixtures).
     words = {w.lower() for w in _IDENT.findall(task) if len(w) >= 4}
     for stem in sorted(words):
-        hits = paths_index.by_stem.get(stem, ())
+        hits = [p for p in paths_index.by_stem.get(stem, ()) if files[p].language is not None]
         for path in hits:
             paths[path] = paths.get(path, 0.0) + 1.0 / len(hits)
     return seeds
@@ -367,9 +374,9 @@ class Ranker:
         # Rounding makes the order immune to last-bit differences between machines.
         rank = np.round(rank / rank.sum(), 12)
         to_ident = np.bincount(ref_ident, rank[ref_file] * share, minlength=n_ident) * split
-        return self._result(graph, self._fuse(graph, rank, seeds.words, restart), to_ident, seeds)
+        return self._result(graph, self._fuse(graph, rank, seeds, restart), to_ident, seeds)
 
-    def _lexical(self, graph: _Graph, words: Sequence[str]) -> np.ndarray:
+    def _lexical(self, graph: _Graph, words: Sequence[str], word_weights: Mapping[str, float] | None = None) -> np.ndarray:
         """BM25 of ``words`` against each file's words (0 for files sharing none).
 
         A file's words are the subwords of the names it references (each as often as it is
@@ -408,17 +415,21 @@ class Ranker:
         idf = np.log(1.0 + (n_files - df + 0.5) / (df + 0.5))
         average = graph.doc_length.mean() or 1.0
         norm = (BM25_K1 * (1.0 - BM25_B + BM25_B * graph.doc_length / average))[:, None]
+        if word_weights:
+            by_id = {self._words[w]: word_weights.get(w, 1.0) for w in words if w in self._words}
+            idf = idf * np.array([by_id[word] for word in wanted])
         score = (idf * tf * (BM25_K1 + 1.0) / (tf + norm)).sum(axis=1)
         return np.round(score, 9)
 
-    def _fuse(self, graph: _Graph, rank: np.ndarray, words: Sequence[str], restart: np.ndarray) -> np.ndarray:
+    def _fuse(self, graph: _Graph, rank: np.ndarray, seeds: Seeds, restart: np.ndarray) -> np.ndarray:
         """Reciprocal rank fusion of three orders: the walk's, the lexical one, and the seeds'
         (files the task names, or that define what it names, by seed weight). A file absent
         from an order (no word in common, not a seed) gets nothing from it."""
         n_files = len(graph.paths)
         fused = np.zeros(n_files)
         seeded = np.round(restart - restart.min(), 12)
-        for score, everyone in ((rank, True), (self._lexical(graph, words), False), (seeded, False)):
+        lexical = self._lexical(graph, seeds.words, seeds.word_weights)
+        for score, everyone in ((rank, True), (lexical, False), (seeded, False)):
             present = np.ones(n_files, dtype=bool) if everyone else score > 0
             if not present.any():
                 continue
