@@ -215,10 +215,7 @@ def bench_ttft(model_path: Path, repo: Path, baseline_run: bool) -> dict:
     _first_token_run(_scratch_repo(work), "Say hello.", model_path)  # another repository: the fixed part cached
     results["first"] = _first_token_run(clone, TASKS[0], model_path)
     results["next"] = _first_token_run(clone, TASKS[1], model_path)
-    target = _changed_file(clone)
-    with (clone / target).open("a", encoding="utf-8") as handle:
-        handle.write("\n\ndef _bench_helper(value):\n    return value\n")
-    _git(clone, "commit", "-qam", f"touch {target}")
+    target = _change_one_file(clone, results["next"]["budget"] or 900)
     # the same task as the run before, so that the commit is the only change
     results["commit"] = {**_first_token_run(clone, TASKS[1], model_path), "changed_file": target}
     results["commit_other_task"] = _first_token_run(clone, TASKS[2], model_path)
@@ -240,16 +237,21 @@ def bench_ttft(model_path: Path, repo: Path, baseline_run: bool) -> dict:
     return results
 
 
-def _changed_file(clone: Path) -> str:
-    """A file of the pack: the one the pack shows first (the worst place for a change if the
-    pack were not ordered least-changed-first)."""
+def _change_one_file(clone: Path, budget: int) -> str:
+    """Edit the file the task-independent pack shows first (near its top, so every line number
+    after it moves) and commit it: the worst place for a change, were the pack not ordered
+    least-changed-first."""
     import re
 
     from kcode.context import build_pack
 
-    pack = build_pack(clone, task=TASKS[2], count_tokens=lambda text: (len(text) + 3) // 4, budget=900)
-    shown = re.findall(r'<file path="([^"]+)"', pack.text) or re.findall(r"^(\S+\.py):?$", pack.text, re.M)
-    return shown[0] if shown else "src/jinja2/utils.py"
+    pack = build_pack(clone, task="", count_tokens=lambda text: (len(text) + 3) // 4, budget=budget)
+    shown = re.findall(r'<file path="([^"]+)"', pack.text) or ["src/jinja2/utils.py"]
+    target = clone / shown[0]
+    lines = target.read_text(encoding="utf-8").splitlines(keepends=True)
+    target.write_text("".join(lines[:1] + ["# edited by the benchmark\n"] + lines[1:]), encoding="utf-8")
+    _git(clone, "commit", "-qam", f"edit {shown[0]}")
+    return shown[0]
 
 
 # --- Kimi K2.6 arithmetic -------------------------------------------------------------------

@@ -127,11 +127,12 @@ def _repo_pack(config: Config, model: ChatModel, root: Path, task: str, bus: Eve
     if budget.tokens <= 0:
         return "", ""
     common = dict(count_tokens=model.count_tokens, mode=config.pack, tokenizer=model.name)
-    if budget.task_tokens:
-        packs = [build_pack(root, task="", budget=budget.stable_tokens, **common),
-                 build_pack(root, task=task, budget=budget.task_tokens, focus_files=focus, failing_files=failing, **common)]
-    else:
+    if budget.reason == "flag" or budget.tokens_per_second is None:  # one task-aware pack, as asked or as before
         packs = [build_pack(root, task=task, budget=budget.tokens, focus_files=focus, failing_files=failing, **common)]
+    else:  # task-independent (cached, shared by every task), then this task's part if the time allows one
+        packs = [build_pack(root, task="", budget=budget.stable_tokens, **common)]
+        if budget.task_tokens:
+            packs.append(build_pack(root, task=task, budget=budget.task_tokens, focus_files=focus, failing_files=failing, **common))
     stats = [pack.stats for pack in packs]
     tokens = sum(part.get("tokens", 0) for part in stats)
     bus.emit(
@@ -154,7 +155,9 @@ def _repo_pack(config: Config, model: ChatModel, root: Path, task: str, bus: Eve
             prefill_settings=plan.settings,
         )
     )
-    return (packs[0].text, packs[1].text) if len(packs) == 2 else ("", packs[0].text)
+    if budget.reason == "flag" or budget.tokens_per_second is None:
+        return "", packs[0].text
+    return packs[0].text, packs[1].text if len(packs) == 2 else ""
 
 
 def _system_prompt(config: Config, model: ChatModel, workspace: Workspace, repo_name: str, task: str, agents_cwd: Path, bus: EventBus, focus: list[str] = (), failing: list[str] = ()) -> str:
