@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from kcode.context.excerpt import Excerpt, build_excerpt, definition_order
 from kcode.context.index import IndexedFile
+from kcode.context.layout import quantize
 from kcode.context.rank import Ranking
 
 __all__ = ["Content", "choose_content", "CONTENT_SHARE", "WHOLE_SHARE", "MIN_ROOM", "CANDIDATES"]
@@ -91,7 +92,7 @@ def choose_content(
                 block = render_whole(path)
                 content.whole.append(path)
                 content.blocks[path] = block
-                left -= tokens(block)
+                left -= quantize(tokens(block))
                 continue
             if not indexed.tags.definitions:
                 continue
@@ -115,7 +116,8 @@ def choose_content(
         picked[path] = trial
         content.excerpts[path] = excerpt
         content.blocks[path] = excerpt.text
-        left -= tokens(excerpt.text) - tokens(old)
+        # Costs in coarse steps: a file that grows a little rarely changes what later ones get.
+        left -= quantize(tokens(excerpt.text)) - (quantize(tokens(old)) if old else 0.0)
     for path, excerpt in content.excerpts.items():
         content.hidden[path] = {
             j for j, d in enumerate(files[path].tags.definitions)

@@ -21,6 +21,7 @@ import numpy as np
 from kcode.context.content import CONTENT_SHARE, MIN_ROOM, Content, choose_content
 from kcode.context.excerpt import Excerpt, format_ranges
 from kcode.context.history import NEWEST, commit_times, read_head
+from kcode.context.layout import CORE_CHARS_PER_TOKEN, render_sequence, render_tail
 from kcode.context.index import RefreshStats, RepoIndex
 from kcode.context.rank import PathIndex, Ranker, Ranking, seeds_from_task
 from kcode.context.render import MapCost, render_file, render_map
@@ -301,11 +302,10 @@ class Packer:
             for path, hidden in content.hidden.items():
                 keep &= ~((unit_file == position[path]) & np.isin(unit_index, sorted(hidden)))
             score, unit_file, unit_index = score[keep], unit_file[keep], unit_index[keep]
-        prefix = "".join(content.blocks[p] for p in sorted(content.blocks, key=key))
         # Only as many units as could fit are costed (estimates are per character): 1.5 times
         # the budget's estimated length, more only if all of those fit and room is left.
         limit_chars = int(4 * budget * _MAP_SLACK / max(fitter.ratio, 0.25)) + 1
-        base = len(prefix)
+        base = sum(len(block) for block in content.blocks.values())
         ordered: list[tuple[str, int]] = []
         chars = [base]
         cost = MapCost(files)
@@ -321,21 +321,41 @@ class Packer:
                     return True
             return False
 
-        def render(n: int) -> str:
+        def selection(units: list[tuple[str, int]]) -> dict[str, set[int]]:
             selected: dict[str, set[int]] = {}
-            for path, j in ordered[:n]:
+            for path, j in units:
                 chosen = selected.setdefault(path, set())
                 if j >= 0:
                     chosen.add(j)
-            return prefix + render_map(files, selected)
+            return selected
 
+        # The core of the map: the units that fit a conservative share of the room left by
+        # the content's coarse cost (stable under small edits); the tail fills the rest.
+        core_chars = max(0.0, budget - content.tokens) * CORE_CHARS_PER_TOKEN * FILL
         left = cost_until(limit_chars)
-        while True:
-            n, text, tokens = fitter.fit(chars, render)
-            if not left or n < len(ordered) or tokens >= FILL * budget:
-                break
+        while left and chars[-1] - base <= core_chars:
             limit_chars *= 2
             left = cost_until(limit_chars)
+        core = 0
+        while core < len(ordered) and chars[core + 1] - base <= core_chars:
+            core += 1
+        for _ in range(2):
+            sequence = render_sequence(files, content.blocks, selection(ordered[:core]), key)
+
+            def render(m: int, sequence: str = sequence, core: int = core) -> str:
+                return sequence + render_tail(files, selection(ordered[core : core + m]))
+
+            while True:
+                tail_chars = [len(sequence) + c - chars[core] for c in chars[core:]]
+                m, text, tokens = fitter.fit(tail_chars, render)
+                if not left or core + m < len(ordered) or tokens >= FILL * budget:
+                    break
+                limit_chars *= 2
+                left = cost_until(limit_chars)
+            if tokens <= budget or core == 0:
+                break
+            core = 0  # the core alone is over the budget (a tokenizer far denser than the guess)
+        n = core + m
         mapped = sorted({path for path, _ in ordered[:n]} - set(content.whole))
         return text, mapped, tokens
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from kcode.context.index import IndexedFile
 
-__all__ = ["render_file", "render_map", "map_unit_chars", "MapCost", "GAP"]
+__all__ = ["render_file", "render_map", "render_file_map", "map_unit_chars", "MapCost", "GAP"]
 
 GAP = "⋮"
 
@@ -41,6 +41,12 @@ def _file_map(indexed: IndexedFile, definitions: Iterable[int]) -> str:
     return "\n".join(out) + "\n"
 
 
+def render_file_map(indexed: IndexedFile, chosen: Iterable[int]) -> str:
+    """One file's map entry: its chosen definitions in their scopes, or its path alone."""
+    chosen = list(chosen)
+    return _file_map(indexed, chosen) if chosen else f"{indexed.path}\n"
+
+
 def render_map(files: dict[str, IndexedFile], selected: dict[str, set[int]]) -> str:
     """The map of the ``selected`` files: each with the chosen definitions, or its path alone."""
     if not selected:
@@ -48,7 +54,7 @@ def render_map(files: dict[str, IndexedFile], selected: dict[str, set[int]]) -> 
     parts = ["<repo_map>\n"]
     for path in sorted(selected):
         chosen = selected[path]
-        parts.append(_file_map(files[path], chosen) if chosen else f"{path}\n")
+        parts.append(render_file_map(files[path], chosen))
     parts.append("</repo_map>\n")
     return "".join(parts)
 
