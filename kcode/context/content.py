@@ -18,7 +18,7 @@ import heapq
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from kcode.context.excerpt import Excerpt, build_excerpt, definition_order
+from kcode.context.excerpt import Excerpt, ExcerptCost, build_excerpt, definition_order, own_words
 from kcode.context.index import IndexedFile
 from kcode.context.layout import quantize
 from kcode.context.rank import Ranking
@@ -62,13 +62,16 @@ def choose_content(
     render_whole: Callable[[str], str],
     estimate: Callable[[int], float],
     definers: Mapping[str, int] | None = None,
+    file_cache: dict[str, tuple] | None = None,
 ) -> Content:
     """Whole files and excerpts of the best-ranked files within ``allowance`` tokens.
 
     ``ratio``: exact tokens per estimated token so far; ``estimate(chars)``: estimated
     tokens of that many characters; ``text_of(path)``: the file's text; ``render_whole``:
     its whole-file block; ``definers``: how many files define each name (a name the task
-    mentions counts for less the more files define it)."""
+    mentions counts for less the more files define it); ``file_cache``: what this computes
+    per file content (its lines, definition words, cost table), kept by the caller between
+    packs (path -> (tags, lines, words, cost))."""
     content = Content()
     left = float(allowance)
     seeds = ranking.seeds
@@ -79,6 +82,7 @@ def choose_content(
     orders: dict[str, list[int]] = {}
     picked: dict[str, list[int]] = {}
     lines_of: dict[str, list[str]] = {}
+    costs: dict[str, ExcerptCost] = {}
     # (-(worth), rank, k): k is the 1-based position in the file's definition order.
     heap = [(-_worth(r, 1), r, 1) for r in range(1, min(CANDIDATES, len(ranking.files)) + 1)]
     heapq.heapify(heap)
@@ -96,9 +100,15 @@ def choose_content(
                 continue
             if not indexed.tags.definitions:
                 continue
-            lines_of[path] = _lines(text_of(path))
+            cached = file_cache.get(path) if file_cache is not None else None
+            if cached is None or cached[0] is not indexed.tags:
+                lines = _lines(text_of(path))
+                cached = (indexed.tags, lines, own_words(indexed, lines), ExcerptCost(path, lines))
+                if file_cache is not None:
+                    file_cache[path] = cached
+            lines_of[path], costs[path] = cached[1], cached[3]
             orders[path] = definition_order(
-                indexed, lines_of[path], ranking.file_definition_scores(path).tolist(), named, seeds.words
+                indexed, cached[1], ranking.file_definition_scores(path).tolist(), named, seeds.words, cached[2]
             )
             picked[path] = []
         order = orders[path]
@@ -108,7 +118,9 @@ def choose_content(
             heapq.heappush(heap, (-_worth(r, k + 1), r, k + 1))
         old = content.blocks.get(path, "")
         trial = picked[path] + [order[k - 1]]
-        excerpt = build_excerpt(indexed, lines_of[path], trial, left + tokens(old), chars_per_token=chars_per_token)
+        excerpt = build_excerpt(
+            indexed, lines_of[path], trial, left + tokens(old), chars_per_token=chars_per_token, cost=costs[path]
+        )
         if excerpt is None or len(excerpt.definitions) < len(_distinct(indexed, trial)):
             continue  # the definition does not fit
         if content.blocks and tokens(excerpt.text) - tokens(old) > UNIT_SHARE * left:

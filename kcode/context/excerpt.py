@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from kcode.context.index import IndexedFile
 from kcode.context.rank import BM25_B, BM25_K1, subwords
 
-__all__ = ["Excerpt", "definition_order", "build_excerpt", "render_excerpt", "format_ranges"]
+__all__ = ["Excerpt", "ExcerptCost", "definition_order", "own_words", "build_excerpt", "render_excerpt", "format_ranges"]
 
 MARK = "⋮"
 _GAP_FILL = 2  # ranges this few lines apart are joined (the lines cost less than a marker)
@@ -58,7 +58,7 @@ def render_excerpt(path: str, lines: Sequence[str], ranges: Sequence[tuple[int, 
     return "".join(parts)
 
 
-def _own_words(indexed: IndexedFile, lines: Sequence[str]) -> list[Counter[str]]:
+def own_words(indexed: IndexedFile, lines: Sequence[str]) -> list[Counter[str]]:
     """Per definition: its name's words (×2), those of its enclosing scopes' header lines,
     and every word on its own lines (code, strings, comments) that no nested definition
     holds."""
@@ -90,7 +90,7 @@ def _own_words(indexed: IndexedFile, lines: Sequence[str]) -> list[Counter[str]]
 
 def definition_order(
     indexed: IndexedFile, lines: Sequence[str], graph_scores: Sequence[float], named: Mapping[str, float],
-    task_words: Sequence[str],
+    task_words: Sequence[str], words: list[Counter[str]] | None = None,
 ) -> list[int]:
     """The file's definitions, best first, by reciprocal rank fusion of the graph's order,
     the lexical one, and the names the task mentions (``named``: weight per name, already
@@ -99,7 +99,8 @@ def definition_order(
     n = len(defs)
     if n == 0:
         return []
-    words = _own_words(indexed, lines)
+    if words is None:
+        words = own_words(indexed, lines)
     query = set(task_words)
     lexical = [0.0] * n
     if query:
@@ -136,7 +137,7 @@ def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return merged
 
 
-class _Cost:
+class ExcerptCost:
     """Characters of an excerpt's rendering for a set of ranges (header, markers, lines)."""
 
     def __init__(self, path: str, lines: Sequence[str]) -> None:
@@ -151,14 +152,15 @@ class _Cost:
 
 def build_excerpt(
     indexed: IndexedFile, lines: Sequence[str], order: Sequence[int], room: float, *, chars_per_token: float,
-    max_definitions: int | None = None,
+    max_definitions: int | None = None, cost: ExcerptCost | None = None,
 ) -> Excerpt | None:
     """The definitions of ``order`` (best first) that fit ``room`` tokens together, each with
     its scopes' header lines, plus the imports if they fit beside the first; None if not even
-    the best definition that fits alone does. ``chars_per_token``: the caller's estimate."""
+    the best definition that fits alone does. ``chars_per_token``: the caller's estimate;
+    ``cost``: the file's :class:`ExcerptCost`, if the caller keeps one."""
     tags = indexed.tags
     total = len(lines)
-    cost = _Cost(indexed.path, lines)
+    cost = cost or ExcerptCost(indexed.path, lines)
     limit = room * chars_per_token
     chosen: list[int] = []
     spans: list[tuple[int, int]] = []

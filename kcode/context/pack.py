@@ -123,6 +123,7 @@ class Packer:
         self.lock = threading.Lock()
         self._paths: tuple[int, PathIndex] | None = None  # per set of indexed paths
         self._times: tuple[str, dict[str, int]] | None = None  # HEAD and each path's last commit time
+        self._file_cache: dict[str, tuple] = {}  # per excerpted file content (see choose_content)
 
     def refresh(self, changed: Sequence[str | Path] | None = None) -> RefreshStats:
         """Update the index: every file, or only ``changed`` ones (see :meth:`RepoIndex.refresh`)."""
@@ -236,8 +237,12 @@ class Packer:
         # auto: the best files whole or as excerpts within a share of the budget, the map in the rest.
         allowance = budget * CONTENT_SHARE
         definers = self.ranker.definers(files, self.index.version)
+        if len(self._file_cache) > 512:
+            self._file_cache.clear()
         for _ in range(4):
-            content = choose_content(ranking, files, allowance, fitter.ratio, text_of, whole_of, _estimate, definers)
+            content = choose_content(
+                ranking, files, allowance, fitter.ratio, text_of, whole_of, _estimate, definers, self._file_cache
+            )
             text, mapped, tokens = self._fit_map(ranking, content, budget, fitter, key)
             if tokens > budget and content.blocks:  # the estimates were low: learn, shrink, retry
                 fitter.ratio = max(tokens / max(_estimate(len(text)), 1.0), fitter.ratio)
