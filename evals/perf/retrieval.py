@@ -33,9 +33,11 @@ BM25 (SWE-bench's retrieval baseline) ranks the same files by BM25 over their fu
 and packs whole files, best first, while they fit.
 
 **stability**: the pack is a prompt prefix whose KV state is cached. In a git repository,
-for each of the last ``--commits`` commits that changed exactly one indexed file, pack at
+for each of the last ``--commits`` commits that changed exactly one ``.py`` file, pack at
 its parent and at the commit (same task) and report the share of the pack text's prefix
-that is byte-identical before and after.
+that is byte-identical before and after. ``--edit-first-shown`` instead edits the first
+file the pack shows (what ``first_step.py`` does: the worst case for a prefix) in a clone,
+commits, and packs again.
 """
 
 from __future__ import annotations
@@ -270,9 +272,36 @@ def common_prefix(a: str, b: str) -> int:
     return lo
 
 
+def run_edit_first(args, count, tokenizer: str) -> dict:
+    """What first_step.py does: edit the first file the pack shows (a line near its top) in
+    a clone, commit, and pack again with the same task."""
+    from kcode.context.pack import Packer
+
+    work = Path(tempfile.mkdtemp()) / "clone"
+    subprocess.run(["git", "clone", "-q", str(args.repo.resolve()), str(work)], check=True)
+    cache_path = work.parent / "tags.sqlite"
+    rows = {}
+    for budget in args.budgets:
+        subprocess.run(["git", "-C", str(work), "reset", "-q", "--hard", "origin/HEAD"], check=True)
+        before = Packer(work, cache_path=cache_path).pack(task=args.task, count_tokens=count, budget=budget).text
+        shown = re.findall(r'<file path="([^"]+)"', before)
+        if not shown:
+            continue
+        target = work / shown[0]
+        lines = target.read_text(encoding="utf-8").splitlines(keepends=True)
+        target.write_text("".join(lines[:1] + ["# edited by the benchmark\n"] + lines[1:]), encoding="utf-8")
+        subprocess.run(["git", "-C", str(work), "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qam", "edit"], check=True)
+        after = Packer(work, cache_path=cache_path).pack(task=args.task, count_tokens=count, budget=budget).text
+        rows[str(budget)] = {"file": shown[0], "prefix_unchanged": round(common_prefix(before, after) / max(len(before), 1), 3),
+                             "first_block_at": round(before.index("<file path=") / len(before), 3)}  # fmt: skip
+    return {"edit_first_shown": rows}
+
+
 def run_stability(args, count, tokenizer: str) -> dict:
     from kcode.context.pack import Packer
 
+    if args.edit_first_shown:
+        return run_edit_first(args, count, tokenizer)
     repo = args.repo.resolve()
     log = subprocess.run(["git", "-C", str(repo), "log", "--format=%H", "--no-merges", "-n", "400", "--", "*.py"],
                          capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
@@ -328,6 +357,7 @@ def main() -> None:
     stab.add_argument("repo", type=Path)
     stab.add_argument("--task", default="")
     stab.add_argument("--commits", type=int, default=8)
+    stab.add_argument("--edit-first-shown", action="store_true", help="edit and commit the first file the pack shows")
     args = parser.parse_args()
     count, tokenizer = token_counter(args.tokenizer)
     import kcode

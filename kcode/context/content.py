@@ -23,9 +23,13 @@ from kcode.context.index import IndexedFile
 from kcode.context.layout import quantize
 from kcode.context.rank import Ranking
 
-__all__ = ["Content", "choose_content", "CONTENT_SHARE", "WHOLE_SHARE", "MIN_ROOM", "CANDIDATES"]
+__all__ = ["Content", "choose_content", "CONTENT_SHARE", "NO_TASK_CONTENT_SHARE", "WHOLE_SHARE", "MIN_ROOM", "CANDIDATES"]
 
 CONTENT_SHARE = 0.8  # in "auto", the share of the budget offered to whole files and excerpts
+# Without a task nothing says which bodies matter: the map's outline of the whole repository
+# gets most of the budget (and, coming first, is most of a cached prefix that a commit to a
+# shown file leaves intact).
+NO_TASK_CONTENT_SHARE = 0.25
 WHOLE_SHARE = 0.6  # a file is shown whole when that costs at most this share of the room left
 UNIT_SHARE = 0.5  # nor a definition more than this share (except the very first unit)
 MIN_ROOM = 100  # tokens: less room left than this ends the choice

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from kcode.context.content import CONTENT_SHARE, MIN_ROOM, Content, choose_content
+from kcode.context.content import CONTENT_SHARE, MIN_ROOM, NO_TASK_CONTENT_SHARE, Content, choose_content
 from kcode.context.excerpt import Excerpt, format_ranges
 from kcode.context.history import NEWEST, commit_times, read_head
 from kcode.context.layout import CORE_CHARS_PER_TOKEN, render_sequence, render_tail
@@ -235,7 +235,9 @@ class Packer:
             text, mapped, _ = self._fit_map(ranking, Content(), budget, fitter, key)
             return _Result(text, fitter, mapped=mapped, mode_used="map")
         # auto: the best files whole or as excerpts within a share of the budget, the map in the rest.
-        allowance = budget * CONTENT_SHARE
+        seeds = ranking.seeds
+        task_known = bool(seeds.words or seeds.identifiers or seeds.paths or seeds.focus)
+        allowance = budget * (CONTENT_SHARE if task_known else NO_TASK_CONTENT_SHARE)
         definers = self.ranker.definers(files, self.index.version)
         if len(self._file_cache) > 512:
             self._file_cache.clear()
