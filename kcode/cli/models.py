@@ -124,7 +124,6 @@ def bench(
         generation = None
         if generate:
             request = [{"role": "user", "content": "Write a Python module of small, documented string helpers."}]
-            start = clock.perf_counter()
             first = None
             end = None
             for chunk in chat_model.stream(request, []):

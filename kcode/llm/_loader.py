@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kcode.errors import ModelUnavailable, UsageError
-from kcode.llm._gguf_info import KV_TYPES, GgufInfo, kv_bytes_per_token, split_files
+from kcode.llm._gguf_info import KV_TYPES, GgufInfo, kv_bytes_per_token, read_gguf_info
 from kcode.llm._offload import (
     BufferOverrides,
     build_overrides,
@@ -63,18 +64,6 @@ class LoadedModel:
     overrides: BufferOverrides | None  # must outlive the model
     notices: list[str]
     settings: dict[str, Any] = field(default_factory=dict)  # what llama.cpp was given
-
-
-def _metadata_info(path: Path, metadata: dict[str, str]) -> GgufInfo:
-    """A header view built from llama.cpp's metadata strings (no tensor table)."""
-    values: dict[str, Any] = {}
-    for key, value in metadata.items():
-        try:
-            values[key] = int(value)
-        except (TypeError, ValueError):
-            values[key] = value
-    size = sum(shard.stat().st_size for shard in split_files(path) if shard.is_file())
-    return GgufInfo(path, size, str(metadata.get("general.architecture", "")), values)
 
 
 def choose_context(info: GgufInfo, placement: Placement, available_bytes: int,
@@ -128,17 +117,12 @@ def load_llama(path: Path, placement: Placement) -> LoadedModel:
         raise ModelUnavailable(f"no such model file: {path}")
     if placement.kv_type is not None and placement.kv_type not in KV_TYPES:
         raise UsageError(f"--kv-type must be one of {', '.join(KV_TYPES)}, got {placement.kv_type!r}")
-    try:
-        from llama_cpp import _internals
-
-        params = llama_cpp.llama_model_default_params()
-        params.vocab_only = True  # header and vocabulary only: no weights, no context
-        header = _internals.LlamaModel(path_model=str(path), params=params, verbose=False)
-        metadata = header.metadata()
-        header.close()
-    except (ValueError, RuntimeError) as error:
+    try:  # kcode's own header reader: no vocabulary decoded (0.05 s, not 0.5 s, for the 1.5B model)
+        info = read_gguf_info(path)
+    except ModelUnavailable:
+        raise
+    except (OSError, ValueError, KeyError, IndexError, struct.error) as error:
         raise ModelUnavailable(f"cannot read {path}: {error}") from error
-    info = _metadata_info(path, metadata)
     on_gpu = gpu_offload_supported()
     gpu_layers = placement.gpu_layers
     if gpu_layers is None:

@@ -397,8 +397,6 @@ class LlamaCppModel:
     def _timed_eval(self, tokens: list[int], cancel: CancelToken | None = None) -> tuple[int, float]:
         """Evaluate ``tokens`` after what the context holds; (tokens llama.cpp evaluated,
         seconds it spent) from its own counters. Refreshes the stored prefill speed."""
-        import llama_cpp
-
         llm = self._llm
         if not tokens:
             return 0, 0.0
