@@ -161,20 +161,31 @@ def _first_token_run(repo: Path, task: str, model_path: Path, **config: object) 
     captured = []
     make_model = runner._model
 
+    loaded_at = []
+
     def keep(config_: Config, session_id: str):  # the run's model, to read its step timings after
         captured.append(make_model(config_, session_id))
+        loaded_at.append(time.perf_counter())
         return captured[-1]
 
     events: list = []
+    seen: dict[str, float] = {}
+
+    def note(event) -> None:
+        events.append(event)
+        seen.setdefault(event.type, time.perf_counter())
+
     runner._model = keep
     try:
         start = time.perf_counter()
         runner.run_task(task, Config(model=str(model_path), max_steps=1, max_output_tokens=8, temperature=0.0,
-                                     auto_test=False, **config), repo=repo, subscribers=[events.append])
+                                     auto_test=False, **config), repo=repo, subscribers=[note])
     finally:
         runner._model = make_model
     model = captured[0]
     timing = model.last_step
+    phases = {"model_loaded": loaded_at[0], "pack_built": seen.get("context.packed"),
+              "step_started": timing.started_at, "first_token": timing.first_token_at}
     packed = next((e for e in events if e.type == "context.packed"), None)
     head = model._layers[1]
     restored = timing.restored_tokens + timing.reused_tokens
@@ -189,6 +200,7 @@ def _first_token_run(repo: Path, task: str, model_path: Path, **config: object) 
             packed.expected_prefill_seconds if packed else None,
         "fixed_prompt_cached": packed.fixed_prompt_cached if packed else None,
         "speed_tok_s": packed.prefill_tokens_per_second if packed else None,
+        "phases_s": {name: round(at - start, 2) for name, at in phases.items() if at is not None},
     }  # fmt: skip
 
 
