@@ -198,6 +198,9 @@ class Agent:
             self._add({"role": "user", "content": "\n\n".join(notes)})
         if verdict.force_change and self.compaction is not None:
             self._compact(force=True)
+        if hasattr(self.model, "require_tool_call"):
+            # a local model that answered without a tool call is constrained to call one next
+            self.model.require_tool_call = not valid and not broken and self.ctx.state.finished_summary is None
         self.state["guard"] = self.guard.state()
         self.bus.emit(TurnCompleted(step=self.step, model_state=self.model.state(), agent_state=dict(self.state), **end.usage.as_dict()))
         if self.ctx.state.finished_summary is not None:

@@ -152,7 +152,8 @@ class LlamaCppModel:
         self._last_prompt: tuple[str, list[int]] = ("", [])
         self._last_turn: tuple[str, list[int]] = ("", [])
         self.last_prefix_restored = False  # the last new conversation restored a cached prefix
-        # With constrain_tools: the next steps must call a tool (the grammar starts at once).
+        # The next step must call a tool (the grammar starts at once): the loop sets it after an
+        # answer without a tool call, whatever constrain_tools says.
         self.require_tool_call = False
 
     # --- ChatModel -------------------------------------------------------------------------
@@ -200,7 +201,7 @@ class LlamaCppModel:
         budget = min(self._max_output_tokens, self._n_ctx - len(tokens) - 1)
         constrained = False
         grammar = None
-        if self.require_tool_call and self._constrain_tools and tools:
+        if self.require_tool_call and tools:  # set by the loop after an answer without a tool call
             opener = _OPENERS.get(self._template.tool_call_format)
             if opener is not None:  # the whole step is a tool call, opener included
                 grammar = self._grammar(tools, opener, include_opener=True)

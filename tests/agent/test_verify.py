@@ -68,3 +68,24 @@ def test_a_finish_with_failing_tests_is_accepted_after_two_send_backs(calc_repo,
     outcome, notes = _run(calc_repo, tmp_path, "Fix the failing test in calc", [edit, RUN_TESTS, FINISH, FINISH, FINISH])
     assert len([n for n in notes if "the last test run failed" in n]) == 2
     assert outcome.result.status == "finished" and outcome.result.steps == 5 and not outcome.tests["ok"]
+
+
+def test_after_an_answer_without_a_tool_call_the_next_step_must_call_one(calc_repo, tmp_path, monkeypatch):
+    """The loop asks a local model (one with ``require_tool_call``) for a constrained step."""
+    from kcode.agent import runner
+    from kcode.llm.scripted import ScriptedModel
+
+    script = write_script(tmp_path / "s.json", [{"content": "Here is the fix: ```python\nreturn a + b\n```"}, READ, FINISH])
+    required = []
+
+    class LocalLike(ScriptedModel):
+        require_tool_call = False
+
+        def stream(self, messages, tools, *, cancel=None):
+            required.append(self.require_tool_call)
+            yield from super().stream(messages, tools, cancel=cancel)
+
+    monkeypatch.setattr(runner, "_model", lambda config, session_id: LocalLike.from_file(script))
+    outcome = run_task("What does calc.mul return?", Config(model="scripted:unused"), repo=calc_repo)
+    assert outcome.result.status == "finished", outcome.result.summary
+    assert required == [False, True, False]
