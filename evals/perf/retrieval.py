@@ -4,7 +4,7 @@
     python evals/perf/retrieval.py heldout [SUITE.jsonl] --src DIR [--out F]
     python evals/perf/retrieval.py stability REPO [--task TEXT] [--commits N]
 
-Options for all: ``--budgets 3072 8192 32768``, ``--tokenizer qwen|estimate`` (default
+Options for all: ``--budgets 3072,8192,32768``, ``--tokenizer qwen|estimate`` (default
 ``qwen``: the default model's tokenizer, Qwen2.5-Coder-1.5B's GGUF vocabulary, loaded with
 ``vocab_only``; ``estimate`` is 4 characters per token), ``--no-bm25``, ``--limit N``.
 
@@ -27,7 +27,7 @@ map included: the laxer reading).
 **heldout**: the held-out set (``evals/swebench/heldout_suite.jsonl``; ``--src`` holds the
 extracted django and sympy sdists it was written against). Strict measure: the gold
 definition's body (the innermost function or class around each insertion point, from
-Python's ``ast``) is in the pack text verbatim.
+Python's ``ast``; at module level, the hunk's old lines) is in the pack text verbatim.
 
 BM25 (SWE-bench's retrieval baseline) ranks the same files by BM25 over their full text
 and packs whole files, best first, while they fit.
@@ -219,6 +219,8 @@ def gold_bodies(root: Path, patch: str) -> list[tuple[str, str]]:
                     best = node
         if best is not None:
             found.append((path, "\n".join(lines[best.lineno - 1 : best.end_lineno])))
+        else:  # at module level: the hunk's own old lines
+            found.append((path, "\n".join(line[1:] for line in hunk.splitlines() if not line.startswith("+"))))
     return found
 
 
@@ -254,9 +256,13 @@ def run_heldout(args, count, tokenizer: str) -> dict:
             if "bm25" in methods:
                 text = bm25_pack(root, list(packer.index.files), task, count, budget, bm25_cache)
                 row["bm25"][str(budget)] = {"body": all(b in text for _, b in bodies), "whole": all(f'<file path="{p}">' in text for p, _ in bodies)}
+        ranked = packer.rank(task).files
+        row["rank"] = max((ranked.index(p) + 1 if p in ranked else 10**6) for p in {p for p, _ in bodies} or {""})
         rows.append(row)
         print(f"{instance['instance_id']:<28} " + " ".join(f"{b}:{int(row['kcode'][str(b)]['body'])}" for b in args.budgets), file=sys.stderr, flush=True)
     result = summarise(rows, methods, args.budgets, ("body", "whole"))
+    # Every gold file among the first k of kcode's ranking (the figure docs/context.md gives).
+    result["top_k"] = {str(k): round(sum(r["rank"] <= k for r in rows) / max(len(rows), 1), 3) for k in (1, 5, 20)}
     result["instances"] = rows
     return result
 
@@ -339,7 +345,8 @@ def run_stability(args, count, tokenizer: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
+    parser.add_argument("--budgets", type=lambda text: [int(b) for b in text.split(",")], default=list(BUDGETS),
+                        help="comma-separated, e.g. 3072,8192,32768")
     parser.add_argument("--tokenizer", choices=("qwen", "estimate"), default="qwen")
     parser.add_argument("--no-bm25", action="store_true")
     parser.add_argument("--limit", type=int, default=0)
