@@ -45,7 +45,7 @@ from kcode.llm.base import (
     ToolSpec,
 )
 from kcode.llm.grammar import tool_call_grammar
-from kcode.llm.prefill import PrefillSpeed, SpeedStore, calibration_text, speed_key
+from kcode.llm.prefill import EMA_WEIGHT, MIN_SAMPLE_TOKENS, PrefillSpeed, SpeedStore, calibration_text, speed_key
 from kcode.llm.toolcall_parse import HERMES_BEGIN, KIMI_SECTION_BEGIN, THINK_BEGIN, parse_output
 
 __all__ = ["LlamaCppModel", "Sampling", "StepTimings", "PrefixStatus", "decode_counters"]
@@ -413,8 +413,14 @@ class LlamaCppModel:
         evaluated, seconds = after[0] - before[0], after[1] - before[1]
         if evaluated <= 0:  # counters off (no_perf): count what was given, time nothing
             evaluated, seconds = len(tokens), 0.0
-        if self._speeds is not None and seconds > 0:
+        if seconds > 0 and self._speeds is not None:
             self._speed = self._speeds.record(self._speed_key, evaluated, seconds, "steps") or self._speed
+        elif seconds > 0 and evaluated >= MIN_SAMPLE_TOKENS:  # no store: an average for this process
+            measured = evaluated / seconds
+            known = self._speed
+            self._speed = PrefillSpeed(
+                measured if known is None else (1 - EMA_WEIGHT) * known.tokens_per_second + EMA_WEIGHT * measured,
+                "steps", 1 if known is None else known.samples + 1, time.time())
         return evaluated, seconds
 
     def _save_head(self) -> None:
