@@ -16,6 +16,7 @@ from pathlib import Path
 __all__ = ["read_head", "commit_times", "NEWEST"]
 
 NEWEST = 1 << 62  # the key of files git has no commit for (untracked, or not a git tree)
+MAX_COMMITS = 20_000  # a first pass reads at most this many commits; files older count as oldest
 
 
 def _git_dir(root: Path) -> Path | None:
@@ -65,11 +66,12 @@ def read_head(root: Path) -> str | None:
 
 
 def _log(root: Path, revisions: list[str]) -> dict[str, int] | None:
-    """Each path's newest commit time among ``revisions`` (a ``git log`` range)."""
+    """Each path's newest commit time among ``revisions`` (a ``git log`` range, at most
+    :data:`MAX_COMMITS` commits: a huge history costs a bounded first pass)."""
     try:
         result = subprocess.run(
             ["git", "-C", str(root), "-c", "core.quotepath=off", "log", "--format=%x01%ct", "--name-only",
-             "--no-renames", *revisions, "--"],
+             "--no-renames", f"--max-count={MAX_COMMITS}", *revisions, "--"],
             capture_output=True, timeout=300, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):
