@@ -13,9 +13,10 @@ import os
 import subprocess
 from pathlib import Path
 
-__all__ = ["read_head", "commit_times", "NEWEST"]
+__all__ = ["read_head", "commit_times", "NEWEST", "TRUNCATED"]
 
 NEWEST = 1 << 62  # the key of files git has no commit for (untracked, or not a git tree)
+TRUNCATED = "\0truncated"  # a key of commit_times' result: the history was longer than MAX_COMMITS
 MAX_COMMITS = 20_000  # a first pass reads at most this many commits; files older count as oldest
 
 
@@ -79,12 +80,15 @@ def _log(root: Path, revisions: list[str]) -> dict[str, int] | None:
     if result.returncode != 0:
         return None
     times: dict[str, int] = {}
-    current = 0
+    current = commits = 0
     for raw in result.stdout.split(b"\n"):
         if raw.startswith(b"\x01"):
             current = int(raw[1:] or 0)
+            commits += 1
         elif raw and (name := os.fsdecode(raw)) not in times:
             times[name] = current
+    if commits >= MAX_COMMITS:
+        times[TRUNCATED] = 1  # files not seen are older than every commit read, not new
     return times
 
 

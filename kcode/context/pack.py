@@ -20,7 +20,7 @@ import numpy as np
 
 from kcode.context.content import CONTENT_SHARE, MIN_ROOM, NO_TASK_CONTENT_SHARE, Content, choose_content
 from kcode.context.excerpt import Excerpt, format_ranges
-from kcode.context.history import NEWEST, commit_times, read_head
+from kcode.context.history import NEWEST, TRUNCATED, commit_times, read_head
 from kcode.context.layout import CORE_CHARS_PER_TOKEN, render_sequence, render_tail
 from kcode.context.index import RefreshStats, RepoIndex
 from kcode.context.rank import PathIndex, Ranker, Ranking, seeds_from_task
@@ -275,7 +275,8 @@ class Packer:
                 times = commit_times(self.index.root, head, previous)
                 self.index.cache.put_history(str(self.index.root), head, times)
             self._times = (head, times)
-        return lambda path: (times.get(path, NEWEST), path)
+        unseen = 0 if TRUNCATED in times else NEWEST  # beyond a truncated history: old; else untracked
+        return lambda path: (times.get(path, unseen), path)
 
     def _greedy_whole(self, ranked, whole_of, already: set[str], allowance: int, fitter, key):
         """``full`` mode: top-ranked files whose estimated sizes fit ``allowance`` together,

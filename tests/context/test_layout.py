@@ -94,6 +94,14 @@ def test_commit_times_are_read_once_and_updated_from_the_new_commits(history_rep
     assert read_head(history_repo) == head
 
 
+def test_a_long_history_is_read_up_to_a_bound(history_repo, monkeypatch):
+    from kcode.context import history
+
+    monkeypatch.setattr(history, "MAX_COMMITS", 2)
+    times = commit_times(history_repo, read_head(history_repo))
+    assert times == {"shop/pricing.py": 4_000_000, "shop/refunds.py": 3_000_000, history.TRUNCATED: 1}
+
+
 def test_outside_git_there_is_no_head(tmp_path):
     assert read_head(tmp_path) is None
 
