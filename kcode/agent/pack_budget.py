@@ -22,6 +22,7 @@ from kcode.llm.prefill import PackBudget, choose_pack_budget
 __all__ = ["FirstStepPlan", "plan_first_step", "fixed_prompt_tokens", "describe_settings"]
 
 _TEMPLATE_ALLOWANCE = 100  # a chat template's markers and tool-section wording, when not rendered
+_PACKING_SECONDS = 0.5  # building the pack from a warm index (a cold one is measured in the first run)
 
 
 @dataclass
@@ -82,9 +83,11 @@ def plan_first_step(config: Config, model: ChatModel, tools: list[ToolSpec], *, 
     restored = 0
     if cached is not None:  # the task-independent part's budget last time, else its size
         restored = int(cached.get("stable_budget") or max(0, cached["tokens"] - repository_overhead))
+    # the wait before the first token also holds the model's load and the packing itself
+    spent = getattr(model, "load_seconds", 0.0) + _PACKING_SECONDS
     budget = choose_pack_budget(
         window_tokens=window_tokens, window_share=config.pack_share, override=config.pack_budget,
-        tokens_per_second=speed, first_step_seconds=config.first_step_seconds,
+        tokens_per_second=speed, first_step_seconds=config.first_step_seconds, spent_seconds=spent,
         next_step_seconds=config.next_step_seconds, fixed_tokens=fixed_tokens, fixed_cached=fixed_cached,
         other_tokens=other_tokens, restored_tokens=restored,
     )  # fmt: skip

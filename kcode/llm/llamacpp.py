@@ -116,7 +116,9 @@ class LlamaCppModel:
         self.path = Path(path).expanduser()
         self.name = f"llamacpp:{self.path.name}"
         self._placement = placement or Placement()
+        started = time.perf_counter()
         loaded = load_llama(self.path, self._placement)
+        self.load_seconds = time.perf_counter() - started  # part of the wait before the first token
         self._llm = loaded.llm
         self._overrides = loaded.overrides  # the C array must outlive the model
         self._n_ctx = loaded.n_ctx

@@ -170,6 +170,7 @@ def choose_pack_budget(
     tokens_per_second: float | None = None,
     first_step_seconds: float = 20.0,
     next_step_seconds: float | None = None,
+    spent_seconds: float = 0.0,
     fixed_tokens: int = 0,
     fixed_cached: bool = False,
     other_tokens: int = 0,
@@ -181,6 +182,8 @@ def choose_pack_budget(
     repository waits for).
 
     ``window_tokens``: the window share's budget (``default_budget(window, pack_share)``).
+    ``spent_seconds``: of ``first_step_seconds``, what goes to other things than the prefill
+    (loading the model, building the pack).
     ``fixed_tokens``: the system prompt and tool schemas; free when ``fixed_cached``.
     ``other_tokens``: what else the first prompt holds (the task, the repository header,
     AGENTS.md, the chat template's markers). ``restored_tokens``: the task-independent part's
@@ -197,7 +200,7 @@ def choose_pack_budget(
     share = f"window share {window_share * 100:.0f} %"
     if speed is None:
         return PackBudget(window_tokens, "window", f"{share} (prefill speed not measured yet)", **common)
-    time_tokens = int(speed * first_step_seconds) - base
+    time_tokens = int(speed * max(0.0, first_step_seconds - spent_seconds)) - base
     task = int(speed * next_step_seconds) - other_tokens if next_step_seconds else 0
     task = task if task >= MIN_TASK_PART else 0
     core_time = time_tokens - task
@@ -208,8 +211,10 @@ def choose_pack_budget(
         return PackBudget(window_tokens, "window", share + (f"; {task} for this task" if task else ""),
                           time_tokens=time_tokens, task_tokens=task, **common)
     why = f"time: {first_step_seconds:g} s at {speed:.0f} tok/s"
+    if spent_seconds >= 0.05:
+        why += f", {spent_seconds:.1f} s of it loading and packing"
     if not fixed_cached and fixed_tokens:
-        why += f" after the {fixed_tokens}-token fixed prompt"
+        why += f", after the {fixed_tokens}-token fixed prompt"
     if kept and core == restored_tokens and restored_tokens != core_time:
         why += f"; the {restored_tokens} cached pack tokens kept"
     elif core == MIN_PACK_BUDGET and core_time < MIN_PACK_BUDGET:

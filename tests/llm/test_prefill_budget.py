@@ -21,12 +21,16 @@ def test_a_slow_cpu_model_gets_what_prefills_in_the_time_budget():
     assert budget.reason == "time" and budget.tokens == 44 * 20 - 60 == 820
     assert budget.why == "time: 20 s at 44 tok/s"
     assert budget.prefill_seconds() == 20.0 and budget.prefill_seconds(400) == round(460 / 44, 1)
+    loaded = choose_pack_budget(window_tokens=QWEN_WINDOW, window_share=0.4, tokens_per_second=44.0,
+                                first_step_seconds=20, spent_seconds=2.5, fixed_tokens=FIXED, fixed_cached=True,
+                                other_tokens=60)
+    assert loaded.tokens == int(44 * 17.5) - 60 and loaded.why == "time: 20 s at 44 tok/s, 2.5 s of it loading and packing"
 
 
 def test_an_uncached_fixed_prompt_counts_against_the_time():
     budget = choose_pack_budget(window_tokens=QWEN_WINDOW, window_share=0.4, tokens_per_second=140.0,
                                 first_step_seconds=20, fixed_tokens=FIXED, fixed_cached=False, other_tokens=60)
-    assert budget.tokens == 2800 - FIXED - 60 and "after the 1119-token fixed prompt" in budget.why
+    assert budget.tokens == 2800 - FIXED - 60 and ", after the 1119-token fixed prompt" in budget.why
     assert budget.prefill_seconds() == 20.0
     # a fresh install on the 1.5B model: the fixed prompt alone takes longer than the budget
     fresh = choose_pack_budget(window_tokens=QWEN_WINDOW, window_share=0.4, tokens_per_second=44.0,
