@@ -56,4 +56,4 @@ def test_repo_map_tool(small_repo, tmp_path, monkeypatch):
     listing = tool.run(tool.Params(query="shop/inventory.py"), ctx).output
     assert "InventoryLedger" in listing and "reserve_stock" in listing
     assert "No definition" in tool.run(tool.Params(query="no_such_name"), ctx).output
-    assert "repo_map" == tool.spec().name and "definition" in tool.spec().description
+    assert "repo_map" == tool.spec().name and "defined" in tool.spec().description
