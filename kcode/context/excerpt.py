@@ -152,7 +152,7 @@ class ExcerptCost:
 
 def build_excerpt(
     indexed: IndexedFile, lines: Sequence[str], order: Sequence[int], room: float, *, chars_per_token: float,
-    max_definitions: int | None = None, cost: ExcerptCost | None = None,
+    cost: ExcerptCost | None = None,
 ) -> Excerpt | None:
     """The definitions of ``order`` (best first) that fit ``room`` tokens together, each with
     its scopes' header lines, plus the imports if they fit beside the first; None if not even
@@ -167,8 +167,6 @@ def build_excerpt(
     ranges: list[tuple[int, int]] = []
     imports = [(a, min(b, total)) for a, b in tags.imports if a <= total]
     for i in order:
-        if max_definitions is not None and len(chosen) >= max_definitions:
-            break
         d = tags.definitions[i]
         start, end = max(1, d.start), min(d.end, total)
         if end < start or any(a <= start and end <= b for a, b in spans):

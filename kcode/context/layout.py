@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kcode.context.index import IndexedFile
-from kcode.context.render import render_file_map, render_map  # noqa: F401
+from kcode.context.render import render_file_map, render_map
 
 __all__ = ["quantize", "render_sequence", "render_tail", "CORE_CHARS_PER_TOKEN"]
 

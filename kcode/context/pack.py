@@ -24,7 +24,7 @@ from kcode.context.history import NEWEST, TRUNCATED, commit_times, read_head
 from kcode.context.layout import CORE_CHARS_PER_TOKEN, render_sequence, render_tail
 from kcode.context.index import RefreshStats, RepoIndex
 from kcode.context.rank import PathIndex, Ranker, Ranking, seeds_from_task
-from kcode.context.render import MapCost, render_file, render_map
+from kcode.context.render import MapCost, render_file
 from kcode.errors import UsageError
 
 __all__ = ["Pack", "Packer", "build_pack", "default_budget", "get_packer", "MODES"]
