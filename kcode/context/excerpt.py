@@ -101,7 +101,7 @@ def definition_order(
         return []
     if words is None:
         words = own_words(indexed, lines)
-    query = set(task_words)
+    query = sorted(set(task_words))  # a fixed order: float sums must not depend on the hash seed
     lexical = [0.0] * n
     if query:
         lengths = [sum(w.values()) for w in words]

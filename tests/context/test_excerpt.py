@@ -98,3 +98,24 @@ def test_a_file_that_fits_is_whole_and_the_stats_add_up(small_repo, tmp_path):
     )
     assert pack.stats["files_excerpted"] == {}
     assert pack.stats["files_left_out"] == 0
+
+
+def test_excerpts_are_byte_identical_whatever_the_hash_seed(tmp_path, tree_writer):
+    import os
+    import subprocess
+    import sys
+
+    root = _repo(tmp_path, tree_writer)
+    script = (
+        "import sys; from pathlib import Path; from kcode.context.pack import Packer; "
+        "from kcode.llm.base import estimate_tokens; "
+        "p = Packer(Path(sys.argv[1]), persist=False); "
+        "sys.stdout.write(p.pack(task='refund total: shipping added twice for damaged orders', "
+        "count_tokens=estimate_tokens, budget=800).text)"
+    )
+    texts = {
+        subprocess.run([sys.executable, "-c", script, str(root)], capture_output=True, text=True, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout  # fmt: skip
+        for seed in ("1", "2")
+    }
+    assert len(texts) == 1 and "excerpt=" in texts.pop()
