@@ -349,12 +349,16 @@ class Agent:
     def _compact(self, force: bool = False) -> None:
         assert self.compaction is not None
         outcome = compact(self.messages, self.model, self.compaction, self.ctx.state.todo, force_summary=force)
-        if outcome.strategy != "mask" and self.repack is not None and outcome.messages[0].get("role") == "system":
-            # the prefix is rebuilt anyway: re-pack the repository as it is now, focused on this session's files
+        head = 0  # the prompt head: the fixed system prompt, then the repository part
+        while head < len(outcome.messages) and outcome.messages[head].get("role") == "system":
+            head += 1
+        if outcome.strategy != "mask" and self.repack is not None and head >= 2:
+            # the prefix is rebuilt anyway: re-pack the repository as it is now, focused on this
+            # session's files (the fixed system prompt before it stays as it is)
             touched = [change["path"] for change in self.workspace.changed_files()] if self.workspace else []
             last_tests = self.state.get("last_tests")
             failing = sorted({test_id.split("::")[0] for test_id in (last_tests[4] if last_tests else [])})
-            outcome.messages[0] = {**outcome.messages[0], "content": self.repack(touched, failing)}
+            outcome.messages[head - 1] = {**outcome.messages[head - 1], "content": self.repack(touched, failing)}
             outcome.tokens_after = conversation_tokens(outcome.messages, self.model.count_tokens)
         self.messages[:] = outcome.messages
         self._prompt_tokens = outcome.tokens_after

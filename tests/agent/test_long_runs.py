@@ -64,9 +64,9 @@ def test_small_context_run_compacts_and_keeps_task_and_todo(calc_repo, tmp_path)
     assert compactions, "a 4K window must compact"
     for event in compactions:
         assert event.tokens_after < event.tokens_before
-        assert event.messages[1]["content"] == "Review the code and keep calm"  # the task, verbatim
+        assert event.messages[2]["content"] == "Review the code and keep calm"  # the task, verbatim
     summaries = [e for e in compactions if e.strategy == "summarize"]
-    assert summaries and "read everything" in summaries[-1].messages[2]["content"]
+    assert summaries and "read everything" in summaries[-1].messages[3]["content"]
 
 
 def test_repeated_call_warns_then_forces_a_change(calc_repo, tmp_path):
@@ -128,7 +128,7 @@ def test_rewind_restores_files_and_conversation_then_resume_goes_on(calc_repo, f
     assert git(calc_repo, "rev-parse", event.abandoned_ref).strip() != event.commit
     state = recover(SessionStore().log_path(sid))
     assert state.step == 2
-    assert [m["role"] for m in state.last.conversation()] == ["system", "user", "assistant", "tool", "assistant", "tool"]
+    assert [m["role"] for m in state.last.conversation()] == ["system", "system", "user", "assistant", "tool", "assistant", "tool"]
     events = []
     again = resume_task(sid, subscribers=[events.append])
     assert again.result.status == "finished" and again.result.steps == 5
@@ -159,9 +159,10 @@ def test_summarizing_compaction_repacks_the_repository_as_it_is_now(calc_repo, t
     turns += [{"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]}]
     outcome, events = run(calc_repo, turns, tmp_path, ctx=6144, pack_budget=600, auto_test=False)
     assert outcome.result.status == "finished"
-    first_system = next(e.message for e in events if isinstance(e, MessageAdded))["content"]
-    assert "return a - b" in first_system
+    fixed, repository = [e.message["content"] for e in events if isinstance(e, MessageAdded)][:2]
+    assert "return a - b" in repository
     summaries = [e for e in events if isinstance(e, Compaction) and e.strategy == "summarize"]
     assert summaries
-    assert "return a + b" in summaries[0].messages[0]["content"] and "return a - b" not in summaries[0].messages[0]["content"]
+    assert summaries[0].messages[0]["content"] == fixed  # the fixed prompt stays
+    assert "return a + b" in summaries[0].messages[1]["content"] and "return a - b" not in summaries[0].messages[1]["content"]
     assert len([e for e in events if e.type == "context.packed"]) == 1 + len(summaries)

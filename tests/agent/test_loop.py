@@ -99,20 +99,22 @@ def test_resume_continues_with_the_next_scripted_turn(calc_repo, fix_script):
 
 def test_repository_pack_is_in_the_stable_prefix(calc_repo, fix_script):
     outcome, events = run(calc_repo, fix_script)
-    system = next(e.message for e in events if isinstance(e, MessageAdded))
-    assert system["role"] == "system"
-    assert '<file path="calc/__init__.py">' in system["content"] and "return a - b" in system["content"]
+    head = [e.message for e in events if isinstance(e, MessageAdded)][:3]
+    assert [m["role"] for m in head] == ["system", "system", "user"]  # fixed prompt, repository, task
+    fixed, repository = head[0]["content"], head[1]["content"]
+    assert "<file path=" not in fixed  # the same in every repository
+    assert '<file path="calc/__init__.py">' in repository and "return a - b" in repository
     packed = next(e for e in events if e.type == "context.packed")
     assert packed.files_whole >= 3 and 0 < packed.tokens <= packed.budget
     # the prefix never changes while the conversation grows
     systems = [e.message for e in events if isinstance(e, MessageAdded) and e.message["role"] == "system"]
-    assert len(systems) == 1
+    assert len(systems) == 2
 
 
 def test_pack_none_leaves_the_repository_out(calc_repo, fix_script):
     _, events = run(calc_repo, fix_script, pack="none")
-    system = next(e.message for e in events if isinstance(e, MessageAdded))
-    assert "<file path=" not in system["content"]
+    head = [e.message for e in events if isinstance(e, MessageAdded)][:2]
+    assert all("<file path=" not in m["content"] for m in head)
     assert not any(e.type == "context.packed" for e in events)
 
 
