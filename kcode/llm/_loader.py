@@ -5,11 +5,14 @@ Maps the user's flags to llama.cpp, avoiding llama-cpp-python's traps (REFERENCE
 tensor buffer overrides (:mod:`kcode.llm._offload`) with ``use_mmap=False``, and the context
 defaults to the model's trained length, lowered when the KV cache would not fit in memory.
 
-Prompt-processing defaults (measured by hand on the Qwen2.5-Coder 0.5B/1.5B Q4_K_M files, 2 AMD
-EPYC cores, llama-cpp-python 0.3.36 CPU build; `kcode models bench` shows them and the speed
-they give): threads = physical cores for both generation and batches, ``n_batch`` =
-``n_ubatch`` = 512, flash attention off on the CPU unless a quantized KV cache needs it, KV
-cache f16. See :data:`PREFILL_DEFAULTS`.
+Prompt-processing defaults, measured by hand (2 AMD EPYC cores, llama-cpp-python 0.3.36 CPU
+build, Qwen2.5-Coder-1.5B Q4_K_M, interleaved runs, best of 3, quiet machine): from an empty
+context, 768 tokens: n_batch/n_ubatch 512/512 77 tok/s, 512/256 78, 256/256 78, 1024/1024 75,
+flash attention 79; 512 tokens after 1,500 held: flash attention off 64, on 64, q8_0 KV (needs
+flash attention) 37. One thread instead of two halves it (0.5B: 73 against 120-140 tok/s).
+So: threads = physical cores for generation and batches, ``n_batch`` = ``n_ubatch`` = 512,
+flash attention off on the CPU unless a quantized KV cache needs it, KV cache f16
+(:data:`PREFILL_DEFAULTS`; ``kcode models bench`` measures a variant).
 """
 
 from __future__ import annotations
