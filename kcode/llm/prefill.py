@@ -201,7 +201,8 @@ def choose_pack_budget(
     if speed is None:
         return PackBudget(window_tokens, "window", f"{share} (prefill speed not measured yet)", **common)
     time_tokens = int(speed * max(0.0, first_step_seconds - spent_seconds)) - base
-    task = int(speed * next_step_seconds) - other_tokens if next_step_seconds else 0
+    # the next run waits as long to load and pack: what is left of next_step_seconds prefills the task's part
+    task = int(speed * max(0.0, next_step_seconds - spent_seconds)) - other_tokens if next_step_seconds else 0
     task = task if task >= MIN_TASK_PART else 0
     core_time = time_tokens - task
     kept = restored_tokens >= REPACK_GROWTH * core_time
