@@ -15,6 +15,7 @@ to small files further down the ranking. Generated and metadata files never get 
 from __future__ import annotations
 
 import heapq
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -35,6 +36,7 @@ UNIT_SHARE = 0.5  # nor a definition more than this share (except the very first
 MIN_ROOM = 100  # tokens: less room left than this ends the choice
 CANDIDATES = 20  # files that take part, from the top of the ranking
 MAX_DEFINITIONS = 12  # definitions tried per file
+TEST_DEMOTION = 3  # a test file's rank counts this many times (see source_first)
 FILE_DECAY, DEFINITION_DECAY = 1.5, 0.6  # a unit's worth: rank ** -FILE_DECAY * k ** -DEFINITION_DECAY
 
 
@@ -87,12 +89,13 @@ def choose_content(
     picked: dict[str, list[int]] = {}
     lines_of: dict[str, list[str]] = {}
     costs: dict[str, ExcerptCost] = {}
+    candidates = source_first(ranking.files[:CANDIDATES])
     # (-(worth), rank, k): k is the 1-based position in the file's definition order.
-    heap = [(-_worth(r, 1), r, 1) for r in range(1, min(CANDIDATES, len(ranking.files)) + 1)]
+    heap = [(-_worth(r, 1), r, 1) for r in range(1, len(candidates) + 1)]
     heapq.heapify(heap)
     while heap and left >= MIN_ROOM:
         _, r, k = heapq.heappop(heap)
-        path = ranking.files[r - 1]
+        path = candidates[r - 1]
         indexed = files[path]
         if k == 1:
             whole_cost = ratio * estimate(indexed.size + len(path) + 20)
@@ -141,6 +144,17 @@ def choose_content(
         }  # fmt: skip
     content.tokens = allowance - left
     return content
+
+
+_TEST_PATH = re.compile(r"(^|/)(tests?|testing|spec)/|(^|/)(test_[^/]*|[^/]*_tests?\.[a-z]+|[^/]*\.(spec|test)\.[a-z]+|conftest\.py)$")
+
+
+def source_first(paths: list[str]) -> list[str]:
+    """``paths`` (best first) with each test file moved TEST_DEMOTION places down: a task
+    names the failing test, but the fix goes in the code under test, so its source comes
+    before the test's when the two rank close."""
+    keyed = [((i + 1) * (TEST_DEMOTION if _TEST_PATH.search(path) else 1), i, path) for i, path in enumerate(paths)]
+    return [path for _, _, path in sorted(keyed)]
 
 
 def _worth(rank: int, k: int) -> float:

@@ -119,3 +119,14 @@ def test_excerpts_are_byte_identical_whatever_the_hash_seed(tmp_path, tree_write
         for seed in ("1", "2")
     }
     assert len(texts) == 1 and "excerpt=" in texts.pop()
+
+
+def test_source_comes_before_a_test_file_that_ranks_close():
+    from kcode.context.content import source_first
+
+    ranked = ["tests/test_validate.py", "src/marshmallow/validate.py", "tests/conftest.py", "src/marshmallow/fields.py",
+              "docs/conf.py", "src/pkg/spec_helpers.py", "web/app.spec.ts", "lib/parser_test.go"]  # fmt: skip
+    # a test file's rank counts three times: 1 -> 3 (after the source at 2, before the one at 4)
+    assert source_first(ranked) == ["src/marshmallow/validate.py", "tests/test_validate.py", "src/marshmallow/fields.py",
+                                    "docs/conf.py", "src/pkg/spec_helpers.py", "tests/conftest.py", "web/app.spec.ts",
+                                    "lib/parser_test.go"]  # fmt: skip
