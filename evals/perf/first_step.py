@@ -9,7 +9,8 @@ would take many minutes, computed from a speed measured in the same run, and sai
   prefill  prompt tokens/s through kcode (LlamaCppModel.stream, default settings, to the first
            token) against a bare llama-cpp-python Llama with the best settings found by hand
            (--best), same tokens, interleaved rounds, best of each. Target >= 95 %.
-  ttft     time from run_task() to the first token of step 1, in-process, in a real library
+  ttft     time to the first token of step 1, from the start of a fresh process running
+           run_task() (as `kcode run` does; also from the run_task() call), in a real library
            (a git repository, default /work/bench/jinja: the jinja2 3.1.4 sdist):
              fresh   a fresh install: empty cache, no measured speed (calibration included)
              first   first run in the repository, the fixed prompt already cached   (<= 20 s)
@@ -190,7 +191,7 @@ def _first_token_run(repo: Path, task: str, model_path: Path, **config: object) 
     head = model._layers[1]
     restored = timing.restored_tokens + timing.reused_tokens
     return {
-        "seconds_to_first_token": round(timing.first_token_at - start, 2),
+        "seconds_from_run_task": round(timing.first_token_at - start, 2),
         "prompt_tokens": timing.prompt_tokens, "evaluated_tokens": timing.evaluated_tokens,
         "restored_tokens": restored, "head_tokens": head,
         "head_restored_share": round(min(restored, head) / head, 3) if head else None,
@@ -201,7 +202,32 @@ def _first_token_run(repo: Path, task: str, model_path: Path, **config: object) 
         "fixed_prompt_cached": packed.fixed_prompt_cached if packed else None,
         "speed_tok_s": packed.prefill_tokens_per_second if packed else None,
         "phases_s": {name: round(at - start, 2) for name, at in phases.items() if at is not None},
+        "_first_token_at": timing.first_token_at,
     }  # fmt: skip
+
+
+def _child_run(repo: Path, task: str, model_path: Path, home: Path, **config: object) -> dict:
+    """One run in a fresh process (as `kcode run` is): the model's first load in a process
+    costs more than a reload, and a user waits for the interpreter and imports too."""
+    request = json.dumps({"repo": str(repo), "task": task, "model": str(model_path), "config": config})
+    env = {**os.environ, "KCODE_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, __file__, "--child", request], env=env, capture_output=True, text=True,
+                          timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"the measured run failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _child(request: str) -> None:
+    """--child: one measured run; prints its figures, with the time from process start."""
+    import psutil
+
+    data = json.loads(request)
+    started = psutil.Process().create_time()  # wall clock
+    result = _first_token_run(Path(data["repo"]), data["task"], Path(data["model"]), **data["config"])
+    first_token_wall = time.time() - (time.perf_counter() - result.pop("_first_token_at"))
+    result["seconds_from_process_start"] = round(first_token_wall - started, 2)
+    print(json.dumps(result))
 
 
 def _scratch_repo(where: Path) -> Path:
@@ -221,16 +247,15 @@ def bench_ttft(model_path: Path, repo: Path, baseline_run: bool) -> dict:
     work = Path(tempfile.mkdtemp(prefix="kcode-first-step-"))
     clone = work / repo.name
     _git(work, "clone", "-q", str(repo), str(clone))
-    os.environ["KCODE_HOME"] = str(work / "fresh-home")
-    results["fresh"] = _first_token_run(clone, TASKS[0], model_path)
-    os.environ["KCODE_HOME"] = str(work / "home")
-    _first_token_run(_scratch_repo(work), "Say hello.", model_path)  # another repository: the fixed part cached
-    results["first"] = _first_token_run(clone, TASKS[0], model_path)
-    results["next"] = _first_token_run(clone, TASKS[1], model_path)
+    results["fresh"] = _child_run(clone, TASKS[0], model_path, work / "fresh-home")
+    home = work / "home"
+    _child_run(_scratch_repo(work), "Say hello.", model_path, home)  # another repository: the fixed part cached
+    results["first"] = _child_run(clone, TASKS[0], model_path, home)
+    results["next"] = _child_run(clone, TASKS[1], model_path, home)
     target = _change_one_file(clone, results["next"]["budget"] or 900)
     # the same task as the run before, so that the commit is the only change
-    results["commit"] = {**_first_token_run(clone, TASKS[1], model_path), "changed_file": target}
-    results["commit_other_task"] = _first_token_run(clone, TASKS[2], model_path)
+    results["commit"] = {**_child_run(clone, TASKS[1], model_path, home), "changed_file": target}
+    results["commit_other_task"] = _child_run(clone, TASKS[2], model_path, home)
     speed = results["first"]["speed_tok_s"] or 1.0
     window = default_budget(32_768, 0.4)
     old_prompt = window + 2264 + 60  # today's pack, the old fixed prompt, the task
@@ -238,12 +263,11 @@ def bench_ttft(model_path: Path, repo: Path, baseline_run: bool) -> dict:
                            "prompt_tokens": old_prompt, "computed_seconds": round(old_prompt / speed, 1),
                            "from_speed_tok_s": speed}
     if baseline_run:
-        os.environ["KCODE_HOME"] = str(work / "baseline-home")
-        results["baseline"]["measured"] = _first_token_run(clone, TASKS[0], model_path, pack_budget=window,
-                                                           prefix_cache="off")
+        results["baseline"]["measured"] = _child_run(clone, TASKS[0], model_path, work / "baseline-home",
+                                                     pack_budget=window, prefix_cache="off")
     results["targets"] = {
-        "first <= 20 s": results["first"]["seconds_to_first_token"] <= 20,
-        "next <= 2 s": results["next"]["seconds_to_first_token"] <= 2,
+        "first <= 20 s": results["first"]["seconds_from_process_start"] <= 20,
+        "next <= 2 s": results["next"]["seconds_from_process_start"] <= 2,
         "commit >= 80 % restored": (results["commit"]["head_restored_share"] or 0) >= 0.8,
     }
     return results
@@ -303,7 +327,11 @@ def main() -> None:
     parser.add_argument("--best", default=json.dumps(BEST_BY_HAND), help="bare llama-cpp-python settings (JSON)")
     parser.add_argument("--baseline-run", action="store_true", help="also run today's default for real (minutes)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        _child(args.child)
+        return
     only = set(args.only.split(","))
     report: dict = {"machine": {"load_before": os.getloadavg(), "cpus": os.cpu_count()}, "model": str(args.model)}
     if "fixed" in only:

@@ -56,6 +56,8 @@ def describe_settings(settings: dict | None) -> str:
              f"flash-attn {'on' if settings.get('flash_attn') else 'off'}", f"kv {settings.get('kv_type', 'f16')}"]
     if settings.get("n_gpu_layers"):
         parts.append(f"gpu layers {settings['n_gpu_layers']}")
+    if settings.get("repack") is False:
+        parts.append("no weight repacking")
     return ", ".join(parts)
 
 

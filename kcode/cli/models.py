@@ -79,6 +79,7 @@ def bench(
     n_batch: int | None = typer.Option(None, "--batch", help="llama.cpp n_batch."),
     n_ubatch: int | None = typer.Option(None, "--ubatch", help="llama.cpp n_ubatch."),
     flash_attn: bool | None = typer.Option(None, "--flash-attn/--no-flash-attn", help="Flash attention (default: on with a GPU or a quantized KV cache)."),
+    repack: bool = typer.Option(True, "--repack/--no-repack", help="llama.cpp's CPU weight repacking (off: faster load, slower generation)."),
     kv_type: str | None = typer.Option(None, "--kv-type", help="KV cache type: f16, q8_0 or q4_0."),
     gpu_layers: int | None = typer.Option(None, "--gpu-layers", help="Layers on the GPU."),
     seconds: float | None = typer.Option(None, "--first-step-seconds", help="The time budget to size the pack for (default: config)."),
@@ -97,7 +98,7 @@ def bench(
 
     config = load_config()
     seconds = seconds if seconds is not None else config.first_step_seconds
-    options = ModelOptions(ctx=ctx, threads=threads, n_batch=n_batch, n_ubatch=n_ubatch, flash_attn=flash_attn,
+    options = ModelOptions(ctx=ctx, threads=threads, n_batch=n_batch, n_ubatch=n_ubatch, flash_attn=flash_attn, repack=repack,
                            kv_type=kv_type, gpu_layers=gpu_layers, temperature=0.0, max_output_tokens=generate or 1,
                            prefix_cache="off", base_url=config.base_url)
     spec = str(_resolve_model_path(model)) if model.endswith(".gguf") or _is_local(model) else model
@@ -151,6 +152,7 @@ def bench(
         result = {
             "model": chat_model.name, "settings": getattr(chat_model, "settings", {}),
             "settings_line": describe_settings(getattr(chat_model, "settings", None)), "machine": machine_description(),
+            "load_seconds": round(chat_model.load_seconds, 2) if hasattr(chat_model, "load_seconds") else None,
             "prompt_tokens": tokens, "prefill_tokens_per_second": [round(f, 1) for f in figures],
             "prefill_median": round(median, 1), "stored_before": stored.describe() if stored else None,
             "generation_tokens_per_second": round(generation, 1) if generation else None,
@@ -166,6 +168,8 @@ def bench(
     if result["settings_line"]:
         typer.echo(f"llama.cpp    {result['settings_line']}")
     typer.echo(f"machine      {result['machine']}")
+    if result["load_seconds"] is not None:
+        typer.echo(f"load         {result['load_seconds']:.1f} s")
     runs = ", ".join(f"{f:.1f}" for f in figures)
     typer.echo(f"prefill      {median:.1f} tok/s over {tokens} tokens (median of {runs}); stored")
     if stored:

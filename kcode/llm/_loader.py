@@ -57,6 +57,7 @@ class Placement:
     n_ubatch: int | None = None  # None: PREFILL_DEFAULTS["n_ubatch"], at most n_batch
     flash_attn: bool | None = None  # None: on with a GPU or a quantized KV cache
     seed: int | None = None
+    repack: bool = True  # CPU weight repacking: 3 s more to load, same prefill, ~20 % faster generation
     verbose: bool = False  # llama.cpp's own log on stderr
 
 
@@ -157,12 +158,13 @@ def load_llama(path: Path, placement: Placement) -> LoadedModel:
     if placement.seed is not None:
         kwargs["seed"] = placement.seed
     try:
-        with model_params_with_overrides(overrides):
+        with model_params_with_overrides(overrides, repack=placement.repack):
             llm = llama_cpp.Llama(str(path), **kwargs)
     except (ValueError, RuntimeError) as error:
         raise ModelUnavailable(f"llama.cpp could not load {path}: {error}") from error
     settings = {key: kwargs[key] for key in ("n_ctx", "n_batch", "n_ubatch", "n_threads", "n_threads_batch",
                                              "flash_attn", "n_gpu_layers")}
     settings["kv_type"] = placement.kv_type or "f16"
+    settings["repack"] = placement.repack
     settings["offload"] = [f"{pattern}={buffer}" for pattern, buffer in rules]
     return LoadedModel(llm, n_ctx, overrides, notices, settings)

@@ -162,13 +162,14 @@ def build_overrides(rules: list[tuple[str, str]]) -> BufferOverrides | None:
 
 
 @contextlib.contextmanager
-def model_params_with_overrides(overrides: BufferOverrides | None) -> Iterator[None]:
-    """While the block runs, ``llama_model_default_params()`` carries the override array.
+def model_params_with_overrides(overrides: BufferOverrides | None, *, repack: bool = True) -> Iterator[None]:
+    """While the block runs, ``llama_model_default_params()`` carries the override array
+    (and, with ``repack=False``, ``use_extra_bufts = false``: no CPU weight repacking).
 
     ``Llama.__init__`` builds its model parameters from that function and has no other way
     in; the lock keeps two concurrent loads from seeing each other's overrides.
     """
-    if overrides is None:
+    if overrides is None and repack:
         yield
         return
     import llama_cpp.llama_cpp as bindings
@@ -178,7 +179,10 @@ def model_params_with_overrides(overrides: BufferOverrides | None) -> Iterator[N
 
         def with_overrides() -> object:
             params = original()
-            params.tensor_buft_overrides = overrides.address
+            if overrides is not None:
+                params.tensor_buft_overrides = overrides.address
+            if not repack:
+                params.use_extra_bufts = False
             return params
 
         bindings.llama_model_default_params = with_overrides  # type: ignore[assignment]

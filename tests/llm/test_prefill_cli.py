@@ -69,3 +69,12 @@ def test_pack_json_shows_the_fixed_prompt(tmp_path):
     stats = json.loads(result.stdout)
     assert 0 < stats["fixed_prompt_tokens"] <= stats["fixed_prompt_limit"] == 1200
     assert stats["fixed_prompt_counted"] == "estimate"  # no default model in this home
+
+
+def test_models_bench_without_weight_repacking_is_another_setting(tiny_llama_moe, tmp_path):
+    result = kcode(tmp_path, "models", "bench", str(tiny_llama_moe), "--tokens", "64", "--repeat", "1",
+                   "--generate", "0", "--ctx", "1024", "--no-repack", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["settings"]["repack"] is False and "no weight repacking" in data["settings_line"]
+    assert data["load_seconds"] > 0
