@@ -72,7 +72,7 @@ class Config:
     threads: int | None = None
     n_batch: int | None = None  # llama.cpp batch sizes (None: the measured defaults, kcode models bench)
     n_ubatch: int | None = None
-    flash_attn: bool | None = None  # None: on with a GPU or a quantized KV cache
+    flash_attn: bool | None = None  # None: on (measured: same prefill, faster load); a quantized KV cache needs it
     repack: bool = True  # llama.cpp's CPU weight repacking (off: loads ~3 s faster, generates ~20 % slower)
     constrain_tools: bool = False
     prefix_cache: str | None = None  # KV states of prompt prefixes: None = the cache folder's prefix/, "off" = none

@@ -43,7 +43,7 @@ BASELINE_COMMIT = "a67bf20"  # the last commit before issue 11's prompt and cach
 DEFAULT_MODEL = Path.home() / ".cache/kcode/models/qwen2.5-coder-1.5b/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 DEFAULT_REPO = Path("/work/bench/jinja")
 # Found by hand on 2 AMD EPYC cores (evals/perf/first_step.py --only prefill with variants).
-BEST_BY_HAND = {"n_threads": 2, "n_threads_batch": 2, "n_batch": 512, "n_ubatch": 512, "flash_attn": False}
+BEST_BY_HAND = {"n_threads": 2, "n_threads_batch": 2, "n_batch": 512, "n_ubatch": 512, "flash_attn": True}
 TASKS = (
     "The urlize filter drops a trailing period that belongs to the URL; keep it when the URL "
     "ends with a path.",

@@ -78,7 +78,7 @@ def bench(
     threads: int | None = typer.Option(None, "--threads", help="Threads (default: the physical cores)."),
     n_batch: int | None = typer.Option(None, "--batch", help="llama.cpp n_batch."),
     n_ubatch: int | None = typer.Option(None, "--ubatch", help="llama.cpp n_ubatch."),
-    flash_attn: bool | None = typer.Option(None, "--flash-attn/--no-flash-attn", help="Flash attention (default: on with a GPU or a quantized KV cache)."),
+    flash_attn: bool | None = typer.Option(None, "--flash-attn/--no-flash-attn", help="Flash attention (default: on)."),
     repack: bool = typer.Option(True, "--repack/--no-repack", help="llama.cpp's CPU weight repacking (off: faster load, slower generation)."),
     kv_type: str | None = typer.Option(None, "--kv-type", help="KV cache type: f16, q8_0 or q4_0."),
     gpu_layers: int | None = typer.Option(None, "--gpu-layers", help="Layers on the GPU."),

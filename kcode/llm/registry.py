@@ -40,7 +40,7 @@ class ModelOptions:
     threads: int | None = None  # None: the physical cores
     n_batch: int | None = None  # None: kcode.llm._loader.PREFILL_DEFAULTS
     n_ubatch: int | None = None
-    flash_attn: bool | None = None  # None: on with a GPU or a quantized KV cache
+    flash_attn: bool | None = None  # None: on (measured: same prefill, faster load); a quantized KV cache needs it
     repack: bool = True  # llama.cpp's CPU weight repacking (off: loads ~3 s faster, generates slower)
     constrain_tools: bool = False  # GBNF-constrained tool calls after the opener
     prefix_cache: str | None = None  # KV states of prompt prefixes: None = cache_dir()/prefix, "off" = none

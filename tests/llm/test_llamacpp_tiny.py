@@ -125,7 +125,7 @@ def test_grammar_forces_valid_kimi_calls_even_from_random_weights(tiny_deepseek2
 
 def test_constrain_tools_switches_to_the_grammar_after_the_opener(tiny_deepseek2):
     """Random weights emit a Kimi opener at some point; after it, every call must parse."""
-    options = ModelOptions(temperature=1.0, seed=7, ctx=2048, max_output_tokens=300, constrain_tools=True)
+    options = ModelOptions(temperature=1.0, seed=7, ctx=2048, max_output_tokens=600, constrain_tools=True)
     model = create_model(str(tiny_deepseek2), options)
     found = False
     for attempt in range(6):

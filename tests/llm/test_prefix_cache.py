@@ -147,7 +147,7 @@ def test_entries_of_another_model_or_other_settings_are_never_used(tiny_llama_mo
     assert evaluated == len(prompt) and not other_weights.last_prefix_restored
     other_weights.close()
 
-    other_settings = new_model(tiny_llama_moe, cache, flash_attn=True)
+    other_settings = new_model(tiny_llama_moe, cache, flash_attn=False)  # the default is on
     _, evaluated, prompt = step(other_settings, [FIXED, REPO, task("Fix add_3.")])
     assert evaluated == len(prompt) and not other_settings.last_prefix_restored
     other_settings.close()
