@@ -179,13 +179,11 @@ class Agent:
         if ended and self.auto_test and self.state.get("edited_since_tests"):
             notes.append(self._auto_test())
             new_test_result = True
-            notes = [note for note in notes if note]
         elif not valid and not broken:
-            notes = [*notes, self._text_only()]
-            notes = [note for note in notes if note]
-        if self.ctx.state.finished_summary is not None and any(call.name == "finish" for call in valid):
+            notes.append(self._text_only())
+        if any(call.name == "finish" for call in valid):
             notes.append(self._review_finish())
-            notes = [note for note in notes if note]
+        notes = [note for note in notes if note]
         if valid or broken:
             self.state["text_only"] = 0
         if self.state.get("text_only", 0) >= TEXT_ONLY_STOP and self.ctx.state.finished_summary is None:
@@ -318,18 +316,13 @@ class Agent:
         self.state["edited_since_tests"] = False
         if self._checkpoint():
             self.state["edited_since_tests"] = True
-        intro = "kcode ran the tests because files changed since they last ran:\n" + result.output
-        if self.ctx.state.finished_summary is not None and result.is_error:
-            note = self._review_finish()
-            return intro + ("\n\n" + note if note else "")
-        return intro
+        return "kcode ran the tests because files changed since they last ran:\n" + result.output
 
     def _review_finish(self) -> str:
         """Send back a finish after a failing test run or without any change (see
         :mod:`kcode.agent.verify`); "" accepts it."""
-        if self.ctx.state.finished_summary is None or self.state.get("finish_reviewed") == self.step:
+        if self.ctx.state.finished_summary is None:
             return ""
-        self.state["finish_reviewed"] = self.step
         review = FinishReview.from_state(self.state)
         tests = self.state.get("last_tests")
         changed = self.workspace is None or bool(self.workspace.changed_files())

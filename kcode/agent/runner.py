@@ -30,7 +30,7 @@ from kcode.events import (
 )
 from kcode.llm.base import CancelToken, ChatModel, TokenUsage
 from kcode.llm.registry import ModelOptions, create_model
-from kcode.sandbox import ProjectView, create_sandbox, discover_project, load_policy
+from kcode.sandbox import LocalSandbox, create_sandbox, discover_project, load_policy
 from kcode.trust import is_trusted
 from kcode.session import SessionLog, SessionMeta, SessionStore, new_session_id
 from kcode.tools import SessionState, ToolContext, default_tools
@@ -63,12 +63,15 @@ def _bus(log: SessionLog, subscribers: list[Subscriber], tests: list[dict]) -> E
     return bus
 
 
-def _project_view(config: Config, workspace: Workspace, bus: EventBus) -> ProjectView:
-    """How commands see the project (the work tree at the checkout's path, the project's
-    environment first), announced as an event for the run header."""
+def _context(config: Config, store: SessionStore, meta: SessionMeta, workspace: Workspace, cancel: CancelToken, bus: EventBus) -> ToolContext:
+    scratch = store.scratch_dir(meta.session_id)
+    scratch.mkdir(parents=True, exist_ok=True)
+    # How commands see the project: the work tree at the checkout's path, its environment first.
     view = discover_project(workspace.repo, workspace.path)
+    # The work tree's .kcode/ is the repository's: trusted as the user's repository is.
+    sandbox = create_sandbox(config.sandbox, workspace.path, extra_writable=[scratch], trusted=is_trusted(meta.repo), view=view)
     note = ""
-    if view.remapped and load_policy(config.sandbox, workspace.repo).mode == "off":
+    if view.remapped and isinstance(sandbox, LocalSandbox):
         note = ("with --sandbox off, commands see the work tree at its own path, so an editable install "
                 "still imports your checkout's code; use a sandbox profile or --in-place")
     bus.emit(EnvironmentResolved(
@@ -76,17 +79,9 @@ def _project_view(config: Config, workspace: Workspace, bus: EventBus) -> Projec
         environment=str(view.environment or ""), environment_source=view.environment_source,
         shown=list(view.shown), left_out=view.left_out, note=note,
     ))  # fmt: skip
-    return view
-
-
-def _context(config: Config, store: SessionStore, meta: SessionMeta, workspace: Workspace, cancel: CancelToken, bus: EventBus) -> ToolContext:
-    scratch = store.scratch_dir(meta.session_id)
-    scratch.mkdir(parents=True, exist_ok=True)
-    view = _project_view(config, workspace, bus)
     return ToolContext(
         root=workspace.path,
-        # The work tree's .kcode/ is the repository's: trusted as the user's repository is.
-        sandbox=create_sandbox(config.sandbox, workspace.path, extra_writable=[scratch], trusted=is_trusted(meta.repo), view=view),
+        sandbox=sandbox,
         state=SessionState(),
         cancel=cancel,
         test_command=config.test_command,
@@ -127,7 +122,8 @@ def _repo_pack(config: Config, model: ChatModel, root: Path, task: str, bus: Eve
     if budget.tokens <= 0:
         return "", ""
     common = dict(count_tokens=model.count_tokens, mode=config.pack, tokenizer=model.name)
-    if budget.reason == "flag" or budget.tokens_per_second is None:  # one task-aware pack, as asked or as before
+    single = budget.reason == "flag" or budget.tokens_per_second is None
+    if single:  # one task-aware pack, as asked or as before
         packs = [build_pack(root, task=task, budget=budget.tokens, focus_files=focus, failing_files=failing, **common)]
     else:  # task-independent (cached, shared by every task), then this task's part if the time allows one
         packs = [build_pack(root, task="", budget=budget.stable_tokens, **common)]
@@ -155,7 +151,7 @@ def _repo_pack(config: Config, model: ChatModel, root: Path, task: str, bus: Eve
             prefill_settings=plan.settings,
         )
     )
-    if budget.reason == "flag" or budget.tokens_per_second is None:
+    if single:
         return "", packs[0].text
     return packs[0].text, packs[1].text if len(packs) == 2 else ""
 

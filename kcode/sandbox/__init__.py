@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from kcode.errors import SandboxError
 from kcode.llm.base import CancelToken
@@ -46,7 +47,7 @@ UNSANDBOXED_WARNING = "sandbox is off: this command runs with your user's full a
 class UnsandboxedSandbox(LocalSandbox):
     """``--sandbox off``: the local runner, with a warning logged on every command."""
 
-    def __init__(self, root: Path, *, policy: SandboxPolicy | None = None, **kwargs: int) -> None:
+    def __init__(self, root: Path, *, policy: SandboxPolicy | None = None, **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
         self.policy = policy
 
@@ -87,10 +88,8 @@ def create_sandbox(
     root = Path(root).resolve()
     policy = load_policy(profile, root, trusted=trusted)
     if policy.mode == "off":
-        sandbox = UnsandboxedSandbox(root, policy=policy, head_bytes=head_bytes, tail_bytes=tail_bytes)
-        if view is not None and view.path_prefix:
-            sandbox.path_prefix = view.path_prefix
-        return sandbox
+        prefix = view.path_prefix if view is not None else ()
+        return UnsandboxedSandbox(root, policy=policy, head_bytes=head_bytes, tail_bytes=tail_bytes, path_prefix=prefix)
     status = probe_bubblewrap()
     if not status.usable:
         raise SandboxError(

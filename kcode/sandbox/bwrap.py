@@ -34,6 +34,7 @@ import resource
 import shutil
 import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -45,7 +46,7 @@ from kcode.sandbox._process import run_process
 from kcode.sandbox.base import ExecResult
 from kcode.sandbox.local import NONINTERACTIVE_ENV, command_argv
 from kcode.sandbox.policy import Limits, SandboxPolicy
-from kcode.sandbox.project import ProjectView
+from kcode.sandbox.project import ProjectView, prepend_path
 
 __all__ = ["BubblewrapSandbox", "bwrap_features", "limit_wrapper"]
 
@@ -125,31 +126,44 @@ def _inside(path: Path, parent: Path) -> bool:
     return path == parent or parent in path.parents
 
 
-def _git_metadata(root: Path) -> list[Path]:
-    """The git paths a command must see but not change: ``.git`` (nearest, walking up) and,
-    for a linked worktree, the git dir it points to and the repository's common dir."""
+@dataclass(frozen=True)
+class _GitLayout:
+    """Where a work tree's git metadata is: ``.git`` (a directory, or a file naming
+    ``git_dir``) and, for a linked worktree, the repository's ``common_dir``."""
+
+    dot_git: Path
+    git_dir: Path | None = None
+    common_dir: Path | None = None
+
+    def protected(self) -> list[Path]:
+        """The paths a command must see but not change (the common dir usually contains
+        the worktree's git dir)."""
+        paths = [self.dot_git] + [p for p in (self.git_dir,) if p is not None]
+        if self.common_dir is not None:
+            paths = [p for p in paths if not _inside(p, self.common_dir)] + [self.common_dir]
+        return paths
+
+
+def _git_layout(root: Path) -> _GitLayout | None:
+    """The nearest ``.git``, walking up from ``root``."""
     for directory in (root, *root.parents):
         dot_git = directory / ".git"
         if dot_git.is_dir():
-            return [dot_git]
+            return _GitLayout(dot_git)
         if dot_git.is_file():
-            paths = [dot_git]
             try:
                 text = dot_git.read_text(encoding="utf-8", errors="replace").strip()
             except OSError:
-                return paths
-            if text.startswith("gitdir:"):
-                git_dir = (directory / text[len("gitdir:") :].strip()).resolve()
-                if git_dir.is_dir():
-                    paths.append(git_dir)
-                    common_file = git_dir / "commondir"
-                    if common_file.is_file():
-                        common_dir = (git_dir / common_file.read_text().strip()).resolve()
-                        if common_dir.is_dir():
-                            # The common dir usually contains the worktree's git dir.
-                            paths = [p for p in paths if not _inside(p, common_dir)] + [common_dir]
-            return paths
-    return []
+                return _GitLayout(dot_git)
+            if not text.startswith("gitdir:"):
+                return _GitLayout(dot_git)
+            git_dir = (directory / text[len("gitdir:") :].strip()).resolve()
+            if not git_dir.is_dir():
+                return _GitLayout(dot_git)
+            common_file = git_dir / "commondir"
+            common_dir = (git_dir / common_file.read_text().strip()).resolve() if common_file.is_file() else None
+            return _GitLayout(dot_git, git_dir, common_dir if common_dir is not None and common_dir.is_dir() else None)
+    return None
 
 
 class BubblewrapSandbox:
@@ -251,8 +265,7 @@ class BubblewrapSandbox:
         env.setdefault("PATH", _DEFAULT_PATH)
         if self.view is not None and self.view.path_prefix:
             # The project's environment first, whatever a launcher (a pyenv shim) put first.
-            first = list(self.view.path_prefix)
-            env["PATH"] = ":".join(first + [p for p in env["PATH"].split(":") if p and p not in first])
+            env["PATH"] = prepend_path(env["PATH"], self.view.path_prefix)
             if self.view.environment_source == "CONDA_PREFIX":
                 env["CONDA_PREFIX"] = str(self.view.environment)
             else:
@@ -323,31 +336,32 @@ class BubblewrapSandbox:
             # An empty directory to mount over, so a command cannot create .kcode/ and plant
             # a sandbox profile or config that kcode would read on its next run.
             kcode_dir.mkdir()
-        protected = [(p, p) for p in _git_metadata(self.root)]
-        if self.inside_root != self.root:
-            protected = self._remapped_git(protected)
+        protected = self._git_mounts(_git_layout(self.root))
         if kcode_dir.is_dir():
             protected.append((kcode_dir, self.inside_root / ".kcode"))
         for source, target in protected:
             args += ["--ro-bind", str(source), str(target)]
         return args
 
-    def _remapped_git(self, metadata: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
-        """Git metadata as (host path, path inside) for a work tree mounted at the checkout's
-        path: the work tree's ``.git`` file points into the checkout's ``.git``, which the mount
-        shadows, so the common dir moves to ``/tmp/.kcode-git`` and a ``.git`` file points there."""
-        paths = [source for source, _ in metadata]
-        dot_git = self.root / ".git"
-        if not dot_git.is_file() or len(paths) < 2:
-            return [(p, self._inside(p)) for p in paths]
-        common = paths[-1]
-        if not _inside(common, self.inside_root):
-            return [(p, self._inside(p)) for p in paths]  # nothing shadowed: paths hold as they are
-        git_dir = Path(dot_git.read_text(encoding="utf-8").strip()[len("gitdir:") :].strip()).resolve()
-        if not _inside(git_dir, common):
-            return [(p, self._inside(p)) for p in paths]
-        pointer = self._git_pointer(_GIT_INSIDE / git_dir.relative_to(common))
-        return [(common, _GIT_INSIDE), (pointer, self.inside_root / ".git")]
+    def _git_mounts(self, layout: _GitLayout | None) -> list[tuple[Path, Path]]:
+        """Git metadata to mount read-only, as (host path, path inside). A work tree mounted at
+        the checkout's path has a ``.git`` file pointing into the checkout's ``.git``, which the
+        mount shadows: the common dir then moves to ``/tmp/.kcode-git`` and a ``.git`` file
+        points there."""
+        if layout is None:
+            return []
+        shadowed = (
+            self.inside_root != self.root
+            and layout.git_dir is not None
+            and layout.common_dir is not None
+            and _inside(layout.common_dir, self.inside_root)
+            and _inside(layout.git_dir, layout.common_dir)
+        )
+        if not shadowed:
+            return [(path, self._inside(path)) for path in layout.protected()]
+        assert layout.git_dir is not None and layout.common_dir is not None
+        pointer = self._git_pointer(_GIT_INSIDE / layout.git_dir.relative_to(layout.common_dir))
+        return [(layout.common_dir, _GIT_INSIDE), (pointer, self.inside_root / ".git")]
 
     def _git_pointer(self, git_dir: Path) -> Path:
         """A host file holding ``gitdir: <git_dir>``, in kcode's data dir, to mount as ``.git``."""

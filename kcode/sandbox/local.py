@@ -13,6 +13,7 @@ from pathlib import Path
 from kcode.llm.base import CancelToken
 from kcode.sandbox._process import run_process
 from kcode.sandbox.base import ExecResult
+from kcode.sandbox.project import prepend_path
 
 __all__ = ["LocalSandbox", "command_argv", "NONINTERACTIVE_ENV"]
 
@@ -34,10 +35,10 @@ def command_argv(command: str | Sequence[str]) -> list[str]:
 
 class LocalSandbox:
     name = "off"
-    path_prefix: tuple[str, ...] = ()  # the project's environment, first on PATH
 
-    def __init__(self, root: Path, *, head_bytes: int = 5000, tail_bytes: int = 5000) -> None:
+    def __init__(self, root: Path, *, head_bytes: int = 5000, tail_bytes: int = 5000, path_prefix: tuple[str, ...] = ()) -> None:
         self.root = Path(root)
+        self.path_prefix = path_prefix  # the project's environment, first on PATH
         self._head = head_bytes
         self._tail = tail_bytes
 
@@ -53,8 +54,7 @@ class LocalSandbox:
     ) -> ExecResult:
         full_env = {**os.environ, **NONINTERACTIVE_ENV, **(env or {})}
         if self.path_prefix:
-            rest = [p for p in full_env.get("PATH", os.defpath).split(os.pathsep) if p and p not in self.path_prefix]
-            full_env["PATH"] = os.pathsep.join([*self.path_prefix, *rest])
+            full_env["PATH"] = prepend_path(full_env.get("PATH", os.defpath), self.path_prefix)
         return run_process(
             command_argv(command),
             cwd=cwd or self.root,

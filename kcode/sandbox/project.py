@@ -32,7 +32,7 @@ from pathlib import Path
 
 from kcode.vcs.workspace import environment_dirs
 
-__all__ = ["ProjectView", "discover_project", "environment_line", "shown_line", "MAX_SHOWN"]
+__all__ = ["ProjectView", "discover_project", "environment_line", "shown_line", "prepend_path", "MAX_SHOWN"]
 
 MAX_SHOWN = 200  # ignored entries shown from the checkout; past this the rest are listed as left out
 
@@ -69,13 +69,6 @@ class ProjectView:
         """Whether the files are mounted somewhere other than where they are."""
         return self.files != self.checkout
 
-    def inside(self, host_path: Path) -> Path:
-        """The path commands see for ``host_path`` (a path under ``files``)."""
-        try:
-            return self.checkout / Path(host_path).resolve().relative_to(self.files)
-        except ValueError:
-            return Path(host_path)
-
     def environment_line(self) -> str:
         """One line for the run header and ``kcode doctor``."""
         return environment_line(self.python, self.python_version, self.environment, self.environment_source)
@@ -94,6 +87,11 @@ def shown_line(shown: list[str] | tuple[str, ...], left_out: int) -> str:
     names = ", ".join(shown[:6]) + (f", … ({len(shown)} in all)" if len(shown) > 6 else "")
     more = f"; {left_out} more not shown" if left_out else ""
     return f"read-only from your checkout (ignored there): {names}{more}"
+
+
+def prepend_path(path: str, first: tuple[str, ...] | list[str]) -> str:
+    """``path`` (a ``PATH`` value) with ``first`` in front and not again later."""
+    return ":".join([*first, *(entry for entry in path.split(":") if entry and entry not in first)])
 
 
 def _is_venv(path: Path) -> bool:
