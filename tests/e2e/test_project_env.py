@@ -29,42 +29,12 @@ BUGGY = "def add(a, b):\n    return a - b\n"
 TESTS = "from mylib import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n\n\ndef test_zero():\n    assert add(0, 0) == 0\n"
 GITIGNORE = "__pycache__/\n.pytest_cache/\n*.egg-info/\nbuild/\n.venv/\n"
 
-SETUPTOOLS_SRC = """\
-[build-system]
-requires = ["setuptools>=61"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "mylib"
-version = "0.1"
-
-[tool.setuptools.packages.find]
-where = ["src"]
-"""
-HATCHLING_SRC = """\
-[build-system]
-requires = ["hatchling"]
-build-backend = "hatchling.build"
-
-[project]
-name = "mylib"
-version = "0.1"
-
-[tool.hatch.build.targets.wheel]
-packages = ["src/mylib"]
-"""
-SETUPTOOLS_FLAT = """\
-[build-system]
-requires = ["setuptools>=61"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "mylib"
-version = "0.1"
-
-[tool.setuptools]
-packages = ["mylib"]
-"""
+_PROJECT = '\n[project]\nname = "mylib"\nversion = "0.1"\n\n'
+_SETUPTOOLS = '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n' + _PROJECT
+SETUPTOOLS_SRC = _SETUPTOOLS + '[tool.setuptools.packages.find]\nwhere = ["src"]\n'
+SETUPTOOLS_FLAT = _SETUPTOOLS + '[tool.setuptools]\npackages = ["mylib"]\n'
+HATCHLING_SRC = ('[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n' + _PROJECT
+                 + '[tool.hatch.build.targets.wheel]\npackages = ["src/mylib"]\n')  # fmt: skip
 
 
 def _package(repo: Path, pyproject: str, package_dir: str, *, generated: bool = False) -> Path:

@@ -79,9 +79,7 @@ def test_a_second_run_evaluates_only_what_the_cache_lacks(tiny_llama_moe, tmp_pa
 
 def test_a_new_repository_restores_the_fixed_part(tiny_llama_moe, tmp_path):
     cache = tmp_path / "kv"
-    first = new_model(tiny_llama_moe, cache)
-    step(first, [FIXED, REPO, task("Fix add_3.")])
-    first.close()
+    _write_entries(tiny_llama_moe, cache)
     before = PrefixStore(cache).entries()
     fixed = next(e for e in before if e.label == "(fixed prompt)")
     other = new_model(tiny_llama_moe, cache)
@@ -129,36 +127,38 @@ def test_the_prepared_fixed_part_is_saved_once_and_then_reported_cached(tiny_lla
     again.close()
 
 
+def _write_entries(model_path, cache):
+    """One first step in a new conversation: the cache gets its fixed-part and head entries."""
+    model = new_model(model_path, cache)
+    step(model, [FIXED, REPO, task("Fix add_3.")])
+    model.close()
+
+
+def _assert_evaluates_everything(model):
+    _, evaluated, prompt = step(model, [FIXED, REPO, task("Fix add_3.")])
+    assert evaluated == len(prompt) and not model.last_prefix_restored
+    model.close()
+
+
 def test_entries_of_another_model_or_other_settings_are_never_used(tiny_llama_moe, tmp_path):
     from kcode.llm.tinymodels import write_tiny_llama_moe
 
     cache = tmp_path / "kv"
-    first = new_model(tiny_llama_moe, cache)
-    step(first, [FIXED, REPO, task("Fix add_3.")])
-    first.close()
+    _write_entries(tiny_llama_moe, cache)
     count = len(PrefixStore(cache).entries())
 
     # same file name and size, other weights
     (tmp_path / "twin").mkdir()
     twin = write_tiny_llama_moe(tmp_path / "twin" / tiny_llama_moe.name, seed=7)
     assert twin.stat().st_size == tiny_llama_moe.stat().st_size
-    other_weights = new_model(twin, cache)
-    _, evaluated, prompt = step(other_weights, [FIXED, REPO, task("Fix add_3.")])
-    assert evaluated == len(prompt) and not other_weights.last_prefix_restored
-    other_weights.close()
-
-    other_settings = new_model(tiny_llama_moe, cache, flash_attn=False)  # the default is on
-    _, evaluated, prompt = step(other_settings, [FIXED, REPO, task("Fix add_3.")])
-    assert evaluated == len(prompt) and not other_settings.last_prefix_restored
-    other_settings.close()
+    _assert_evaluates_everything(new_model(twin, cache))
+    _assert_evaluates_everything(new_model(tiny_llama_moe, cache, flash_attn=False))  # the default is on
     assert len(PrefixStore(cache).entries()) == count + 4  # each wrote its own two entries
 
 
 def test_a_broken_entry_is_skipped_and_the_prompt_evaluated(tiny_llama_moe, tmp_path):
     cache = tmp_path / "kv"
-    first = new_model(tiny_llama_moe, cache)
-    step(first, [FIXED, REPO, task("Fix add_3.")])
-    first.close()
+    _write_entries(tiny_llama_moe, cache)
     for entry in PrefixStore(cache).entries():
         entry.state_path.write_bytes(b"not a state file")
     model = new_model(tiny_llama_moe, cache)
@@ -169,9 +169,7 @@ def test_a_broken_entry_is_skipped_and_the_prompt_evaluated(tiny_llama_moe, tmp_
 
 def test_the_cache_keeps_within_its_size_by_dropping_the_least_recently_used(tiny_llama_moe, tmp_path):
     cache = tmp_path / "kv"
-    model = new_model(tiny_llama_moe, cache)
-    step(model, [FIXED, REPO, task("Fix add_3.")])
-    model.close()
+    _write_entries(tiny_llama_moe, cache)
     entries = PrefixStore(cache).entries()
     biggest = max(e.size for e in entries)
     store = PrefixStore(cache, limit_bytes=biggest)
