@@ -2,13 +2,14 @@
 
 The pack shows the source of the best-ranked files within a share of the budget. Its units
 are whole files and single definitions, taken best first by a harmonic prior: the k-th
-best definition of the file ranked r is worth 1 / (r · k), as the chance that it is the
+best definition of the file ranked r is worth r^-1 · k^-0.6, as the chance that it is the
 code the task is about falls off both down the ranking and down a file's definitions. So
 the best file's best definition comes first, then the second definition of the first file
 and the best of the second, and so on; a file whose whole text is cheap next to the room
 left is shown whole at its first turn instead. A unit that does not fit is passed over.
-Only the top :data:`CANDIDATES` files take part, so room left over goes to the map, never
-to small files further down the ranking. Generated and metadata files never get here
+Only :data:`CANDIDATES` files take part, the best of the top 2 × CANDIDATES once test files
+count as TEST_DEMOTION times their rank, so room left over goes to the map, never to small
+files further down the ranking. Generated and metadata files never get here
 (the index leaves them out).
 """
 
@@ -37,7 +38,7 @@ MIN_ROOM = 100  # tokens: less room left than this ends the choice
 CANDIDATES = 20  # files that take part, from the top of the ranking
 MAX_DEFINITIONS = 12  # definitions tried per file
 TEST_DEMOTION = 3  # a test file's rank counts this many times (see source_first)
-FILE_DECAY, DEFINITION_DECAY = 1.5, 0.6  # a unit's worth: rank ** -FILE_DECAY * k ** -DEFINITION_DECAY
+FILE_DECAY, DEFINITION_DECAY = 1.0, 0.6  # a unit's worth: rank ** -FILE_DECAY * k ** -DEFINITION_DECAY
 
 
 @dataclass
@@ -89,7 +90,7 @@ def choose_content(
     picked: dict[str, list[int]] = {}
     lines_of: dict[str, list[str]] = {}
     costs: dict[str, ExcerptCost] = {}
-    candidates = source_first(ranking.files[:CANDIDATES])
+    candidates = source_first(ranking.files[: CANDIDATES * 2])[:CANDIDATES]
     # (-(worth), rank, k): k is the 1-based position in the file's definition order.
     heap = [(-_worth(r, 1), r, 1) for r in range(1, len(candidates) + 1)]
     heapq.heapify(heap)

@@ -26,6 +26,7 @@ full texts: 35 %); ``evals/perf/repomap.py`` measures it.
 from __future__ import annotations
 
 import bisect
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ class Seeds:
     focus: frozenset[str] = frozenset()  # read or edited by the agent
     words: tuple[str, ...] = ()  # the task's words, for the lexical ranking (subwords())
     word_weights: dict[str, float] = field(default_factory=dict)  # extra weight of some words (default 1)
+    quoted: dict[str, float] = field(default_factory=dict)  # repo path -> weight of the task's code spans it holds
 
 
 class PathIndex:
@@ -102,6 +104,42 @@ class PathIndex:
                         found.update(hits)
                     break
         return found
+
+
+QUOTED_MIN_CHARS = 3
+QUOTED_MAX_SHARE = 0.02  # a span found in more files than this share (and more than 3) says nothing
+QUOTED_WEIGHT = 1.0  # the quoted order's weight in the fusion (the other three weigh 1)
+
+
+def quoted_spans(task: str) -> list[str]:
+    """The task's code spans (```like this```), stripped, in a fixed order: a bug report
+    quotes the code it is about (``follow_symlinks=False``, ``:kbd:``), and the file that
+    holds it verbatim is likely where the fix goes."""
+    spans = {span[1:-1].strip() for span in _CODE_CONTEXT.findall(task)}
+    return sorted(span for span in spans if len(span) >= QUOTED_MIN_CHARS)
+
+
+def quoted_matches(spans: Sequence[str], texts: Iterable[tuple[str, str]]) -> dict[str, float]:
+    """Per file holding some of ``spans`` verbatim: the sum of their weights, log(N / df),
+    over the spans that few files hold (see QUOTED_MAX_SHARE)."""
+    if not spans:
+        return {}
+    holders: dict[str, list[str]] = {span: [] for span in spans}
+    n_files = 0
+    for path, text in texts:
+        n_files += 1
+        for span in spans:
+            if span in text:
+                holders[span].append(path)
+    limit = max(3, QUOTED_MAX_SHARE * n_files)
+    scores: dict[str, float] = {}
+    for span in spans:
+        found = holders[span]
+        if 0 < len(found) <= limit:
+            weight = math.log(n_files / len(found)) if n_files > len(found) else 0.0
+            for path in found:
+                scores[path] = scores.get(path, 0.0) + weight
+    return {path: round(score, 9) for path, score in scores.items() if score > 0}
 
 
 def traceback_paths(text: str, paths: PathIndex) -> set[str]:
@@ -422,20 +460,23 @@ class Ranker:
         return np.round(score, 9)
 
     def _fuse(self, graph: _Graph, rank: np.ndarray, seeds: Seeds, restart: np.ndarray) -> np.ndarray:
-        """Reciprocal rank fusion of three orders: the walk's, the lexical one, and the seeds'
-        (files the task names, or that define what it names, by seed weight). A file absent
-        from an order (no word in common, not a seed) gets nothing from it."""
+        """Reciprocal rank fusion of four orders: the walk's, the lexical one, the seeds'
+        (files the task names, or that define what it names, by seed weight) and the quoted
+        one (files holding the task's code spans verbatim). A file absent from an order (no
+        word in common, not a seed, no span) gets nothing from it."""
         n_files = len(graph.paths)
         fused = np.zeros(n_files)
         seeded = np.round(restart - restart.min(), 12)
         lexical = self._lexical(graph, seeds.words, seeds.word_weights)
-        for score, everyone in ((rank, True), (lexical, False), (seeded, False)):
+        quoted = np.array([seeds.quoted.get(p, 0.0) for p in graph.paths]) if seeds.quoted else np.zeros(n_files)
+        orders = ((rank, True, 1.0), (lexical, False, 1.0), (seeded, False, 1.0), (quoted, False, QUOTED_WEIGHT))
+        for score, everyone, weight in orders:
             present = np.ones(n_files, dtype=bool) if everyone else score > 0
             if not present.any():
                 continue
             position = np.empty(n_files)
             position[np.lexsort((np.arange(n_files), -score))] = np.arange(1, n_files + 1)
-            fused += np.where(present, 1.0 / (FUSION_K + position), 0.0)
+            fused += np.where(present, weight / (FUSION_K + position), 0.0)
         return np.round(fused, 12)
 
     def _restart(self, paths, files, seeds: Seeds, def_file, def_ident, split) -> np.ndarray:

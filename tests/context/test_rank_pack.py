@@ -166,3 +166,38 @@ def test_the_lexical_scores_are_bm25_over_each_files_words(small_repo, tmp_path)
     scores = p.ranker._lexical(graph, sorted(query))
     assert dict(zip(graph.paths, scores.tolist())) == pytest.approx(expected, abs=1e-8)
     assert sum(v > 0 for v in expected.values()) >= 4
+
+
+def test_a_code_span_the_report_quotes_finds_the_file_that_holds_it(tmp_path, tree_writer):
+    """The task quotes code that no name of the tags carries (a keyword argument inside a
+    call); the file holding that span verbatim comes first, which neither the walk nor the
+    lexical order put there. A span that many files hold counts for nothing."""
+    files = {"core/walk.py": "import os\n\n\ndef scan(path):\n    return [e for e in os.scandir(path)]\n"}
+    for i in range(6):
+        files[f"pkg/mod{i}.py"] = f"from core.walk import scan\n\n\ndef collect{i}(path):\n    return scan(path)\n"
+    files["pkg/visit.py"] = (
+        "import os\n\n\ndef visit(path, recurse):\n"
+        "    for entry in os.scandir(path):\n"
+        "        if entry.is_dir(follow_symlinks=False) and recurse(entry):\n"
+        "            yield from recurse(entry)\n"
+        "        yield entry\n"
+    )
+    files["pkg/links.py"] = "def skipped_symlinked_directories(collected):\n    return [d for d in collected if d.is_symlink()]\n"
+    root = tree_writer(tmp_path / "repo", files)
+    p = packer(root, tmp_path)
+    p.index.refresh()
+    task = "Symlinked directories are skipped. Since I added `is_dir(follow_symlinks=False)` to each `(path)` nothing is collected."
+    ranking = p.rank(task)
+    assert ranking.seeds.quoted == {"pkg/visit.py": pytest.approx(2.1972, abs=1e-3)}  # log(9 / 1); the other span is in 8 of 9 files
+    assert ranking.files[0] == "pkg/visit.py"
+    plain = p.rank(task.replace("`", ""))  # the same words unquoted: no span, another order
+    assert plain.seeds.quoted == {} and plain.files[0] != "pkg/visit.py"
+
+
+def test_quoted_matches_weighs_rare_spans_and_ignores_common_ones():
+    from kcode.context.rank import quoted_matches, quoted_spans
+
+    assert quoted_spans("use `a`, `  foo(x=1) `, `foo(x=1)` and ```") == ["foo(x=1)"]
+    texts = [(f"f{i}.py", "common()\n" + ("rare()\n" if i == 0 else "")) for i in range(200)]
+    scores = quoted_matches(["common()", "rare()", "absent()"], texts)
+    assert list(scores) == ["f0.py"] and scores["f0.py"] == pytest.approx(5.2983, abs=1e-3)  # log(200)
