@@ -180,7 +180,8 @@ def _first_token_run(repo: Path, task: str, model_path: Path, **config: object) 
     try:
         start = time.perf_counter()
         runner.run_task(task, Config(model=str(model_path), max_steps=1, max_output_tokens=8, temperature=0.0,
-                                     auto_test=False, **config), repo=repo, subscribers=[note])
+                                     auto_test=False, **config), repo=repo, subscribers=[note],
+                        started_at=runner.process_start())  # as `kcode run` does
     finally:
         runner._model = make_model
     model = captured[0]
@@ -294,6 +295,7 @@ def _change_one_file(clone: Path, budget: int) -> str:
 
 
 def bench_k26(fixed_tokens: int = 1119) -> dict:
+    from kcode.agent.pack_budget import SPEED_SHARE
     from kcode.context import default_budget
     from kcode.llm.prefill import choose_pack_budget
 
@@ -303,7 +305,8 @@ def bench_k26(fixed_tokens: int = 1119) -> dict:
         def budget(cached: bool, restored: int = 0):
             return choose_pack_budget(window_tokens=window, window_share=0.4, tokens_per_second=speed,
                                       first_step_seconds=20, next_step_seconds=2, fixed_tokens=fixed_tokens,
-                                      fixed_cached=cached, other_tokens=60, restored_tokens=restored)
+                                      fixed_cached=cached, other_tokens=60, restored_tokens=restored,
+                                      speed_share=SPEED_SHARE)
 
         fresh, first = budget(False), budget(True)
         warm = budget(True, restored=first.stable_tokens)  # the same repository again, another task

@@ -7,6 +7,7 @@ its log) with their event subscribers and a cancel token.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from kcode.session import SessionLog, SessionMeta, SessionStore, new_session_id
 from kcode.tools import SessionState, ToolContext, default_tools
 from kcode.vcs import ApplyReport, Workspace, apply_result, git, repo_root
 
-__all__ = ["RunOutcome", "run_task", "resume_task", "rewind_session", "apply_session"]
+__all__ = ["RunOutcome", "process_start", "run_task", "resume_task", "rewind_session", "apply_session"]
 
 
 @dataclass
@@ -102,12 +103,13 @@ def _finish(agent: Agent, meta: SessionMeta, store: SessionStore, workspace: Wor
     return outcome
 
 
-def _repo_pack(config: Config, model: ChatModel, root: Path, task: str, bus: EventBus, focus: list[str] = (), failing: list[str] = (), *, label: str = "", overhead: int = 0) -> tuple[str, str]:
+def _repo_pack(config: Config, model: ChatModel, root: Path, task: str, bus: EventBus, focus: list[str] = (), failing: list[str] = (), *, label: str = "", overhead: int = 0, started_at: float | None = None) -> tuple[str, str]:
     """The pack for the repository part of the prompt head, as (task-independent part, part
     for this task); ("", "") with ``pack = "none"``. Sized by the first step's budget
     (kcode.agent.pack_budget); the task-independent part is the same for every task, so the
     next run in the repository restores its KV state. ``label`` names the repository in the
-    prefix cache; ``overhead``: tokens of the repository part besides the pack."""
+    prefix cache; ``overhead``: tokens of the repository part besides the pack;
+    ``started_at``: when the user's wait began (see plan_first_step)."""
     if config.pack == "none":
         return "", ""
     from kcode.agent.pack_budget import plan_first_step
@@ -117,7 +119,7 @@ def _repo_pack(config: Config, model: ChatModel, root: Path, task: str, bus: Eve
         raise UsageError(f"unknown pack mode {config.pack!r} (use one of: {', '.join(MODES)}, none)")
     window = default_budget(model.context_window, config.pack_share)
     other = model.count_tokens(task) + overhead + 16  # + the chat template's markers around them
-    plan = plan_first_step(config, model, default_tools().specs(), window_tokens=window, other_tokens=other, label=label, repository_overhead=overhead)
+    plan = plan_first_step(config, model, default_tools().specs(), window_tokens=window, other_tokens=other, label=label, repository_overhead=overhead, started_at=started_at)
     budget = plan.budget
     if budget.tokens <= 0:
         return "", ""
@@ -156,12 +158,12 @@ def _repo_pack(config: Config, model: ChatModel, root: Path, task: str, bus: Eve
     return packs[0].text, packs[1].text if len(packs) == 2 else ""
 
 
-def _system_prompt(config: Config, model: ChatModel, workspace: Workspace, repo_name: str, task: str, agents_cwd: Path, bus: EventBus, focus: list[str] = (), failing: list[str] = ()) -> str:
+def _system_prompt(config: Config, model: ChatModel, workspace: Workspace, repo_name: str, task: str, agents_cwd: Path, bus: EventBus, focus: list[str] = (), failing: list[str] = (), started_at: float | None = None) -> str:
     """The repository part of the prompt head (the second system message; the first, the
     fixed system prompt, is the same for every repository: kcode.agent.prompt)."""
     agents_md = read_agents_md(workspace.path, agents_cwd)
     overhead = model.count_tokens(repository_prompt(repo_name=repo_name, agents_md=agents_md))
-    stable, for_task = _repo_pack(config, model, workspace.path, task, bus, focus, failing, label=str(workspace.repo), overhead=overhead)
+    stable, for_task = _repo_pack(config, model, workspace.path, task, bus, focus, failing, label=str(workspace.repo), overhead=overhead, started_at=started_at)
     return repository_prompt(repo_name=repo_name, agents_md=agents_md, repo_pack=stable, task_pack=for_task)
 
 
@@ -196,6 +198,18 @@ def _model(config: Config, session_id: str) -> ChatModel:
     return create_model(config.model, options)
 
 
+def process_start() -> float | None:
+    """This process's start as a ``time.perf_counter()`` value (what ``kcode run`` passes as
+    ``started_at``: the user's wait began there, interpreter start-up and imports included)."""
+    import psutil
+
+    try:
+        age = time.time() - psutil.Process().create_time()
+    except (psutil.Error, OSError):
+        return None
+    return time.perf_counter() - max(0.0, age)
+
+
 def run_task(
     task: str,
     config: Config,
@@ -206,7 +220,12 @@ def run_task(
     apply: bool = False,
     subscribers: list[Subscriber] = (),
     cancel: CancelToken | None = None,
+    started_at: float | None = None,
 ) -> RunOutcome:
+    """``started_at``: the ``time.perf_counter()`` at which the user's wait began (``kcode
+    run`` passes its process start); default: this call. The first step's pack is sized so
+    that its first token comes within ``first_step_seconds`` of it."""
+    started_at = time.perf_counter() if started_at is None else started_at
     if not task.strip():
         raise UsageError("the task is empty")
     root = repo_root(repo)
@@ -240,7 +259,7 @@ def run_task(
                 agents_cwd = workspace.path / relative_cwd.relative_to(root)
             except ValueError:
                 agents_cwd = workspace.path
-            system = _system_prompt(config, model, workspace, root.name, task, agents_cwd, bus)
+            system = _system_prompt(config, model, workspace, root.name, task, agents_cwd, bus, started_at=started_at)
             messages = initial_messages(system, task)
             for message in messages:
                 bus.emit(MessageAdded(message=message))

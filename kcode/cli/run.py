@@ -154,7 +154,7 @@ def register(app: typer.Typer) -> None:
         in_place: Annotated[bool, typer.Option("--in-place", help="Edit your checkout directly (checkpoints go to refs/kcode/<session>).")] = False,
     ) -> None:
         """Run TASK headless in a separate work tree of the current repository."""
-        from kcode.agent.runner import run_task
+        from kcode.agent.runner import process_start, run_task
 
         with _errors():
             root, config = _config(
@@ -165,7 +165,7 @@ def register(app: typer.Typer) -> None:
             )
             subscribers = _subscribers(output_format)
             with _cancel_on_signals() as cancel:
-                outcome = run_task(task, config, repo=root, cwd=Path.cwd(), in_place=in_place, apply=apply, subscribers=subscribers, cancel=cancel)
+                outcome = run_task(task, config, repo=root, cwd=Path.cwd(), in_place=in_place, apply=apply, subscribers=subscribers, cancel=cancel, started_at=process_start())
         _finish(outcome, output_format, output_last_message)
 
     @app.command()

@@ -175,6 +175,7 @@ def choose_pack_budget(
     fixed_cached: bool = False,
     other_tokens: int = 0,
     restored_tokens: int = 0,
+    speed_share: float = 1.0,
 ) -> PackBudget:
     """The pack budget for the first step, in two parts when the speed is known: a
     task-independent part (cached, reused by every run in the repository) and a part for this
@@ -190,8 +191,11 @@ def choose_pack_budget(
     budget when the prefix cache holds it from an earlier run: it costs no prefill, so that
     part keeps its size when it is larger than the time allows, or not much smaller
     (``REPACK_GROWTH``): a pack of another size has other content and loses the cached prefix.
+    ``speed_share``: the share of ``tokens_per_second`` to plan with (the pack is prefilled
+    after the fixed prompt, deeper in the context than the figure was measured, and slower).
     """
-    speed = tokens_per_second or None
+    measured = tokens_per_second or None
+    speed = measured * speed_share if measured else None
     base = (0 if fixed_cached else fixed_tokens) + other_tokens
     common = dict(tokens_per_second=speed, window_tokens=window_tokens, restored_tokens=restored_tokens,
                   base_tokens=base)
@@ -212,6 +216,8 @@ def choose_pack_budget(
         return PackBudget(window_tokens, "window", share + (f"; {task} for this task" if task else ""),
                           time_tokens=time_tokens, task_tokens=task, **common)
     why = f"time: {first_step_seconds:g} s at {speed:.0f} tok/s"
+    if speed_share < 1.0:
+        why += f" ({speed_share * 100:.0f} % of the {measured:.0f} measured)"
     if spent_seconds >= 0.05:
         why += f", {spent_seconds:.1f} s of it loading and packing"
     if not fixed_cached and fixed_tokens:

@@ -140,3 +140,30 @@ def test_a_run_on_a_local_model_says_how_its_pack_budget_was_chosen(calc_repo, t
     assert second.fixed_prompt_cached and second.restored_tokens > 0  # the fixed part and this repository's
     stable = repository.split("## More for this task")[0]
     assert again.startswith(stable)  # another task, the same task-independent part: its KV state is reused
+
+
+def test_the_time_already_waited_counts_against_the_first_steps_budget(calc_repo, tmp_path):
+    """``started_at`` (``kcode run``: its process start) moves the first step's budget: a
+    run that began 19.9 s before its pack was planned has no time left for one and gets the
+    minimum, which the same run started now (window share, a fast tiny model) does not.
+    (The late run comes first: a cached pack would be kept, whatever the time.)"""
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("gguf")
+    import time
+
+    from kcode.llm.prefill import MIN_PACK_BUDGET
+    from kcode.llm.tinymodels import write_tiny_llama_moe
+
+    path = write_tiny_llama_moe(tmp_path / "tiny.gguf", context_length=16384)
+    config = Config(model=str(path), max_steps=1, ctx=16384, temperature=0.0, max_output_tokens=2, auto_test=False)
+
+    def packed(**kwargs):
+        events = []
+        run_task("fix add", config, repo=calc_repo, subscribers=[events.append], **kwargs)
+        return next(e for e in events if e.type == "context.packed")
+
+    late = packed(started_at=time.perf_counter() - 19.9)  # first: nothing of this repository cached yet
+    now = packed()
+    assert now.budget > MIN_PACK_BUDGET and "loading and packing" not in now.budget_why
+    assert late.budget == MIN_PACK_BUDGET and late.budget_reason == "time"
+    assert "s of it loading and packing" in late.budget_why and "(at least 512)" in late.budget_why
