@@ -8,12 +8,14 @@ the loop records when it stops.
     ├── UsageError              bad flags, bad config, unknown session (exit code 2)
     ├── ConfigError(UsageError)
     ├── ModelError              anything the model backend reports
-    │   ├── TransientModelError rate limits, 5xx, timeouts, cut streams: retried
+    │   ├── TransientModelError rate limits, 5xx, timeouts, cut streams, no connection:
+    │   │   │                   retried by the agent loop (kcode.agent.loop.RetryPolicy)
     │   │   ├── RateLimited
     │   │   ├── ServerError
     │   │   ├── ModelTimeout
-    │   │   └── StreamTruncated
-    │   ├── ModelUnavailable    missing model file, dead server, turns run out: fatal
+    │   │   ├── StreamTruncated
+    │   │   └── ModelUnreachable
+    │   ├── ModelUnavailable    missing model file, turns run out: fatal
     │   └── ModelRequestError   a 4xx other than 429: fatal, explained
     ├── ToolError               a tool refused its input; shown to the model, never fatal
     │   └── PathOutsideRepo
@@ -39,6 +41,7 @@ __all__ = [
     "ServerError",
     "ModelTimeout",
     "StreamTruncated",
+    "ModelUnreachable",
     "ModelUnavailable",
     "ModelRequestError",
     "ToolError",
@@ -92,6 +95,10 @@ class ModelTimeout(TransientModelError):
 
 class StreamTruncated(TransientModelError):
     pass
+
+
+class ModelUnreachable(TransientModelError):
+    """No connection to the model's server (refused, reset or unresolvable before an answer)."""
 
 
 class ModelUnavailable(ModelError):

@@ -83,6 +83,13 @@ class RunResult:
 
 @dataclass
 class RetryPolicy:
+    """kcode's one retry layer: a step whose model call raised a TransientModelError is
+    called again, up to ``attempts`` calls in all, after the server's Retry-After or a
+    jittered exponential backoff; then the run ends with an error. Backends make one attempt
+    per call. It lives here, not in the HTTP backend, because only the loop can redo a step
+    whose stream broke after output came, it serves every backend (HTTP, llama.cpp, chaos),
+    and each retry is a ``model_retry`` event the user sees."""
+
     attempts: int = 6
     base_delay: float = 1.0
     max_delay: float = 30.0

@@ -170,9 +170,11 @@ class ChatModel(Protocol):
     """A model that streams one step at a time.
 
     ``stream`` yields :class:`TextChunk` / :class:`ReasoningChunk` and ends with exactly one
-    :class:`StepEnd`. It raises :class:`kcode.errors.TransientModelError` for failures worth
-    retrying and other :class:`kcode.errors.ModelError` subclasses for fatal ones. It must
-    stop promptly when ``cancel`` is set.
+    :class:`StepEnd`. It makes one attempt and never retries: it raises
+    :class:`kcode.errors.TransientModelError` for failures worth retrying (the agent loop
+    retries them: ``kcode.agent.loop.RetryPolicy``) and other
+    :class:`kcode.errors.ModelError` subclasses for fatal ones. It must stop promptly when
+    ``cancel`` is set.
 
     ``state``/``restore`` carry whatever the backend needs to continue a resumed session
     (the scripted model's position; nothing for stateless servers).

@@ -13,22 +13,22 @@ Specs (``--model``) and where they go by default (``--base-url`` overrides)::
 ``stream_options.include_usage``; ``prompt_cache_key`` is the session id, so a provider
 with prompt caching reuses the stable prefix across steps.
 
-Failures: connection errors, timeouts, 429 (honouring ``Retry-After``) and 5xx are retried
-here with jittered exponential backoff while nothing has been streamed yet, up to
-``max_attempts``; then the typed error is raised (:class:`RateLimited`,
-:class:`ServerError`, :class:`ModelTimeout`; :class:`ModelUnavailable` for a server that
-cannot be reached at all). Other 4xx answers are not retried: :class:`ModelRequestError`
-with the server's own message. A stream that stops before ``[DONE]`` or a finish reason is
-:class:`StreamTruncated`.
+Failures: each :meth:`~OpenAICompatModel.stream` call is exactly one HTTP request; nothing
+is retried here. A failure worth retrying raises a
+:class:`~kcode.errors.TransientModelError` (:class:`RateLimited` with the server's
+``Retry-After``, :class:`ServerError` for 5xx, :class:`ModelTimeout`,
+:class:`ModelUnreachable` when no connection is made, :class:`StreamTruncated` for a stream
+that stops before ``[DONE]`` or a finish reason), and the agent loop retries the step with
+backoff (:class:`kcode.agent.loop.RetryPolicy`, the one retry layer: it serves every backend
+and can also redo a step whose stream broke after output). Other 4xx answers are
+:class:`ModelRequestError` with the server's own message.
 """
 
 from __future__ import annotations
 
 import email.utils
 import json
-import logging
 import os
-import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,11 +42,10 @@ from kcode.errors import (
     Interrupted,
     ModelRequestError,
     ModelTimeout,
-    ModelUnavailable,
+    ModelUnreachable,
     RateLimited,
     ServerError,
     StreamTruncated,
-    TransientModelError,
     UsageError,
 )
 from kcode.llm._openai_wire import StepAccumulator, iter_sse_data, to_api_messages
@@ -63,8 +62,6 @@ from kcode.llm.base import (
 )
 
 __all__ = ["Provider", "PROVIDERS", "OpenAICompatModel", "DEFAULT_CONTEXT_WINDOW"]
-
-log = logging.getLogger(__name__)
 
 # When neither the server, the preset nor the configuration says: small but safe.
 DEFAULT_CONTEXT_WINDOW = 32_768
@@ -159,10 +156,6 @@ class OpenAICompatModel:
         api_key: str | None = None,
         session_id: str | None = None,
         context_window: int | None = None,
-        max_attempts: int = 5,
-        backoff_base: float = 1.0,
-        backoff_cap: float = 30.0,
-        max_retry_after: float = 60.0,
         read_timeout: float = 600.0,
         connect_timeout: float = 10.0,
         tool_choice: str | dict[str, Any] | None = None,
@@ -183,8 +176,6 @@ class OpenAICompatModel:
         self.session_id = session_id
         self.tool_choice = tool_choice
         self.extra_body = dict(extra_body or {})  # e.g. temperature, max_tokens, seed
-        self.max_attempts = max(1, max_attempts)
-        self.backoff_base, self.backoff_cap, self.max_retry_after = backoff_base, backoff_cap, max_retry_after
         self._configured_window = context_window
         self._window: int | None = None
         self._tokenize_ok = provider.kind == "llama-server"  # only llama-server has /tokenize
@@ -254,52 +245,41 @@ class OpenAICompatModel:
     ) -> Iterator[StreamChunk]:
         self._steps += 1
         body = self._request_body(messages, tools)
-        for attempt in range(1, self.max_attempts + 1):
-            streamed = False
-            started, first_delta = time.perf_counter(), None
-            try:
-                with self._client.stream("POST", f"{self.base_url}/chat/completions", json=body) as response:
-                    self._check_status(response)
-                    accumulator = StepAccumulator()
-                    for reasoning, text in self._events(response, accumulator, cancel):
-                        if (reasoning or text or accumulator.calls) and first_delta is None:
-                            first_delta = time.perf_counter()
-                        if reasoning:
-                            streamed = True
-                            yield ReasoningChunk(reasoning)
-                        if text:
-                            streamed = True
-                            yield TextChunk(text)
-                    self._note_prefill(accumulator, first_delta - started if first_delta else None)
-                    end = _complete_calls(accumulator.finish(step_id=str(self._steps)), tools, self._steps)
-                    # Estimate what the server did not count (some send no usage at all;
-                    # llama-cpp-python's server reports 0 completion tokens when streaming).
-                    if not end.usage.input_tokens:
-                        end.usage.input_tokens = estimate_tokens(json.dumps(body["messages"]))
-                    if not end.usage.output_tokens:
-                        output = "".join(accumulator.reasoning + accumulator.content)
-                        output += "".join(call.raw for call in end.tool_calls)
-                        end.usage.output_tokens = estimate_tokens(output)
-                    yield end
-                    return
-            except TransientModelError as error:
-                if streamed or attempt == self.max_attempts:
-                    raise
-                self._sleep_before_retry(error, attempt, cancel)
-            except httpx.TimeoutException as error:
-                failure = ModelTimeout(f"{self.name}: no answer from {self.base_url} in time ({type(error).__name__})")
-                if streamed or attempt == self.max_attempts:
-                    raise failure from error
-                self._sleep_before_retry(failure, attempt, cancel)
-            except httpx.TransportError as error:
-                if streamed:
-                    raise StreamTruncated(f"{self.name}: the connection broke mid-stream ({error})") from error
-                if attempt == self.max_attempts:
-                    raise ModelUnavailable(
-                        f"{self.name}: cannot connect to {self.base_url} after {attempt} attempts "
-                        f"({type(error).__name__}: {error}); is the server running and the URL right?"
-                    ) from error
-                self._sleep_before_retry(ServerError(str(error)), attempt, cancel)
+        streamed = False
+        started, first_delta = time.perf_counter(), None
+        try:
+            with self._client.stream("POST", f"{self.base_url}/chat/completions", json=body) as response:
+                self._check_status(response)
+                accumulator = StepAccumulator()
+                for reasoning, text in self._events(response, accumulator, cancel):
+                    if (reasoning or text or accumulator.calls) and first_delta is None:
+                        first_delta = time.perf_counter()
+                    if reasoning:
+                        streamed = True
+                        yield ReasoningChunk(reasoning)
+                    if text:
+                        streamed = True
+                        yield TextChunk(text)
+                self._note_prefill(accumulator, first_delta - started if first_delta else None)
+                end = _complete_calls(accumulator.finish(step_id=str(self._steps)), tools, self._steps)
+                # Estimate what the server did not count (some send no usage at all;
+                # llama-cpp-python's server reports 0 completion tokens when streaming).
+                if not end.usage.input_tokens:
+                    end.usage.input_tokens = estimate_tokens(json.dumps(body["messages"]))
+                if not end.usage.output_tokens:
+                    output = "".join(accumulator.reasoning + accumulator.content)
+                    output += "".join(call.raw for call in end.tool_calls)
+                    end.usage.output_tokens = estimate_tokens(output)
+                yield end
+        except httpx.TimeoutException as error:
+            raise ModelTimeout(f"{self.name}: no answer from {self.base_url} in time ({type(error).__name__})") from error
+        except httpx.TransportError as error:
+            if streamed:
+                raise StreamTruncated(f"{self.name}: the connection broke mid-stream ({error})") from error
+            raise ModelUnreachable(
+                f"{self.name}: cannot connect to {self.base_url} ({type(error).__name__}: {error}); "
+                "is the server running and the URL right?"
+            ) from error
 
     # --- prefill speed ----------------------------------------------------------------
 
@@ -406,20 +386,6 @@ class OpenAICompatModel:
             yield accumulator.feed(chunk)
         if not done and accumulator.finish_reason is None:
             raise StreamTruncated(f"{self.name}: the stream ended before the response was complete")
-
-    def _sleep_before_retry(self, error: TransientModelError, attempt: int, cancel: CancelToken | None) -> None:
-        if error.retry_after is not None:
-            if error.retry_after > self.max_retry_after:
-                raise error  # a long wait is the caller's decision, not a silent stall here
-            delay = error.retry_after + random.uniform(0, self.backoff_base * 0.1)
-        else:
-            delay = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-        log.info("%s (attempt %d/%d); retrying in %.2fs", error, attempt, self.max_attempts, delay)
-        if cancel is not None:
-            if cancel.wait(delay):
-                raise Interrupted("interrupted by the user") from error
-        else:
-            time.sleep(delay)
 
     def _preset_window(self) -> int | None:
         for prefix, window in self.provider.known_windows:

@@ -12,7 +12,7 @@ USAGE = {"prompt_tokens": 400, "completion_tokens": 2, "prompt_tokens_details": 
 
 
 def make(server, store):
-    return OpenAICompatModel(PROVIDERS["llama-server"], "m", base_url=server.url, max_attempts=1, speed_store=store)
+    return OpenAICompatModel(PROVIDERS["llama-server"], "m", base_url=server.url, speed_store=store)
 
 
 def test_llama_server_timings_give_the_speed_and_it_is_kept(server, tmp_path):
