@@ -7,6 +7,7 @@ inside its functions, so ``kcode --help`` and the headless path stay fast.
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
@@ -23,9 +24,20 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from kcode import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
 
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print kcode's version and exit.")
+    ] = False,
+) -> None:
     """kcode: run `kcode run "TASK"` in a git repository."""
 
 

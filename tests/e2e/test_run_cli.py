@@ -188,3 +188,30 @@ def test_an_empty_finish_is_sent_back_once_then_reported_as_no_changes(kcode, ca
     assert proc.returncode == 0, proc.stderr
     assert "Status: finished after 2 steps" in proc.stdout
     assert "Summary: Looks fine to me. (no changes)" in proc.stdout and "Changes: none" in proc.stdout
+
+
+def test_a_server_that_keeps_failing_ends_the_run_after_six_requests(kcode, calc_repo):
+    from tests.llm.test_openai_faults import Reply, Server
+
+    server = Server()
+    server.default = Reply(503, body='{"error": {"message": "overloaded"}}', headers={"Retry-After": "0"})
+    try:
+        proc = kcode("run", "Explain the calc package", "--model", "vllm:test-model", "--base-url", server.url, cwd=calc_repo)
+    finally:
+        server.close()
+    chat = [request for request in server.requests if request["path"] == "/v1/chat/completions"]
+    assert len(chat) == 6, [request["path"] for request in server.requests]
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Status: error" in proc.stdout
+    assert proc.stderr.count("model_retry: ") == 5
+    assert "giving up after 6 attempts: vllm:test-model at " in proc.stderr
+    assert "server error (HTTP 503): overloaded" in proc.stderr
+
+
+def test_version_prints_the_installed_version(kcode, tmp_path):
+    from importlib.metadata import version
+
+    for args in (["--version"], ["version"]):
+        proc = kcode(*args, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == f"{version('kcode')}\n"

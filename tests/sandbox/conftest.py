@@ -4,8 +4,10 @@ executable and the ``bash`` tool), so every attack is tried through both."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -87,6 +89,25 @@ def planted_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MY_SERVICE_PASSWORD", SECRET_KEY)
     monkeypatch.setenv("HTTPS_PROXY_WITH_CREDS", f"http://user:{SECRET_KEY}@proxy.invalid:3128")
     return home
+
+
+@pytest.fixture(scope="session")
+def pip_index_option() -> str:
+    """``--index-url URL`` for the index this machine's pip is configured with
+    (``PIP_INDEX_URL``, else pip.conf's ``install`` or ``global`` section), or "" for pip's own
+    default. Read once per session, before a test points ``$HOME`` elsewhere. Sandboxed pip
+    commands run ``--isolated`` (local ``find-links`` and extra indexes must not stand in for
+    the network), so the configured index is passed explicitly; a local one (``file://``)
+    cannot show anything about the network and skips the test."""
+    listing = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=True).stdout
+    settings = dict(line.split("=", 1) for line in listing.splitlines() if "=" in line)
+    for key in (":env:.index-url", "install.index-url", "global.index-url"):
+        if key in settings:
+            url = ast.literal_eval(settings[key]).split()[0]
+            if not url.startswith(("http://", "https://")):
+                pytest.skip(f"pip's configured index {url} is not reached over the network")
+            return f" --index-url {shlex.quote(url)}"
+    return ""
 
 
 @dataclass

@@ -168,7 +168,7 @@ def test_connect_to_host_loopback_server(run) -> None:
 def test_connect_to_external_address(run) -> None:
     result = run(
         "python3 -c \"import socket; socket.create_connection(('1.1.1.1', 443), timeout=3); print('CONNECTED')\";"
-        " curl -s -m 5 https://pypi.org/simple/ -o /dev/null && echo CONNECTED; getent hosts pypi.org && echo RESOLVED"
+        " curl -s -m 5 https://example.com/ -o /dev/null && echo CONNECTED; getent hosts example.com && echo RESOLVED"
     )
     assert "CONNECTED" not in result.output
     assert "RESOLVED" not in result.output

@@ -65,12 +65,13 @@ def test_read_system_headers_and_compile(run, repo: Path) -> None:
 
 
 @pytest.mark.slow
-def test_pip_install_into_repo_venv_with_network(run, repo: Path) -> None:
-    """Under workspace-write-network, a tiny pure-Python package installs from PyPI (the
-    same command fails without network: see test_pip_install_without_network)."""
+def test_pip_install_into_repo_venv_with_network(run, repo: Path, pip_index_option: str) -> None:
+    """Under workspace-write-network, a tiny pure-Python package installs from the index pip
+    is configured with (the same command fails without network: see
+    test_pip_install_without_network)."""
     script = (
         "python3 -m venv .venv && .venv/bin/python -m pip install -q --isolated --no-cache-dir"
-        " --cert /etc/ssl/certs/ca-certificates.crt --index-url https://pypi.org/simple"
+        f" --cert /etc/ssl/certs/ca-certificates.crt{pip_index_option}"
         " --timeout 30 --retries 2 six && .venv/bin/python -c 'import six; print(\"IMPORTED\", six.__version__)'"
     )
     result = run(script, timeout=240, profile="workspace-write-network")
@@ -78,10 +79,10 @@ def test_pip_install_into_repo_venv_with_network(run, repo: Path) -> None:
     assert list((repo / ".venv" / "lib").glob("python*/site-packages/six.py"))
 
 
-def test_pip_install_without_network(run, repo: Path) -> None:
+def test_pip_install_without_network(run, repo: Path, pip_index_option: str) -> None:
     script = (
         "python3 -m venv --without-pip .venv && python3 -m pip --python .venv/bin/python install -q --isolated"
-        " --no-cache-dir --index-url https://pypi.org/simple --timeout 3 --retries 0 six"
+        f" --no-cache-dir{pip_index_option} --timeout 3 --retries 0 six"
     )
     result = run(script, timeout=120)
     assert result.exit_code != 0
