@@ -16,6 +16,7 @@ from kcode.agent.guards import LoopGuard
 from kcode.agent.loop import Agent, Budget, RunResult
 from kcode.agent.recovery import recover
 from kcode.agent.prompt import initial_messages, read_agents_md, repository_prompt
+from kcode.cancel import CancelToken
 from kcode.config import Config, data_dir, load_config
 from kcode.errors import SessionError, UsageError
 from kcode.events import (
@@ -29,7 +30,7 @@ from kcode.events import (
     SessionStarted,
     Subscriber,
 )
-from kcode.llm.base import CancelToken, ChatModel, TokenUsage
+from kcode.llm.base import ChatModel, TokenUsage
 from kcode.llm.registry import ModelOptions, create_model
 from kcode.sandbox import LocalSandbox, create_sandbox, discover_project, load_policy
 from kcode.trust import is_trusted

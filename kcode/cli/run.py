@@ -45,7 +45,7 @@ def _errors() -> Iterator[None]:
 @contextmanager
 def _cancel_on_signals() -> Iterator[Any]:
     """SIGINT/SIGTERM cancel the run (it stops cleanly, exit 130); a second SIGINT aborts."""
-    from kcode.llm.base import CancelToken
+    from kcode.cancel import CancelToken
 
     cancel = CancelToken()
 

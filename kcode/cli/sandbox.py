@@ -50,9 +50,9 @@ def exec_command(
 
     Example: kcode sandbox exec --sandbox read-only -- git status
     """
+    from kcode.cancel import CancelToken
     from kcode.config import load_config
     from kcode.errors import SandboxError, UsageError
-    from kcode.llm.base import CancelToken
     from kcode.sandbox import create_sandbox
 
     root = _repo_root(repo)

@@ -1,7 +1,6 @@
 """Model backends behind one protocol (``kcode.llm.base.ChatModel``)."""
 
 from kcode.llm.base import (
-    CancelToken,
     ChatModel,
     Message,
     ReasoningChunk,
@@ -15,7 +14,6 @@ from kcode.llm.base import (
 from kcode.llm.registry import ModelOptions, create_model
 
 __all__ = [
-    "CancelToken",
     "ChatModel",
     "Message",
     "ReasoningChunk",

@@ -17,10 +17,11 @@ they are::
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from kcode.cancel import CancelToken
 
 __all__ = [
     "Message",
@@ -32,7 +33,6 @@ __all__ = [
     "StepEnd",
     "StreamChunk",
     "ChatModel",
-    "CancelToken",
     "estimate_tokens",
     "lean_schema",
 ]
@@ -145,24 +145,6 @@ class StepEnd:
 
 
 StreamChunk = TextChunk | ReasoningChunk | StepEnd
-
-
-class CancelToken:
-    """A flag shared by the loop, the model stream and the sandbox."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    def wait(self, seconds: float) -> bool:
-        """Sleep up to ``seconds``; return True early if cancelled."""
-        return self._event.wait(seconds)
 
 
 @runtime_checkable

@@ -12,9 +12,9 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
+from kcode.cancel import CancelToken
 from kcode.errors import ModelTimeout, RateLimited, ServerError, StreamTruncated
 from kcode.llm.base import (
-    CancelToken,
     ChatModel,
     Message,
     StepEnd,

@@ -29,13 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kcode.cancel import CancelToken
 from kcode.errors import Interrupted, ModelRequestError
 from kcode.llm._chat_template import ChatTemplate
 from kcode.llm._loader import Placement, load_llama
 from kcode.llm._prefix_cache import DEFAULT_LIMIT_BYTES, PrefixStore, model_identity
 from kcode.llm._streaming import OutputSplitter
 from kcode.llm.base import (
-    CancelToken,
     Message,
     ReasoningChunk,
     StepEnd,

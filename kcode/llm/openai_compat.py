@@ -38,6 +38,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+from kcode.cancel import CancelToken
 from kcode.errors import (
     Interrupted,
     ModelRequestError,
@@ -51,7 +52,6 @@ from kcode.errors import (
 from kcode.llm._openai_wire import StepAccumulator, iter_sse_data, to_api_messages
 from kcode.llm.prefill import MIN_SAMPLE_TOKENS, PrefillSpeed, SpeedStore, speed_key
 from kcode.llm.base import (
-    CancelToken,
     Message,
     ReasoningChunk,
     StepEnd,

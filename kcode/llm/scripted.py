@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from kcode.cancel import CancelToken
 from kcode.errors import ModelUnavailable, UsageError
 from kcode.llm.base import (
-    CancelToken,
     Message,
     ReasoningChunk,
     StepEnd,

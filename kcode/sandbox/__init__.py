@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from kcode.cancel import CancelToken
 from kcode.errors import SandboxError
-from kcode.llm.base import CancelToken
 from kcode.sandbox.base import ExecResult, Sandbox
 from kcode.sandbox.bwrap import BubblewrapSandbox
 from kcode.sandbox.local import LocalSandbox

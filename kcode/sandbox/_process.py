@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from kcode.llm.base import CancelToken
+from kcode.cancel import CancelToken
 from kcode.sandbox.base import ExecResult
 
 __all__ = ["run_process", "OutputCapture"]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from kcode.llm.base import CancelToken
+    from kcode.cancel import CancelToken
 
 __all__ = ["ExecResult", "Sandbox"]
 

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from kcode.cancel import CancelToken
 from kcode.errors import SandboxError
-from kcode.llm.base import CancelToken
 from kcode.sandbox._cgroup import PidsCgroup, pids_parent
 from kcode.sandbox._environment import filter_environment
 from kcode.sandbox._process import run_process

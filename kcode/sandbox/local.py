@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from kcode.llm.base import CancelToken
+from kcode.cancel import CancelToken
 from kcode.sandbox._process import run_process
 from kcode.sandbox.base import ExecResult
 from kcode.sandbox.project import prepend_path

@@ -16,8 +16,9 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from kcode.cancel import CancelToken
 from kcode.errors import ToolError
-from kcode.llm.base import CancelToken, ToolCall, ToolSpec
+from kcode.llm.base import ToolCall, ToolSpec
 from kcode.resources import read_prompt
 from kcode.sandbox.base import Sandbox
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 
 from kcode.agent.runner import resume_task, run_task
+from kcode.cancel import CancelToken
 from kcode.config import Config
 from kcode.events import ErrorEvent, MessageAdded
-from kcode.llm.base import CancelToken
 
 from tests.conftest import write_script
 

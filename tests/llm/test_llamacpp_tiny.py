@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from kcode.cancel import CancelToken
 from kcode.errors import Interrupted, ModelUnavailable
-from kcode.llm import CancelToken, ModelOptions, ReasoningChunk, StepEnd, TextChunk, ToolSpec, create_model
+from kcode.llm import ModelOptions, ReasoningChunk, StepEnd, TextChunk, ToolSpec, create_model
 from kcode.llm._gguf_info import GgufInfo
 from kcode.llm._loader import Placement, choose_context
 from kcode.llm.grammar import tool_call_grammar

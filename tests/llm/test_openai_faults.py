@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from kcode.cancel import CancelToken
 from kcode.errors import (
     Interrupted,
     ModelRequestError,
@@ -26,7 +27,7 @@ from kcode.errors import (
     StreamTruncated,
     UsageError,
 )
-from kcode.llm.base import CancelToken, ReasoningChunk, StepEnd, TextChunk, ToolSpec
+from kcode.llm.base import ReasoningChunk, StepEnd, TextChunk, ToolSpec
 from kcode.llm.openai_compat import PROVIDERS, OpenAICompatModel
 from kcode.llm.registry import ModelOptions, create_model
 
