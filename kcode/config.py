@@ -1,8 +1,9 @@
 """Configuration: defaults < ``~/.config/kcode/config.toml`` < project ``.kcode/config.toml``
 < ``KCODE_*`` environment variables < command-line flags (later wins).
 
-Also the user directories (platformdirs): data (sessions, work trees), cache (models) and
-config. ``KCODE_HOME`` puts all three under one folder (tests and portable installs).
+The user directories are :mod:`kcode.paths`. Whether the repository's own settings may
+apply is :mod:`kcode.trust`'s question: a :class:`Config` records which settings the
+repository chose (``project_settings``), and the runner has them checked before it starts.
 """
 
 from __future__ import annotations
@@ -17,31 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
 from kcode.errors import ConfigError
+from kcode.paths import cache_dir, config_dir  # noqa: F401  (kcode.llm imports cache_dir from here)
 
-__all__ = ["Config", "load_config", "data_dir", "cache_dir", "config_dir", "parse_duration"]
-
-
-def _home_override() -> Path | None:
-    home = os.environ.get("KCODE_HOME")
-    return Path(home).expanduser() if home else None
-
-
-def data_dir() -> Path:
-    home = _home_override()
-    return home / "data" if home else Path(platformdirs.user_data_dir("kcode"))
-
-
-def cache_dir() -> Path:
-    home = _home_override()
-    return home / "cache" if home else Path(platformdirs.user_cache_dir("kcode"))
-
-
-def config_dir() -> Path:
-    home = _home_override()
-    return home / "config" if home else Path(platformdirs.user_config_dir("kcode"))
+__all__ = ["Config", "load_config", "parse_duration", "setting_names"]
 
 
 @dataclass
@@ -90,6 +70,9 @@ class Config:
     pack_share: float = 0.4
     first_step_seconds: float = 20.0  # the default pack is what prefills in this time (and fits pack_share)
     next_step_seconds: float = 2.0  # of it, the part for the task: what a warm repository's run prefills
+    # Not a setting: the settings whose value is the repository's own .kcode/config.toml's
+    # (no environment variable or flag overrides them), for kcode.trust to check.
+    project_settings: frozenset[str] = dataclasses.field(default=frozenset(), compare=False, metadata={"setting": False})
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
@@ -109,9 +92,15 @@ def parse_duration(value: str | float | int) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+def setting_names() -> list[str]:
+    """The fields of :class:`Config` that are settings (what files, ``KCODE_*`` variables
+    and flags may set), in declaration order."""
+    return [f.name for f in dataclasses.fields(Config) if f.metadata.get("setting", True)]
+
+
 def _field_types() -> dict[str, Any]:
     hints = typing.get_type_hints(Config)
-    return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
+    return {name: hints[name] for name in setting_names()}
 
 
 def _coerce(name: str, value: Any, annotation: Any, source: str) -> Any:
@@ -172,51 +161,20 @@ def load_config(
     layers: list[tuple[dict[str, Any], str]] = []
     user_file = config_dir() / "config.toml"
     layers.append((_read_toml(user_file), str(user_file)))
+    project: dict[str, Any] = {}
     if project_root is not None:
         project_file = project_root / ".kcode" / "config.toml"
-        layers.append((_read_toml(project_file), str(project_file)))
+        project = _read_toml(project_file)
+        layers.append((project, str(project_file)))
     env = os.environ if environ is None else environ
-    names = {f.name for f in dataclasses.fields(Config)}
-    env_layer = {name: env[f"KCODE_{name.upper()}"] for name in names if f"KCODE_{name.upper()}" in env}
+    env_layer = {name: env[f"KCODE_{name.upper()}"] for name in setting_names() if f"KCODE_{name.upper()}" in env}
+    command_line = {k: v for k, v in (overrides or {}).items() if v is not None}
     layers.append((env_layer, "environment"))
-    layers.append(({k: v for k, v in (overrides or {}).items() if v is not None}, "command line"))
+    layers.append((command_line, "command line"))
     for layer, source in layers:
         _apply(values, layer, source)
-    config = Config(**values)
-    if project_root is not None and layers[1][0]:
-        _check_project_settings(config, layers[1][0], layers[2:], project_root, layers[1][1])
-    return config
-
-
-def _check_project_settings(
-    config: Config, project: dict[str, Any], above: list[tuple[dict[str, Any], str]], root: Path, source: str
-) -> None:
-    """A repository's own ``.kcode/config.toml`` travels with clones: unless the user trusts
-    the repository (:mod:`kcode.trust`), it may not loosen the sandbox nor send the prompts
-    (and the API key) elsewhere nor choose a file for kcode to write. A setting the user
-    overrides from the environment or the command line is not the repository's choice."""
-    from kcode.trust import TRUST_HINT, is_trusted
-
-    chosen = {key.replace("-", "_") for key in project} - {
-        key.replace("-", "_") for layer, _ in above for key, value in layer.items() if value is not None
-    }
-    if not chosen or is_trusted(root):
-        return
-
-    def refuse(what: str) -> None:
-        raise ConfigError(f"{source} comes with the repository and {what}; {TRUST_HINT}")
-
-    for key in ("base_url", "prefix_cache"):
-        if key in chosen and getattr(config, key):
-            refuse(f"sets {key} (only your own settings may)")
-    if "model" in chosen and config.model and "://" in config.model:
-        refuse("names a model URL (only your own settings may)")
-    if "sandbox" in chosen:
-        from kcode.sandbox.policy import load_policy
-
-        policy = load_policy(config.sandbox, root, trusted=False)
-        if policy.mode == "off":
-            refuse(f"chooses sandbox profile {config.sandbox!r}, which runs commands unsandboxed")
-        if policy.network:
-            refuse(f"chooses sandbox profile {config.sandbox!r}, which opens the network")
-
+    # A setting the user also sets from the environment or the command line is not the
+    # repository's choice.
+    above = {key.replace("-", "_") for layer in (env_layer, command_line) for key in layer}
+    chosen = frozenset(key.replace("-", "_") for key in project) - above
+    return Config(**values, project_settings=chosen)

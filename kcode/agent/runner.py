@@ -17,7 +17,7 @@ from kcode.agent.loop import Agent, Budget, RunResult
 from kcode.agent.recovery import recover
 from kcode.agent.prompt import initial_messages, read_agents_md, repository_prompt
 from kcode.cancel import CancelToken
-from kcode.config import Config, data_dir, load_config
+from kcode.config import Config, load_config, setting_names
 from kcode.errors import SessionError, UsageError
 from kcode.events import (
     ContextPacked,
@@ -33,9 +33,10 @@ from kcode.events import (
 from kcode.llm.base import ChatModel, TokenUsage
 from kcode.llm.registry import ModelOptions, create_model
 from kcode.sandbox import LocalSandbox, create_sandbox, discover_project, load_policy
-from kcode.trust import is_trusted
+from kcode.paths import data_dir
 from kcode.session import SessionLog, SessionMeta, SessionStore, new_session_id
 from kcode.tools import SessionState, ToolContext, default_tools
+from kcode.trust import check_project_settings, is_trusted
 from kcode.vcs import ApplyReport, Workspace, apply_result, git, repo_root
 
 __all__ = ["RunOutcome", "process_start", "run_task", "resume_task", "rewind_session", "apply_session"]
@@ -192,6 +193,13 @@ def _agent(config: Config, model: ChatModel, ctx: ToolContext, bus: EventBus, wo
     )
 
 
+def _check_settings(config: Config, root: Path) -> None:
+    """Fail on a bad sandbox profile, or on a setting the repository's own files may not
+    choose unless it is trusted (kcode.trust), before anything is created."""
+    load_policy(config.sandbox, root)
+    check_project_settings(config, root, load_policy)
+
+
 def _model(config: Config, session_id: str) -> ChatModel:
     """The configured model; every ModelOptions field that Config also has is passed on."""
     names = {f.name for f in dataclasses.fields(ModelOptions)} & {f.name for f in dataclasses.fields(Config)}
@@ -233,8 +241,8 @@ def run_task(
     cancel = cancel or CancelToken()
     store = SessionStore()
     session_id = new_session_id()
-    load_policy(config.sandbox, root)  # fail on a bad or untrusted sandbox profile before creating anything
-    model = _model(config, session_id)  # likewise on a bad model
+    _check_settings(config, root)
+    model = _model(config, session_id)  # likewise fails on a bad model before anything is created
     try:
         workspace = Workspace.create(root, session_id, data_dir() / "worktrees", in_place=in_place)
         meta = SessionMeta(
@@ -274,7 +282,7 @@ def run_task(
 
 def _non_default_options(config: Config) -> dict:
     defaults = Config()
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(Config) if getattr(config, f.name) != getattr(defaults, f.name)}
+    return {name: getattr(config, name) for name in setting_names() if getattr(config, name) != getattr(defaults, name)}
 
 
 def resume_task(
@@ -296,6 +304,7 @@ def resume_task(
     cancel = cancel or CancelToken()
     # the run's own settings, then what the caller changes (e.g. a bigger --max-steps)
     config = load_config(Path(meta.repo), {**meta.options, **{k: v for k, v in (overrides or {}).items() if v is not None}})
+    _check_settings(config, Path(meta.repo))
     model = _model(config, meta.session_id)
     model.restore(state.model_state)
     workspace = Workspace(Path(meta.repo), Path(meta.workdir), meta.branch, meta.base_commit, meta.mode, state.head or meta.base_commit)

@@ -54,6 +54,8 @@ def register(app: typer.Typer) -> None:
         from kcode.context import build_pack, default_budget
         from kcode.errors import KcodeError
         from kcode.llm.base import estimate_tokens
+        from kcode.sandbox import load_policy
+        from kcode.trust import check_project_settings
 
         root = repo.resolve()
         if not root.is_dir():
@@ -61,6 +63,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2)
         try:
             config = load_config(root)
+            check_project_settings(config, root, load_policy)
             window, count_tokens, tokenizer = DEFAULT_WINDOW, estimate_tokens, "estimate"
             spec = model or config.model
             if model:

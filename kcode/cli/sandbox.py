@@ -53,7 +53,8 @@ def exec_command(
     from kcode.cancel import CancelToken
     from kcode.config import load_config
     from kcode.errors import SandboxError, UsageError
-    from kcode.sandbox import create_sandbox
+    from kcode.sandbox import create_sandbox, load_policy
+    from kcode.trust import check_project_settings
 
     root = _repo_root(repo)
     if not root.is_dir():
@@ -63,7 +64,9 @@ def exec_command(
     if not (cwd == root or root in cwd.parents):
         cwd = root
     try:
-        profile = sandbox or load_config(root).sandbox
+        config = load_config(root)
+        check_project_settings(config, root, load_policy)
+        profile = sandbox or config.sandbox
         runner = create_sandbox(profile, root, extra_writable=writable)
     except UsageError as error:
         typer.echo(f"kcode sandbox exec: {error}", err=True)

@@ -36,7 +36,7 @@ _FREEZE_AFTER = 500  # files' tags loaded at once, after which gc.freeze() is ca
 
 
 def default_cache_path() -> Path:
-    from kcode.config import cache_dir
+    from kcode.paths import cache_dir
 
     return cache_dir() / "tags" / "tags.sqlite"
 

@@ -365,7 +365,7 @@ class BubblewrapSandbox:
 
     def _git_pointer(self, git_dir: Path) -> Path:
         """A host file holding ``gitdir: <git_dir>``, in kcode's data dir, to mount as ``.git``."""
-        from kcode.config import data_dir
+        from kcode.paths import data_dir
 
         digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:16]
         pointer = data_dir() / "gitfiles" / f"{self.root.name}-{digest}"

@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kcode.config import config_dir, parse_duration
+from kcode.config import parse_duration
 from kcode.errors import ConfigError
+from kcode.paths import config_dir
 from kcode.resources import resource_dir
+from kcode.trust import TRUST_HINT, is_trusted
 
 __all__ = [
     "SandboxPolicy",
@@ -227,8 +229,6 @@ def _check_tightens(base: dict[str, Any], layer: dict[str, Any], path: Path, roo
     """Refuse an untrusted project profile that loosens what it extends (``base``): network,
     mode, host paths outside the repository. (Limits may change: a JVM build needs a larger
     address space, and a limit guards against accidents, not against the repository.)"""
-    from kcode.trust import TRUST_HINT
-
     def refuse(what: str) -> None:
         raise ConfigError(
             f"sandbox profile {path} comes with the repository and may only tighten the sandbox, "
@@ -255,12 +255,8 @@ def load_policy(name: str, root: Path | None = None, *, trusted: bool | None = N
     asks :func:`kcode.trust.is_trusted` about ``root``."""
     chain = _chain(name, root)
     if trusted is None:
-        from kcode.trust import is_trusted
-
         trusted = is_trusted(root)
     if root is not None and chain[0][0] == 0 and not trusted:
-        from kcode.trust import TRUST_HINT
-
         raise ConfigError(
             f"sandbox profile {chain[0][1]} comes with the repository and extends no built-in or user "
             f"profile, so nothing bounds it; make it `extends = \"workspace-write\"` (or another), or {TRUST_HINT}"

@@ -10,8 +10,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from kcode.config import data_dir
 from kcode.errors import SessionError
+from kcode.paths import data_dir
 
 __all__ = ["SessionMeta", "SessionStore", "new_session_id"]
 

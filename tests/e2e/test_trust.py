@@ -66,3 +66,22 @@ def test_the_user_overriding_a_setting_is_not_the_repository_choosing_it(kcode, 
     _commit(calc_repo, ".kcode/config.toml", 'sandbox = "off"\n')
     proc = kcode("run", "fix", "--model", f"scripted:{fix_script}", "--sandbox", "off", cwd=calc_repo)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "prefix"),
+    [
+        (("sandbox", "exec", "--", "true"), "kcode sandbox exec: "),
+        (("pack", "--json"), "kcode pack: "),
+    ],
+)
+def test_every_command_that_reads_the_repository_config_checks_it(kcode, calc_repo, args, prefix):
+    """The check runs where a command starts work, not inside load_config: the commands
+    besides ``kcode run`` that read the repository's config.toml make it too."""
+    _commit(calc_repo, ".kcode/config.toml", 'sandbox = "off"\nbase_url = "http://127.0.0.1:9/v1"\n')
+    proc = kcode(*args, cwd=calc_repo)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith(prefix) and "comes with the repository and sets base_url" in proc.stderr
+    assert "kcode trust" in proc.stderr
+    trusted = kcode(*args, cwd=calc_repo, env={"KCODE_TRUST_PROJECT": "1"})
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr
