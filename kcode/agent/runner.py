@@ -1,13 +1,17 @@
 """One task, end to end: config → session → work tree → prompt → agent loop → result.
 
 Frontends call :func:`run_task` (a new session) or :func:`resume_task` (continue one from
-its log) with their event subscribers and a cancel token.
+its log) with their event subscribers and a cancel token. The parts of a run can be passed
+in (the model, the tools, the prompt, the session store, the subscribers); the CLI passes
+none of them and gets the defaults: the configured model, ``default_tools()``, the prompt of
+:mod:`kcode.agent.prompt` with the repository pack, and ``SessionStore()``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,12 +34,12 @@ from kcode.events import (
     SessionStarted,
     Subscriber,
 )
-from kcode.llm.base import ChatModel, TokenUsage
+from kcode.llm.base import ChatModel, Message, TokenUsage
 from kcode.llm.registry import ModelOptions, create_model
 from kcode.sandbox import LocalSandbox, create_sandbox, discover_project, load_policy
 from kcode.paths import data_dir
 from kcode.session import SessionLog, SessionMeta, SessionStore, new_session_id
-from kcode.tools import SessionState, ToolContext, default_tools
+from kcode.tools import SessionState, ToolContext, ToolRegistry, default_tools
 from kcode.trust import check_project_settings, is_trusted
 from kcode.vcs import ApplyReport, Workspace, apply_result, git, repo_root
 
@@ -105,7 +109,7 @@ def _finish(agent: Agent, meta: SessionMeta, store: SessionStore, workspace: Wor
     return outcome
 
 
-def _repo_pack(config: Config, model: ChatModel, root: Path, task: str, bus: EventBus, focus: list[str] = (), failing: list[str] = (), *, label: str = "", overhead: int = 0, started_at: float | None = None) -> tuple[str, str]:
+def _repo_pack(config: Config, model: ChatModel, tools: ToolRegistry, root: Path, task: str, bus: EventBus, focus: list[str] = (), failing: list[str] = (), *, label: str = "", overhead: int = 0, started_at: float | None = None) -> tuple[str, str]:
     """The pack for the repository part of the prompt head, as (task-independent part, part
     for this task); ("", "") with ``pack = "none"``. Sized by the first step's budget
     (kcode.agent.pack_budget); the task-independent part is the same for every task, so the
@@ -121,7 +125,7 @@ def _repo_pack(config: Config, model: ChatModel, root: Path, task: str, bus: Eve
         raise UsageError(f"unknown pack mode {config.pack!r} (use one of: {', '.join(MODES)}, none)")
     window = default_budget(model.context_window, config.pack_share)
     other = model.count_tokens(task) + overhead + 16  # + the chat template's markers around them
-    plan = plan_first_step(config, model, default_tools().specs(), window_tokens=window, other_tokens=other, label=label, repository_overhead=overhead, started_at=started_at)
+    plan = plan_first_step(config, model, tools.specs(), window_tokens=window, other_tokens=other, label=label, repository_overhead=overhead, started_at=started_at)
     budget = plan.budget
     if budget.tokens <= 0:
         return "", ""
@@ -160,16 +164,18 @@ def _repo_pack(config: Config, model: ChatModel, root: Path, task: str, bus: Eve
     return packs[0].text, packs[1].text if len(packs) == 2 else ""
 
 
-def _system_prompt(config: Config, model: ChatModel, workspace: Workspace, repo_name: str, task: str, agents_cwd: Path, bus: EventBus, focus: list[str] = (), failing: list[str] = (), started_at: float | None = None) -> str:
+def _system_prompt(config: Config, model: ChatModel, tools: ToolRegistry, workspace: Workspace, repo_name: str, task: str, agents_cwd: Path, bus: EventBus, focus: list[str] = (), failing: list[str] = (), started_at: float | None = None) -> str:
     """The repository part of the prompt head (the second system message; the first, the
     fixed system prompt, is the same for every repository: kcode.agent.prompt)."""
     agents_md = read_agents_md(workspace.path, agents_cwd)
     overhead = model.count_tokens(repository_prompt(repo_name=repo_name, agents_md=agents_md))
-    stable, for_task = _repo_pack(config, model, workspace.path, task, bus, focus, failing, label=str(workspace.repo), overhead=overhead, started_at=started_at)
+    stable, for_task = _repo_pack(config, model, tools, workspace.path, task, bus, focus, failing, label=str(workspace.repo), overhead=overhead, started_at=started_at)
     return repository_prompt(repo_name=repo_name, agents_md=agents_md, repo_pack=stable, task_pack=for_task)
 
 
-def _agent(config: Config, model: ChatModel, ctx: ToolContext, bus: EventBus, workspace: Workspace, messages: list, task: str, agents_cwd: Path, **state) -> Agent:
+def _agent(config: Config, model: ChatModel, tools: ToolRegistry, ctx: ToolContext, bus: EventBus, workspace: Workspace, messages: list, task: str, agents_cwd: Path, *, repack: bool = True, **state) -> Agent:
+    """``repack``: whether compaction rebuilds the repository part of the prompt head (not
+    for a prompt the caller wrote: it has no repository part)."""
     window = model.context_window
     policy = CompactionPolicy(
         context_window=window,
@@ -178,7 +184,7 @@ def _agent(config: Config, model: ChatModel, ctx: ToolContext, bus: EventBus, wo
     )
     return Agent(
         model,
-        default_tools(),
+        tools,
         ctx,
         bus,
         workspace,
@@ -188,7 +194,7 @@ def _agent(config: Config, model: ChatModel, ctx: ToolContext, bus: EventBus, wo
         guard=LoopGuard(stuck_steps=config.stuck_steps),
         auto_test=config.auto_test,
         task=task,
-        repack=lambda focus, failing: _system_prompt(config, model, workspace, Path(workspace.repo).name, task, agents_cwd, bus, focus, failing),
+        repack=(lambda focus, failing: _system_prompt(config, model, tools, workspace, Path(workspace.repo).name, task, agents_cwd, bus, focus, failing)) if repack else None,
         **state,
     )
 
@@ -227,11 +233,29 @@ def run_task(
     cwd: Path | None = None,
     in_place: bool = False,
     apply: bool = False,
-    subscribers: list[Subscriber] = (),
+    model: ChatModel | None = None,
+    tools: ToolRegistry | None = None,
+    prompt: Sequence[Message] | None = None,
+    store: SessionStore | None = None,
+    subscribers: Sequence[Subscriber] = (),
     cancel: CancelToken | None = None,
     started_at: float | None = None,
 ) -> RunOutcome:
-    """``started_at``: the ``time.perf_counter()`` at which the user's wait began (``kcode
+    """Run ``task`` in a new session on the repository around ``repo``.
+
+    The parts of the run, each defaulting to what ``kcode run`` uses:
+
+    - ``model``: default, the one ``config`` names, closed when the run ends; a model passed
+      in stays the caller's (open: an eval harness can keep one loaded for many runs);
+    - ``tools``: default ``default_tools()``;
+    - ``prompt``: the messages the conversation starts with; default, the fixed system
+      prompt, the repository part (AGENTS.md, the repository pack) and the task
+      (:mod:`kcode.agent.prompt`). A prompt passed in is used as it is: no pack is built and
+      compaction never rebuilds its head;
+    - ``store``: where the session's log and metadata go; default ``SessionStore()``;
+    - ``subscribers``: called with every event, after the session log.
+
+    ``started_at``: the ``time.perf_counter()`` at which the user's wait began (``kcode
     run`` passes its process start); default: this call. The first step's pack is sized so
     that its first token comes within ``first_step_seconds`` of it."""
     started_at = time.perf_counter() if started_at is None else started_at
@@ -239,10 +263,12 @@ def run_task(
         raise UsageError("the task is empty")
     root = repo_root(repo)
     cancel = cancel or CancelToken()
-    store = SessionStore()
+    store = SessionStore() if store is None else store
+    tools = default_tools() if tools is None else tools
     session_id = new_session_id()
     _check_settings(config, root)
-    model = _model(config, session_id)  # likewise fails on a bad model before anything is created
+    owns_model = model is None
+    model = _model(config, session_id) if model is None else model  # likewise fails on a bad model before anything is created
     try:
         workspace = Workspace.create(root, session_id, data_dir() / "worktrees", in_place=in_place)
         meta = SessionMeta(
@@ -268,16 +294,20 @@ def run_task(
                 agents_cwd = workspace.path / relative_cwd.relative_to(root)
             except ValueError:
                 agents_cwd = workspace.path
-            system = _system_prompt(config, model, workspace, root.name, task, agents_cwd, bus, started_at=started_at)
-            messages = initial_messages(system, task)
+            if prompt is None:
+                system = _system_prompt(config, model, tools, workspace, root.name, task, agents_cwd, bus, started_at=started_at)
+                messages = initial_messages(system, task)
+            else:
+                messages = [dict(message) for message in prompt]  # the loop appends to its own list
             for message in messages:
                 bus.emit(MessageAdded(message=message))
-            agent = _agent(config, model, ctx, bus, workspace, messages, task, agents_cwd)
+            agent = _agent(config, model, tools, ctx, bus, workspace, messages, task, agents_cwd, repack=prompt is None)
             return _finish(agent, meta, store, workspace, tests, apply)
         finally:
             log.close()
     finally:
-        model.close()
+        if owns_model:
+            model.close()
 
 
 def _non_default_options(config: Config) -> dict:
@@ -290,10 +320,16 @@ def resume_task(
     overrides: dict | None = None,
     *,
     repo: Path | None = None,
-    subscribers: list[Subscriber] = (),
+    model: ChatModel | None = None,
+    tools: ToolRegistry | None = None,
+    store: SessionStore | None = None,
+    subscribers: Sequence[Subscriber] = (),
     cancel: CancelToken | None = None,
 ) -> RunOutcome:
-    store = SessionStore()
+    """Continue a session from its log. ``model``, ``tools``, ``store`` and ``subscribers``
+    as for :func:`run_task` (the prompt is the logged conversation)."""
+    store = SessionStore() if store is None else store
+    tools = default_tools() if tools is None else tools
     meta = store.resolve(session_id, repo_root(repo) if repo else None)
     if not meta.workdir or not Path(meta.workdir).exists():
         raise SessionError(f"the work tree of session {meta.session_id} is gone ({meta.workdir})")
@@ -305,7 +341,8 @@ def resume_task(
     # the run's own settings, then what the caller changes (e.g. a bigger --max-steps)
     config = load_config(Path(meta.repo), {**meta.options, **{k: v for k, v in (overrides or {}).items() if v is not None}})
     _check_settings(config, Path(meta.repo))
-    model = _model(config, meta.session_id)
+    owns_model = model is None
+    model = _model(config, meta.session_id) if model is None else model
     model.restore(state.model_state)
     workspace = Workspace(Path(meta.repo), Path(meta.workdir), meta.branch, meta.base_commit, meta.mode, state.head or meta.base_commit)
     _roll_back(workspace)
@@ -321,12 +358,13 @@ def resume_task(
                 bus.emit(ErrorEvent(message=f"tool call {call} was in flight when the session stopped; its effects were rolled back to the last checkpoint and the step will run again", kind="interrupted_tool", step=state.step + 1))
             ctx = _context(config, store, meta, workspace, cancel, bus)
             ctx.state.todo = list(state.todo)
-            agent = _agent(config, model, ctx, bus, workspace, state.conversation(), meta.task, workspace.path, step=state.step, elapsed_before=recovered.elapsed, usage=TokenUsage(*state.usage), state={**state.agent_state, "text_only": 0})  # a resumed run gets its nudges again
+            agent = _agent(config, model, tools, ctx, bus, workspace, state.conversation(), meta.task, workspace.path, step=state.step, elapsed_before=recovered.elapsed, usage=TokenUsage(*state.usage), state={**state.agent_state, "text_only": 0})  # a resumed run gets its nudges again
             return _finish(agent, meta, store, workspace, tests, apply=False)
         finally:
             log.close()
     finally:
-        model.close()
+        if owns_model:
+            model.close()
 
 
 def _roll_back(workspace: Workspace) -> None:
