@@ -121,7 +121,10 @@ def test_a_run_on_a_local_model_says_how_its_pack_budget_was_chosen(calc_repo, t
     from kcode.llm.tinymodels import write_tiny_llama_moe
 
     path = write_tiny_llama_moe(tmp_path / "tiny.gguf", context_length=16384)
-    config = Config(model=str(path), max_steps=1, ctx=16384, temperature=0.0, max_output_tokens=2, auto_test=False)
+    # generous times: the tiny model's calibration, load and packing take seconds on a loaded
+    # machine, which would otherwise leave no time for this task's part of the pack
+    config = Config(model=str(path), max_steps=1, ctx=16384, temperature=0.0, max_output_tokens=2, auto_test=False,
+                    first_step_seconds=600, next_step_seconds=60)
 
     def packed_event(task="fix add"):
         events, shown = [], io.StringIO()
