@@ -2,8 +2,13 @@
 
 The loop emits events; every consumer (session log, headless renderers, the TUI, the eval
 harness) reads the same stream through an :class:`EventBus`. An event serialises to one
-JSON object ``{"type": ..., "ts": ..., **fields}``; :func:`event_from_dict` reverses it, so a
-session log replays to the same sequence.
+JSON object ``{"type": ..., "ts": ..., "agent_id": ..., **fields}``; :func:`event_from_dict`
+reverses it, so a session log replays to the same sequence.
+
+Every event names the agent that emitted it: ``agent_id`` is the agent's session id (the
+top-level agent's is the session's own), ``parent_id`` the id of the agent that started it
+(``None``, and left out of the dict, for the top-level agent). The bus stamps both, so emit
+sites never pass them and a sub-agent's bus can carry its own ids.
 """
 
 from __future__ import annotations
@@ -47,10 +52,13 @@ EVENT_TYPES: dict[str, type[Event]] = {}
 
 @dataclass(kw_only=True)
 class Event:
-    """Base of all events. ``ts`` is set by the bus when the event is emitted."""
+    """Base of all events. ``ts``, ``agent_id`` and ``parent_id`` are set by the bus when the
+    event is emitted (an event forwarded from another agent's bus keeps its own)."""
 
     type: ClassVar[str] = "event"
     ts: float = 0.0
+    agent_id: str = ""
+    parent_id: str | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -58,6 +66,8 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if data["parent_id"] is None:  # the top-level agent: no parent to name
+            del data["parent_id"]
         return {"type": self.type, **data}
 
 
@@ -300,12 +310,16 @@ Subscriber = Callable[[Event], None]
 class EventBus:
     """Fan-out of events to subscribers, in subscription order.
 
-    ``clock`` stamps ``ts``; a replay passes events that already carry one.
+    ``clock`` stamps ``ts``; a replay passes events that already carry one. ``agent_id`` and
+    ``parent_id`` name the agent whose events this bus carries; they are stamped on events
+    that name no agent yet.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, *, agent_id: str = "", parent_id: str | None = None) -> None:
         self._subscribers: list[Subscriber] = []
         self._clock = clock
+        self.agent_id = agent_id
+        self.parent_id = parent_id
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
@@ -313,6 +327,8 @@ class EventBus:
     def emit(self, event: Event) -> Event:
         if not event.ts:
             event.ts = self._clock()
+        if not event.agent_id:
+            event.agent_id, event.parent_id = self.agent_id, self.parent_id
         for subscriber in self._subscribers:
             subscriber(event)
         return event

@@ -6,7 +6,7 @@ import pytest
 
 from kcode.config import Config, load_config, parse_duration
 from kcode.errors import ConfigError
-from kcode.events import EVENT_TYPES, EventBus, SessionStarted, event_from_dict
+from kcode.events import EVENT_TYPES, EventBus, SessionStarted, TurnStarted, event_from_dict
 
 
 def _sample(cls):
@@ -35,6 +35,21 @@ def test_bus_stamps_and_fans_out_in_order():
     bus.subscribe(lambda e: seen.append(("b", e.ts)))
     bus.emit(SessionStarted(session_id="s", task="t", repo="r", workdir="w", branch="b", base_commit="c", model="m"))
     assert seen == [("a", 42.0), ("b", 42.0)]
+
+
+def test_bus_names_the_agent_and_keeps_a_forwarded_events_own():
+    main = EventBus(clock=lambda: 1.0, agent_id="s-main")
+    sub = EventBus(clock=lambda: 2.0, agent_id="s-sub", parent_id="s-main")
+    seen = []
+    main.subscribe(seen.append)
+    sub.subscribe(main.emit)  # a sub-agent's events reach the parent's consumers
+    main.emit(TurnStarted(step=1))
+    sub.emit(TurnStarted(step=1))
+    assert [(e.agent_id, e.parent_id, e.ts) for e in seen] == [("s-main", None, 1.0), ("s-sub", "s-main", 2.0)]
+    top, child = (e.to_dict() for e in seen)
+    assert top == {"type": "turn.started", "ts": 1.0, "agent_id": "s-main", "step": 1}  # no parent to name
+    assert child["parent_id"] == "s-main" and event_from_dict(child) == seen[1]
+    assert event_from_dict(top).parent_id is None
 
 
 def test_unknown_event_type_is_an_error():

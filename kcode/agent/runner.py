@@ -57,8 +57,8 @@ class RunOutcome:
     applied: ApplyReport | None = None
 
 
-def _bus(log: SessionLog, subscribers: list[Subscriber], tests: list[dict]) -> EventBus:
-    bus = EventBus()
+def _bus(log: SessionLog, subscribers: list[Subscriber], tests: list[dict], meta: SessionMeta) -> EventBus:
+    bus = EventBus(agent_id=meta.session_id, parent_id=meta.parent_id)  # the agent is its session
     bus.subscribe(log)
     def keep_last_tests(event: Event) -> None:
         if event.type == "tests.run":
@@ -240,6 +240,7 @@ def run_task(
     subscribers: Sequence[Subscriber] = (),
     cancel: CancelToken | None = None,
     started_at: float | None = None,
+    parent_id: str | None = None,
 ) -> RunOutcome:
     """Run ``task`` in a new session on the repository around ``repo``.
 
@@ -257,7 +258,8 @@ def run_task(
 
     ``started_at``: the ``time.perf_counter()`` at which the user's wait began (``kcode
     run`` passes its process start); default: this call. The first step's pack is sized so
-    that its first token comes within ``first_step_seconds`` of it."""
+    that its first token comes within ``first_step_seconds`` of it. ``parent_id``: the
+    session of the agent that started this one (a sub-agent's); its meta and events name it."""
     started_at = time.perf_counter() if started_at is None else started_at
     if not task.strip():
         raise UsageError("the task is empty")
@@ -281,11 +283,12 @@ def run_task(
             model=model.name,
             mode=workspace.mode,
             options=_non_default_options(config),
+            parent_id=parent_id,
         )
         store.write_meta(meta)
         log = SessionLog(store.log_path(session_id))
         tests: list[dict] = []
-        bus = _bus(log, list(subscribers), tests)
+        bus = _bus(log, list(subscribers), tests, meta)
         try:
             bus.emit(SessionStarted(session_id=session_id, task=task, repo=str(root), workdir=str(workspace.path), branch=workspace.branch, base_commit=workspace.base_commit, model=model.name, mode=workspace.mode))
             ctx = _context(config, store, meta, workspace, cancel, bus)
@@ -349,7 +352,7 @@ def resume_task(
     try:
         log = SessionLog(store.log_path(meta.session_id))
         tests: list[dict] = []
-        bus = _bus(log, list(subscribers), tests)
+        bus = _bus(log, list(subscribers), tests, meta)
         try:
             meta.status = "running"
             store.write_meta(meta)
@@ -395,7 +398,7 @@ def rewind_session(session_id: str | None, to_step: int, repo: Path | None = Non
     log = SessionLog(store.log_path(meta.session_id))
     try:
         event = Rewound(to_step=to_step, from_step=recovered.step, commit=workspace.head, abandoned_ref=abandoned)
-        EventBus().emit(event)
+        EventBus(agent_id=meta.session_id, parent_id=meta.parent_id).emit(event)
         log(event)
     finally:
         log.close()

@@ -7,6 +7,8 @@ Lifecycle (schema in ``stream_json.schema.json``, documented in the README)::
 
 An item is a snapshot with a ``status``; its ``type`` is one of ``agent_message``,
 ``reasoning``, ``tool_call``, ``command_execution``, ``file_change``, ``todo_list``, ``error``.
+Every line names the agent whose event it renders: ``agent_id``, and ``parent_id`` for a
+sub-agent.
 The renderer is a pure function of the event stream, so replaying a session log prints the
 same lines as the live run did.
 """
@@ -46,8 +48,9 @@ RESULT_SUBTYPES = {
 
 class StreamJsonRenderer:
     def __init__(self, out: TextIO, *, include_deltas: bool = True) -> None:
+        self._agent: dict[str, str] = {}  # the agent fields of the event being rendered
         self._write: Callable[[dict[str, Any]], None] = lambda obj: (
-            out.write(json.dumps(obj, ensure_ascii=False) + "\n"),
+            out.write(json.dumps({**obj, **self._agent}, ensure_ascii=False) + "\n"),
             out.flush(),
         )
         self._include_deltas = include_deltas
@@ -81,6 +84,9 @@ class StreamJsonRenderer:
         self._emit("item.completed", item)
 
     def __call__(self, event: Event) -> None:
+        self._agent = {"agent_id": event.agent_id}
+        if event.parent_id is not None:
+            self._agent["parent_id"] = event.parent_id
         if isinstance(event, SessionStarted):
             self._session_id = event.session_id
             self._started_ts = self._started_ts or event.ts

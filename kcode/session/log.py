@@ -1,11 +1,16 @@
 """The append-only session log: one JSON event per line, fsync'd at every step boundary.
 
-A crash can leave a half-written last line; readers skip it (and say so) instead of
-failing, so the log up to the last complete event is always usable.
+Each line is an event's ``to_dict`` form plus ``"v"``, the log format's version
+(:mod:`kcode.session.versions`); readers turn older lines into the current form. A crash can
+leave a half-written last line; readers skip it (and say so) instead of failing, so the log
+up to the last complete event is always usable. A process writing the log holds an exclusive
+``flock`` on it (released by the kernel however the process ends): :func:`log_in_use` tells a
+running session from a stopped one, and a second writer is refused.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -15,8 +20,9 @@ from typing import IO
 
 from kcode.errors import SessionError
 from kcode.events import Checkpoint, Event, SessionFinished, TurnCompleted, event_from_dict
+from kcode.session.versions import LOG_VERSION, LineUpgrader
 
-__all__ = ["SessionLog", "read_events", "read_event_dicts"]
+__all__ = ["SessionLog", "read_events", "read_event_dicts", "log_in_use"]
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +36,20 @@ class SessionLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise SessionError(f"session {path.parent.name} is running in another kcode process") from None
         _drop_partial_last_line(path)
-        self._handle: IO[str] | None = path.open("a", encoding="utf-8")
+        self._handle: IO[str] | None = handle
 
     def __call__(self, event: Event) -> None:
         if self._handle is None:
             return
-        self._handle.write(json.dumps(event.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n")
+        line = {"v": LOG_VERSION, **event.to_dict()}
+        self._handle.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
         self._handle.flush()
         if isinstance(event, _SYNC_AFTER):
             os.fsync(self._handle.fileno())
@@ -77,20 +90,42 @@ def _drop_partial_last_line(path: Path) -> None:
         return
 
 
+def log_in_use(path: Path) -> bool:
+    """Whether a live process is writing the log at ``path`` (holds its lock)."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return False
+
+
 def read_event_dicts(path: Path) -> Iterator[dict]:
+    """The log's events as current-version ``to_dict`` forms, in order."""
     try:
         handle = path.open("r", encoding="utf-8")
     except FileNotFoundError as error:
         raise SessionError(f"no session log at {path}") from error
+    upgrade = LineUpgrader(str(path))
     with handle:
         for number, line in enumerate(handle, 1):
             if not line.endswith("\n"):
                 log.warning("%s:%d: skipping a partly written last line", path, number)
                 return
             try:
-                yield json.loads(line)
+                data = json.loads(line)
             except json.JSONDecodeError:
                 log.warning("%s:%d: skipping an unreadable line", path, number)
+                continue
+            if isinstance(data, dict):
+                yield upgrade(data)
+            else:
+                log.warning("%s:%d: skipping a line that is not an event", path, number)
 
 
 def read_events(path: Path) -> Iterator[Event]:

@@ -36,6 +36,7 @@ class SessionMeta:
     updated: float = field(default_factory=time.time)
     summary: str = ""
     options: dict = field(default_factory=dict)  # the run's settings that differ from the defaults
+    parent_id: str | None = None  # the session of the agent that started this one (a sub-agent's)
 
 
 class SessionStore:
@@ -50,6 +51,15 @@ class SessionStore:
 
     def scratch_dir(self, session_id: str) -> Path:
         return self.dir(session_id) / "scratch"
+
+    def last_activity(self, meta: SessionMeta) -> float:
+        """When the session last did anything: its log grows at every event, its meta is
+        rewritten when it starts and stops."""
+        try:
+            logged = self.log_path(meta.session_id).stat().st_mtime
+        except OSError:
+            logged = 0.0
+        return max(meta.updated, logged)
 
     def write_meta(self, meta: SessionMeta) -> None:
         meta.updated = time.time()
