@@ -62,7 +62,11 @@ class Recovered:
 
 
 def recover(log_path: Path) -> Recovered:
+    """The state at the end of the last completed step (or before the first step: what of
+    the opening was logged, nothing for a log never written)."""
     committed = StepSnapshot(0, [], 0, [], {}, {}, None, (0, 0, 0))
+    if not log_path.exists():  # killed between creating the session and opening its log
+        return Recovered(committed, {}, 0.0)
     snapshots: dict[int, StepSnapshot] = {}
     current: list[Message] = committed.messages
     todo: list[dict] | None = None

@@ -4,7 +4,9 @@ Frontends call :func:`run_task` (a new session) or :func:`resume_task` (continue
 its log) with their event subscribers and a cancel token. The parts of a run can be passed
 in (the model, the tools, the prompt, the session store, the subscribers); the CLI passes
 none of them and gets the defaults: the configured model, ``default_tools()``, the prompt of
-:mod:`kcode.agent.prompt` with the repository pack, and ``SessionStore()``.
+:mod:`kcode.agent.prompt` with the repository pack, and ``SessionStore()``. A run's work tree
+exists while it runs: when the run ends its branch keeps the result and the work tree is
+removed; a resume checks the branch out there again.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from kcode.llm.base import ChatModel, Message, TokenUsage
 from kcode.llm.registry import ModelOptions, create_model
 from kcode.sandbox import LocalSandbox, create_sandbox, discover_project, load_policy
 from kcode.paths import data_dir
-from kcode.session import SessionLog, SessionMeta, SessionStore, new_session_id
+from kcode.session import SessionLog, SessionMeta, SessionStore, log_in_use, new_session_id
 from kcode.tools import SessionState, ToolContext, ToolRegistry, default_tools
 from kcode.trust import check_project_settings, is_trusted
 from kcode.vcs import ApplyReport, Workspace, apply_result, git, repo_root
@@ -106,6 +108,9 @@ def _finish(agent: Agent, meta: SessionMeta, store: SessionStore, workspace: Wor
     outcome.changed_files = workspace.changed_files()
     if apply and result.status == "finished" and workspace.mode == "worktree":
         outcome.applied = apply_result(workspace.repo, workspace.base_commit, workspace.head)
+    # Every way a run ends leaves its result on the branch; a resume re-adds the work tree
+    # and goes back to the last checkpoint, so nothing it would use is lost here.
+    workspace.remove_worktree()
     return outcome
 
 
@@ -171,6 +176,15 @@ def _system_prompt(config: Config, model: ChatModel, tools: ToolRegistry, worksp
     overhead = model.count_tokens(repository_prompt(repo_name=repo_name, agents_md=agents_md))
     stable, for_task = _repo_pack(config, model, tools, workspace.path, task, bus, focus, failing, label=str(workspace.repo), overhead=overhead, started_at=started_at)
     return repository_prompt(repo_name=repo_name, agents_md=agents_md, repo_pack=stable, task_pack=for_task)
+
+
+def _opening(config: Config, model: ChatModel, tools: ToolRegistry, workspace: Workspace, task: str, agents_cwd: Path, bus: EventBus, logged: list = (), started_at: float | None = None) -> list:
+    """The conversation's opening (system prompt, repository part, task), logged as it is
+    added; ``logged``: the part of it an earlier process had logged before it was killed."""
+    messages = initial_messages(_system_prompt(config, model, tools, workspace, Path(workspace.repo).name, task, agents_cwd, bus, started_at=started_at), task)
+    for message in messages[len(logged) :]:
+        bus.emit(MessageAdded(message=message))
+    return [*logged, *messages[len(logged) :]]
 
 
 def _agent(config: Config, model: ChatModel, tools: ToolRegistry, ctx: ToolContext, bus: EventBus, workspace: Workspace, messages: list, task: str, agents_cwd: Path, *, repack: bool = True, **state) -> Agent:
@@ -298,12 +312,11 @@ def run_task(
             except ValueError:
                 agents_cwd = workspace.path
             if prompt is None:
-                system = _system_prompt(config, model, tools, workspace, root.name, task, agents_cwd, bus, started_at=started_at)
-                messages = initial_messages(system, task)
+                messages = _opening(config, model, tools, workspace, task, agents_cwd, bus, started_at=started_at)
             else:
                 messages = [dict(message) for message in prompt]  # the loop appends to its own list
-            for message in messages:
-                bus.emit(MessageAdded(message=message))
+                for message in messages:
+                    bus.emit(MessageAdded(message=message))
             agent = _agent(config, model, tools, ctx, bus, workspace, messages, task, agents_cwd, repack=prompt is None)
             return _finish(agent, meta, store, workspace, tests, apply)
         finally:
@@ -329,17 +342,17 @@ def resume_task(
     subscribers: Sequence[Subscriber] = (),
     cancel: CancelToken | None = None,
 ) -> RunOutcome:
-    """Continue a session from its log. ``model``, ``tools``, ``store`` and ``subscribers``
-    as for :func:`run_task` (the prompt is the logged conversation)."""
+    """Continue a session from its log, whatever moment it stopped at: after a finish, a
+    budget, an interrupt, or a kill at any point (before its first message was logged too:
+    then the conversation starts from the task in its meta, with the default prompt).
+    ``model``, ``tools``, ``store`` and ``subscribers`` as for :func:`run_task` (the prompt
+    is the logged conversation)."""
     store = SessionStore() if store is None else store
     tools = default_tools() if tools is None else tools
     meta = store.resolve(session_id, repo_root(repo) if repo else None)
-    if not meta.workdir or not Path(meta.workdir).exists():
-        raise SessionError(f"the work tree of session {meta.session_id} is gone ({meta.workdir})")
+    _refuse_running(store, meta)
     recovered = recover(store.log_path(meta.session_id))
     state = recovered.last
-    if not state.length:
-        raise SessionError(f"session {meta.session_id} has no conversation to resume")
     cancel = cancel or CancelToken()
     # the run's own settings, then what the caller changes (e.g. a bigger --max-steps)
     config = load_config(Path(meta.repo), {**meta.options, **{k: v for k, v in (overrides or {}).items() if v is not None}})
@@ -348,7 +361,8 @@ def resume_task(
     model = _model(config, meta.session_id) if model is None else model
     model.restore(state.model_state)
     workspace = Workspace(Path(meta.repo), Path(meta.workdir), meta.branch, meta.base_commit, meta.mode, state.head or meta.base_commit)
-    _roll_back(workspace)
+    workspace.reopen()  # a run that ended left only its branch
+    workspace.move_to(workspace.head)  # undo what a step cut short had done
     try:
         log = SessionLog(store.log_path(meta.session_id))
         tests: list[dict] = []
@@ -361,7 +375,10 @@ def resume_task(
                 bus.emit(ErrorEvent(message=f"tool call {call} was in flight when the session stopped; its effects were rolled back to the last checkpoint and the step will run again", kind="interrupted_tool", step=state.step + 1))
             ctx = _context(config, store, meta, workspace, cancel, bus)
             ctx.state.todo = list(state.todo)
-            agent = _agent(config, model, tools, ctx, bus, workspace, state.conversation(), meta.task, workspace.path, step=state.step, elapsed_before=recovered.elapsed, usage=TokenUsage(*state.usage), state={**state.agent_state, "text_only": 0})  # a resumed run gets its nudges again
+            messages = state.conversation()
+            if not recovered.snapshots:  # no step had started: build (the rest of) the opening
+                messages = _opening(config, model, tools, workspace, meta.task, workspace.path, bus, logged=messages)
+            agent = _agent(config, model, tools, ctx, bus, workspace, messages, meta.task, workspace.path, step=state.step, elapsed_before=recovered.elapsed, usage=TokenUsage(*state.usage), state={**state.agent_state, "text_only": 0})  # a resumed run gets its nudges again
             return _finish(agent, meta, store, workspace, tests, apply=False)
         finally:
             log.close()
@@ -370,11 +387,9 @@ def resume_task(
             model.close()
 
 
-def _roll_back(workspace: Workspace) -> None:
-    """Put the work tree back at its last checkpoint: undo what a step cut short had done."""
-    if workspace.mode == "worktree":
-        git(["reset", "--quiet", "--hard", workspace.head], workspace.path)
-        git(["clean", "-fdq"], workspace.path)
+def _refuse_running(store: SessionStore, meta: SessionMeta) -> None:
+    if log_in_use(store.log_path(meta.session_id)):
+        raise SessionError(f"session {meta.session_id} is running in another kcode process")
 
 
 def rewind_session(session_id: str | None, to_step: int, repo: Path | None = None) -> tuple[SessionMeta, Rewound]:
@@ -384,17 +399,18 @@ def rewind_session(session_id: str | None, to_step: int, repo: Path | None = Non
     meta = store.resolve(session_id, repo_root(repo) if repo else None)
     if meta.mode != "worktree":
         raise UsageError(f"session {meta.session_id} ran in place; rewind only restores sessions that ran in their own work tree")
+    _refuse_running(store, meta)
     recovered = recover(store.log_path(meta.session_id))
     target = recovered.snapshots.get(to_step)
     if target is None:
         last = recovered.step
         raise UsageError(f"session {meta.session_id} has no completed step {to_step} (steps 0..{last})")
-    workdir = Path(meta.workdir)
-    current_head = str(git(["rev-parse", "HEAD"], workdir)).strip()
+    repo_path = Path(meta.repo)  # the branch, not the work tree: a run that ended has none
+    current_head = str(git(["rev-parse", meta.branch], repo_path)).strip()
     abandoned = f"refs/kcode/abandoned/{meta.session_id}/step-{recovered.step}"
-    git(["update-ref", abandoned, current_head], workdir)
-    workspace = Workspace(Path(meta.repo), workdir, meta.branch, meta.base_commit, meta.mode, target.head or meta.base_commit)
-    _roll_back(workspace)
+    git(["update-ref", abandoned, current_head], repo_path)
+    workspace = Workspace(repo_path, Path(meta.workdir), meta.branch, meta.base_commit, meta.mode)
+    workspace.move_to(target.head or meta.base_commit)  # the branch, and the work tree if there is one
     log = SessionLog(store.log_path(meta.session_id))
     try:
         event = Rewound(to_step=to_step, from_step=recovered.step, commit=workspace.head, abandoned_ref=abandoned)

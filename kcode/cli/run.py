@@ -1,4 +1,4 @@
-"""``kcode run``, ``resume``, ``apply``, ``sessions`` and ``replay``.
+"""``kcode run``, ``resume``, ``rewind``, ``apply``, ``diff``, ``sessions`` and ``replay``.
 
 Exit codes: 0 finished, 1 error, 2 usage error, 3 budget exhausted, 130 interrupted.
 """
@@ -95,9 +95,9 @@ def _summary(outcome: Any) -> str:
         lines.append(f"Applied to {meta.repo}: {len(report.applied) + len(report.merged)} files" + (f", {len(report.conflicts)} conflicts" if report.conflicts else ""))
         lines.extend("  " + note for note in report.notes)
     elif meta.mode == "worktree" and outcome.changed_files:
-        lines.append(f"Result on branch {meta.branch} (work tree {meta.workdir}).")
+        lines.append(f"Result on branch {meta.branch}.")
         lines.append(f"  Bring it into your checkout:  kcode apply {meta.session_id}")
-        lines.append(f"  Or review it:                 git diff {meta.base_commit[:10]} {meta.branch}")
+        lines.append(f"  Or review it:                 kcode diff {meta.session_id}   (or: git switch {meta.branch})")
     elif meta.mode == "in-place":
         lines.append(f"Edited in place; checkpoints are on {meta.branch}.")
     if result.status != "finished":
@@ -120,6 +120,26 @@ def _config(repo: Path | None, **overrides: Any) -> Any:
 
     root = repo_root(repo or Path.cwd())
     return root, load_config(root, overrides)
+
+
+def _prune(store: Any, root: Path | None, older_than: str, delete_branches: bool) -> None:
+    from kcode.config import parse_duration
+    from kcode.session.prune import prune_sessions
+
+    results = prune_sessions(store, root, older_than=parse_duration(older_than), delete_branches=delete_branches)
+    for pruned in results:
+        if pruned.removed_worktree:
+            typer.echo(f"  {pruned.session_id}  removed work tree {pruned.removed_worktree}")
+        if pruned.deleted_branch:
+            typer.echo(f"  {pruned.session_id}  deleted branch {pruned.deleted_branch}")
+        if pruned.note:
+            typer.echo(f"  {pruned.session_id}  left alone: {pruned.note}")
+    worktrees = sum(bool(p.removed_worktree) for p in results)
+    branches = sum(bool(p.deleted_branch) for p in results)
+    summary = f"kcode sessions --prune: {worktrees} work trees removed"
+    if delete_branches:
+        summary += f", {branches} branches deleted"
+    typer.echo(summary + f" (sessions idle for {older_than} or more)")
 
 
 def register(app: typer.Typer) -> None:
@@ -230,11 +250,29 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(0 if report.ok else EXIT_ERROR)
 
     @app.command()
+    def diff(
+        session: Annotated[str | None, typer.Argument(help="Session id (default: the latest of this repository).")] = None,
+        repo: RepoOption = None,
+        stat: Annotated[bool, typer.Option("--stat", help="Only the changed files and line counts.")] = False,
+    ) -> None:
+        """Show what a session changed since its start (from its branch; no work tree needed)."""
+        from kcode.session import SessionStore
+        from kcode.vcs import git, repo_root
+
+        with _errors():
+            meta = SessionStore().resolve(session, repo_root(repo or Path.cwd()) if session is None else None)
+            text = git(["diff", *(["--stat"] if stat else []), meta.base_commit, meta.branch, "--"], Path(meta.repo))
+        typer.echo(str(text), nl=False)
+
+    @app.command()
     def sessions(
         repo: RepoOption = None,
         all_repos: Annotated[bool, typer.Option("--all", help="Sessions of every repository.")] = False,
+        prune: Annotated[bool, typer.Option("--prune", help="Remove the work trees of sessions idle for --older-than (their branches stay).")] = False,
+        older_than: Annotated[str, typer.Option("--older-than", help="With --prune: idle for at least this long, e.g. 30d, 12h, 0.")] = "30d",
+        delete_branches: Annotated[bool, typer.Option("--delete-branches", help="With --prune: delete those sessions' branches (their results) too.")] = False,
     ) -> None:
-        """List sessions: id, status, steps, branch, last activity."""
+        """List sessions: id, status, steps, branch, last activity; or prune old ones."""
         import time
 
         from kcode.session import SessionStore
@@ -242,6 +280,11 @@ def register(app: typer.Typer) -> None:
 
         with _errors():
             root = None if all_repos else repo_root(repo or Path.cwd())
+            if prune:
+                _prune(SessionStore(), root, older_than, delete_branches)
+                return
+            if delete_branches:
+                _fail("--delete-branches only goes with --prune", EXIT_USAGE)
             metas = SessionStore().list(root)
         if not metas:
             typer.echo("no sessions")

@@ -3,9 +3,11 @@
 ``worktree`` mode (default): a separate git worktree under the user data dir, on branch
 ``kcode/<session>``, started from a snapshot of the user's current state *including*
 uncommitted and untracked files. The user's branch, index and working tree are never
-touched. ``in-place`` mode edits the checkout itself; checkpoints then go to the hidden ref
-``refs/kcode/<session>``, built with a private index, so the user's branch and index are
-never touched either.
+touched. The work tree lives while the run does: :meth:`Workspace.remove_worktree` removes it
+when the run ends (the branch keeps every checkpoint), :meth:`Workspace.reopen` checks the
+branch out there again for a resume (:mod:`kcode.vcs.worktree`). ``in-place`` mode edits the
+checkout itself; checkpoints then go to the hidden ref ``refs/kcode/<session>``, built with a
+private index, so the user's branch and index are never touched either.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from kcode.errors import VcsError
 from kcode.vcs.git import git
+from kcode.vcs.worktree import add_worktree, move_branch, remove_worktree
 
 __all__ = ["Workspace", "CheckpointInfo", "snapshot_commit", "parse_name_status", "environment_dirs"]
 
@@ -147,15 +149,36 @@ class Workspace:
         self.head = commit
         return CheckpointInfo(commit, changes)
 
+    # Read from the commits, in the user's repository: they are there with or without a work tree.
     def diff_stat(self) -> str:
-        return str(git(["diff", "--stat", self.base_commit, self.head], self.path)).rstrip()
+        return str(git(["diff", "--stat", self.base_commit, self.head], self.repo)).rstrip()
 
     def changed_files(self) -> list[dict[str, str]]:
-        return parse_name_status(str(git(["diff", "--name-status", "-M", self.base_commit, self.head], self.path)))
+        return parse_name_status(str(git(["diff", "--name-status", "-M", self.base_commit, self.head], self.repo)))
 
-    def remove_worktree(self) -> None:
-        if self.mode == "worktree" and self.path.exists():
-            try:
-                git(["worktree", "remove", "--force", str(self.path)], self.repo)
-            except VcsError:
-                pass
+    def reopen(self) -> None:
+        """Make sure the work tree is there to edit: check the branch out at ``path`` again if
+        it was removed (a run that ended, ``kcode sessions --prune``) or deleted by hand."""
+        if self.mode == "worktree" and not (self.path / ".git").exists():
+            add_worktree(self.repo, self.path, self.branch)
+
+    def has_worktree(self) -> bool:
+        return self.mode == "worktree" and (self.path / ".git").exists()
+
+    def move_to(self, commit: str) -> None:
+        """Put the work branch (and the work tree, when there is one) at ``commit``: what a
+        step cut short had done, or later steps, are undone."""
+        self.head = commit
+        if self.mode != "worktree":
+            return
+        if self.has_worktree():
+            git(["reset", "--quiet", "--hard", commit], self.path)
+            git(["clean", "-fdq"], self.path)
+        else:
+            move_branch(self.repo, self.branch, commit)
+
+    def remove_worktree(self) -> bool:
+        """Remove the work tree (the branch stays); True when there was one."""
+        if self.mode != "worktree":
+            return False
+        return remove_worktree(self.repo, self.path)

@@ -120,11 +120,12 @@ def test_rewind_restores_files_and_conversation_then_resume_goes_on(calc_repo, f
     first = run_task("fix", Config(model=f"scripted:{fix_script}"), repo=calc_repo)
     assert first.result.status == "finished"
     sid = first.meta.session_id
-    workdir = first.workspace.path
-    assert "return a + b" in (workdir / "calc" / "__init__.py").read_text()
+    calc = f"{first.meta.branch}:calc/__init__.py"  # the result is on the branch: the run's work tree is gone
+    assert not first.workspace.path.exists()
+    assert "return a + b" in git(calc_repo, "show", calc)
     meta, event = rewind_session(sid, 2)
     assert (event.to_step, event.from_step) == (2, 5)
-    assert "return a - b" in (workdir / "calc" / "__init__.py").read_text()  # the step-3 edit is undone
+    assert "return a - b" in git(calc_repo, "show", calc)  # the step-3 edit is undone
     assert git(calc_repo, "rev-parse", event.abandoned_ref).strip() != event.commit
     state = recover(SessionStore().log_path(sid))
     assert state.step == 2
@@ -133,7 +134,7 @@ def test_rewind_restores_files_and_conversation_then_resume_goes_on(calc_repo, f
     again = resume_task(sid, subscribers=[events.append])
     assert again.result.status == "finished" and again.result.steps == 5
     assert [e.step for e in events if e.type == "turn.started"] == [3, 4, 5]
-    assert "return a + b" in (workdir / "calc" / "__init__.py").read_text()
+    assert "return a + b" in git(calc_repo, "show", calc)
     log_types = [line for line in SessionStore().log_path(sid).read_text().splitlines() if '"type":"turn.started"' in line]
     assert len(log_types) == 8  # the abandoned steps 3-5 stay in the log, then 3-5 again
 
@@ -145,7 +146,8 @@ def test_chaos_long_run_finishes(calc_repo, tmp_path, monkeypatch):
     script = write_script(tmp_path / "s.json", turns)
     outcome = run_task("write", Config(model=f"chaos:0.3:scripted:{script}", auto_test=False), repo=calc_repo)
     assert outcome.result.status == "finished", outcome.result.summary
-    assert sorted(p.name for p in (outcome.workspace.path / "out").iterdir()) == sorted(f"f{n}.txt" for n in range(40))
+    written = git(calc_repo, "ls-tree", "--name-only", f"{outcome.meta.branch}:out").split()
+    assert sorted(written) == sorted(f"f{n}.txt" for n in range(40))
 
 
 

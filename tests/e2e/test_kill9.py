@@ -1,5 +1,6 @@
 """Crash safety: ``kcode run`` killed with SIGKILL at random moments, then ``kcode resume``d,
-ends in exactly the state of an uninterrupted run — nothing lost, nothing done twice."""
+ends in exactly the state of an uninterrupted run — nothing lost, nothing done twice. The
+state is the work branch's: a run that ends removes its work tree and leaves nothing else."""
 
 from __future__ import annotations
 
@@ -42,8 +43,16 @@ def _turns() -> list[dict]:
     return turns
 
 
-def _tree(path: Path) -> dict[str, str]:
-    return {p.relative_to(path).as_posix(): p.read_text() for p in sorted(path.rglob("*")) if p.is_file() and ".git" not in p.relative_to(path).parts}
+def _tree(repo: Path, branch: str) -> dict[str, str]:
+    """The files on ``branch`` (what the run's checkpoints hold)."""
+    names = git(repo, "ls-tree", "-r", "--name-only", branch).splitlines()
+    return {name: git(repo, "show", f"{branch}:{name}") for name in sorted(names)}
+
+
+def _nothing_left_behind(repo: Path, workdir: Path) -> None:
+    """The run's work tree is gone, and git no longer lists it."""
+    assert not workdir.exists()
+    assert [line for line in git(repo, "worktree", "list", "--porcelain").splitlines() if line.startswith("worktree ")] == [f"worktree {repo}"]
 
 
 def _completed_steps(log: Path) -> list[int]:
@@ -60,11 +69,11 @@ def _kcode(home: Path, *args: str, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen([shutil.which("kcode"), *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _session(home: Path) -> tuple[Path, Path]:
+def _session(home: Path) -> tuple[Path, str, Path]:
     sessions = list((home / "data" / "sessions").iterdir())
     assert len(sessions) == 1
     meta = json.loads((sessions[0] / "meta.json").read_text())
-    return Path(meta["workdir"]), sessions[0] / "events.jsonl"
+    return Path(meta["workdir"]), meta["branch"], sessions[0] / "events.jsonl"
 
 
 def _repo(base: Path) -> Path:
@@ -83,11 +92,13 @@ def reference(tmp_path_factory):
     script = write_script(base / "script.json", _turns())
     home = base / "home"
     started = time.monotonic()
-    proc = _kcode(home, "run", "write the files", "--model", f"scripted:{script}", "--pack", "none", cwd=_repo(base))
+    repo = _repo(base)
+    proc = _kcode(home, "run", "write the files", "--model", f"scripted:{script}", "--pack", "none", cwd=repo)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
-    workdir, log = _session(home)
-    return {"tree": _tree(workdir), "steps": _completed_steps(log), "duration": time.monotonic() - started, "script": script}
+    workdir, branch, log = _session(home)
+    _nothing_left_behind(repo, workdir)
+    return {"tree": _tree(repo, branch), "steps": _completed_steps(log), "duration": time.monotonic() - started, "script": script}
 
 
 def test_reference_run_is_complete(reference):
@@ -102,19 +113,27 @@ def test_killed_and_resumed_equals_uninterrupted(run, reference, tmp_path):
     home = tmp_path / "home"
     repo = _repo(tmp_path)
     proc = _kcode(home, "run", "write the files", "--model", f"scripted:{reference['script']}", "--pack", "none", cwd=repo)
-    time.sleep(rng.uniform(1.0, max(1.1, reference["duration"] * 0.95)))
+    # the moment counts from the session's creation (any later moment resumes, the very next
+    # one included), so a slow start on a loaded machine cannot make it land before it
+    sessions, deadline = home / "data" / "sessions", time.monotonic() + 120
+    while not any(sessions.glob("*/meta.json")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(rng.uniform(0.0, reference["duration"] * 0.9))
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert (home / "data" / "sessions").exists(), "killed before the session was created: kill later"
-    workdir, log = _session(home)
+    workdir, branch, log = _session(home)
     finished = [e for e in read_event_dicts(log) if e["type"] == "session.finished"]
-    if not (finished and finished[-1]["status"] == "finished"):  # killed before the run ended
+    if finished and finished[-1]["status"] == "finished":  # the run had ended
+        if workdir.exists():  # killed between its last event and removing the work tree
+            assert git(workdir, "status", "--porcelain") == ""
+    else:  # killed before the run ended
         resumed = _kcode(home, "resume", cwd=repo)
         out, err = resumed.communicate(timeout=300)
         assert resumed.returncode == 0, err[-3000:]
-    assert _tree(workdir) == reference["tree"]
+        _nothing_left_behind(repo, workdir)
+    assert _tree(repo, branch) == reference["tree"]
     assert _completed_steps(log) == reference["steps"]
-    assert git(workdir, "status", "--porcelain") == ""
 
 
 def _events_so_far(log: Path) -> list[dict]:
@@ -142,14 +161,15 @@ def test_killed_in_the_middle_of_a_tool_call_resumes_to_the_same_state(reference
             time.sleep(0.005)
     proc.communicate(timeout=30)
     assert killed, "the run ended (or timed out) before a slow tool call was seen running"
-    workdir, log = _session(home)
+    workdir, branch, log = _session(home)
     assert any(e["type"] == "tool.started" for e in _tail_after_last_completed(log)), "killed between two steps"
+    assert workdir.exists()  # a killed run leaves its work tree, with the cut-short step's effects
     resumed = _kcode(home, "resume", cwd=repo)
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err[-3000:]
-    assert _tree(workdir) == reference["tree"]
+    assert _tree(repo, branch) == reference["tree"]
     assert _completed_steps(log) == reference["steps"]
-    assert git(workdir, "status", "--porcelain") == ""
+    _nothing_left_behind(repo, workdir)
 
 
 @pytest.mark.parametrize("cut", [0.35, 0.6, 0.85])
@@ -160,7 +180,7 @@ def test_log_cut_mid_line_resumes_to_the_same_state(cut, reference, tmp_path):
     repo = _repo(tmp_path)
     proc = _kcode(home, "run", "write the files", "--model", f"scripted:{reference['script']}", "--pack", "none", cwd=repo)
     assert proc.wait(timeout=300) == 0
-    workdir, log = _session(home)
+    workdir, branch, log = _session(home)
     data = log.read_bytes()
     position = int(len(data) * cut)
     while data[position : position + 1] in (b"\n", b""):
@@ -170,7 +190,8 @@ def test_log_cut_mid_line_resumes_to_the_same_state(cut, reference, tmp_path):
     resumed = _kcode(home, "resume", cwd=repo)
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err[-3000:]
-    assert _tree(workdir) == reference["tree"]
+    assert _tree(repo, branch) == reference["tree"]
     assert _completed_steps(log) == reference["steps"]
+    _nothing_left_behind(repo, workdir)
     for line in log.read_text().splitlines():  # the half line was cut off, not glued to the next event
         json.loads(line)
