@@ -12,15 +12,19 @@ private index, so the user's branch and index are never touched either.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from kcode.errors import VcsError
 from kcode.vcs.git import git
 from kcode.vcs.worktree import add_worktree, move_branch, remove_worktree
 
 __all__ = ["Workspace", "CheckpointInfo", "snapshot_commit", "parse_name_status", "environment_dirs"]
+
+log = logging.getLogger(__name__)
 
 _KINDS = {"A": "add", "M": "update", "D": "delete", "T": "update"}
 
@@ -178,7 +182,13 @@ class Workspace:
             move_branch(self.repo, self.branch, commit)
 
     def remove_worktree(self) -> bool:
-        """Remove the work tree (the branch stays); True when there was one."""
+        """Remove the work tree (the branch stays); True when there was one. A failure is
+        logged, not raised: the run's result is on the branch either way, and
+        ``kcode sessions --prune`` can remove the work tree later."""
         if self.mode != "worktree":
             return False
-        return remove_worktree(self.repo, self.path)
+        try:
+            return remove_worktree(self.repo, self.path)
+        except VcsError as error:
+            log.warning("could not remove the work tree %s: %s", self.path, error)
+            return False

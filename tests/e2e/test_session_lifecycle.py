@@ -118,6 +118,8 @@ def test_prune_removes_old_work_trees_keeps_branches_unless_asked_and_spares_run
         assert spared.returncode == 0, spared.stderr
         assert f"{meta['session_id']}  left alone: running" in spared.stdout
         assert Path(meta["workdir"]).exists()
+        twice = kcode("resume", meta["session_id"], cwd=calc_repo)
+        assert twice.returncode == 1 and "is running in another kcode process" in twice.stderr
     finally:
         running.send_signal(signal.SIGKILL)
         running.communicate(timeout=30)
