@@ -124,7 +124,7 @@ def _config(repo: Path | None, **overrides: Any) -> Any:
 
 def _prune(store: Any, root: Path | None, older_than: str, delete_branches: bool) -> None:
     from kcode.config import parse_duration
-    from kcode.session.prune import prune_sessions
+    from kcode.agent.prune import prune_sessions
 
     results = prune_sessions(store, root, older_than=parse_duration(older_than), delete_branches=delete_branches)
     for pruned in results:

@@ -1,6 +1,7 @@
 """``kcode sessions --prune``: remove what old sessions left on disk.
 
-A session's work tree is only a place to edit (its branch has every checkpoint, and a
+It composes two services, the session store and git (so it sits in the agent layer, like the
+runner). A session's work tree is only a place to edit (its branch has every checkpoint, and a
 resume makes the work tree again), so pruning removes work trees by default and deletes
 branches only when asked. Session records (meta and log) stay: replay, diff and resume keep
 working as long as the branch does. A session whose log another process holds is running
