@@ -82,7 +82,7 @@ def _baseline_fixed_messages_and_tools() -> tuple[list[dict], list]:
 
 def bench_fixed(model_path: Path) -> dict:
     from kcode.agent.prompt import FIXED_PROMPT_LIMIT, fixed_messages
-    from kcode.llm.tokenizer import GgufTokenizer
+    from kcode.llm.llamacpp import GgufTokenizer
     from kcode.tools import default_tools
 
     tokenizer = GgufTokenizer(model_path)
@@ -108,7 +108,7 @@ def bench_prefill(model_path: Path, best: dict, rounds: int = 3) -> dict:
     import llama_cpp
 
     from kcode.llm import ModelOptions, create_model
-    from kcode.llm._loader import physical_cores
+    from kcode.llm.llamacpp import physical_cores
 
     messages, tools = _prompt_messages()
     ours = create_model(str(model_path), ModelOptions(ctx=4096, temperature=0.0, max_output_tokens=1, prefix_cache="off"))

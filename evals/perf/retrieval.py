@@ -69,7 +69,7 @@ def token_counter(kind: str):
         return estimate_tokens, "estimate"
     from llama_cpp import Llama
 
-    from kcode.llm.catalog import model_path
+    from kcode.llm.models import model_path
 
     vocab = Llama(str(model_path(_QWEN)), vocab_only=True, verbose=False)
     return (lambda text: len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))), _QWEN

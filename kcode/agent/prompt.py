@@ -1,6 +1,6 @@
 """The prompt's head: the fixed system prompt, the repository part, the task.
 
-Layout, so that the KV state of the head can be cached and reused (kcode.llm._prefix_cache)::
+Layout, so that the KV state of the head can be cached and reused (kcode.llm.llamacpp: the prefix cache)::
 
     [system: prompts/system.md]         + the tool schemas (the chat template puts them here)
     [system: prompts/repository.md]     the repository's name, AGENTS.md, the pack: first its

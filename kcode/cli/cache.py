@@ -14,7 +14,7 @@ app = typer.Typer(name="cache", help="Inspect and clear the prefix cache (saved 
 
 def _store(directory: str | None):
     from kcode.config import load_config
-    from kcode.llm._prefix_cache import PrefixStore
+    from kcode.llm.llamacpp import PrefixStore
     from kcode.llm.registry import prefix_cache_dir
 
     config = load_config()
@@ -38,7 +38,7 @@ def list_entries(
     as_json: bool = typer.Option(False, "--json", help="Print the entries as JSON."),
 ) -> None:
     """List entries, most recently used first: key, model, tokens, size, last used, what for."""
-    from kcode.llm._progress import format_size
+    from kcode.llm.models import format_size
 
     store = _store(directory)
     entries = store.entries()
@@ -63,7 +63,7 @@ def clear(
     directory: str | None = typer.Option(None, "--dir", help="Cache folder (default: the configured one)."),
 ) -> None:
     """Delete the cached entries (all of them, or one model's)."""
-    from kcode.llm._progress import format_size
+    from kcode.llm.models import format_size
 
     store = _store(directory)
     removed = store.clear(model)

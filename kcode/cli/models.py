@@ -31,7 +31,7 @@ def plan(
 ) -> None:
     """Show where a GGUF model's tensors go and what fits, without loading it."""
     from kcode.errors import KcodeError
-    from kcode.llm.plan import PlanRequest, format_plan, make_plan
+    from kcode.llm.gguf import PlanRequest, format_plan, make_plan
 
     request = PlanRequest(
         vram_gib=vram,
@@ -59,7 +59,7 @@ def plan(
 
 def _default_settings(gpu_layers: int | None, kv_type: str) -> dict:
     """The prompt-processing settings a run would use with these flags."""
-    from kcode.llm._loader import PREFILL_DEFAULTS, physical_cores
+    from kcode.llm.llamacpp import PREFILL_DEFAULTS, physical_cores
 
     quantized = kv_type not in (None, "f16")
     on_gpu = bool(gpu_layers)
@@ -180,13 +180,13 @@ def bench(
 
 
 def _is_local(model: str) -> bool:
-    from kcode.llm.catalog import find_entry
+    from kcode.llm.models import find_entry
 
     return find_entry(model) is not None
 
 
 def _trained_context(path: str) -> int:
-    from kcode.llm._gguf_info import read_gguf_info
+    from kcode.llm.gguf import read_gguf_info
 
     return read_gguf_info(path).context_length
 
@@ -194,7 +194,7 @@ def _trained_context(path: str) -> int:
 def _resolve_model_path(model: str) -> Path:
     """The GGUF file to plan for: a path, or a catalog name (downloaded or not yet)."""
     from kcode.errors import ModelUnavailable
-    from kcode.llm.catalog import find_entry, is_present, model_path
+    from kcode.llm.models import find_entry, is_present, model_path
 
     entry = find_entry(model)
     if entry is None or Path(model).expanduser().exists():
@@ -207,8 +207,13 @@ def _resolve_model_path(model: str) -> Path:
 @app.command("list")
 def list_models() -> None:
     """List the catalog: name, size, whether it is downloaded, description."""
-    from kcode.llm._progress import format_size
-    from kcode.llm.catalog import CATALOG, DEFAULT_MODEL, is_present, models_dir
+    from kcode.llm.models import (
+        CATALOG,
+        DEFAULT_MODEL,
+        format_size,
+        is_present,
+        models_dir,
+    )
 
     rows = [
         (
@@ -230,9 +235,9 @@ def list_models() -> None:
 def pull(name: str = typer.Argument(..., help="A catalog name (see `kcode models list`).")) -> None:
     """Download a catalog model, verify its sha256 and cache it (no work if already there)."""
     from kcode.errors import KcodeError
-    from kcode.llm._progress import stderr_progress
-    from kcode.llm.catalog import is_present, model_path
-    from kcode.llm.catalog import pull as pull_model
+    from kcode.llm.models import is_present, model_path
+    from kcode.llm.models import pull as pull_model
+    from kcode.llm.models._progress import stderr_progress
 
     try:
         if is_present(name):
@@ -251,7 +256,7 @@ def pull(name: str = typer.Argument(..., help="A catalog name (see `kcode models
 def remove(name: str = typer.Argument(..., help="A catalog name.")) -> None:
     """Delete a downloaded catalog model."""
     from kcode.errors import KcodeError
-    from kcode.llm.catalog import remove as remove_model
+    from kcode.llm.models import remove as remove_model
 
     try:
         removed = remove_model(name)

@@ -16,7 +16,7 @@ def _fixed_prompt(chat_model: object | None) -> tuple[int, str]:
     model, else with the default model's tokenizer and chat template when it is downloaded,
     else a conservative estimate."""
     from kcode.agent.pack_budget import fixed_prompt_tokens
-    from kcode.llm.tokenizer import default_model_tokenizer
+    from kcode.llm.llamacpp import default_model_tokenizer
     from kcode.tools import default_tools
 
     tools = default_tools().specs()

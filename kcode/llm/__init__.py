@@ -1,4 +1,13 @@
-"""Model backends behind one protocol (``kcode.llm.base.ChatModel``)."""
+"""Model backends behind one protocol (``kcode.llm.base.ChatModel``).
+
+The backends and what they share live here: the protocol (``base``), the OpenAI-compatible
+HTTP backend, the scripted and chaos models, ``create_model`` (``registry``), tool-call
+parsing and prefill speeds. Three sub-packages hold one concept each:
+
+- ``kcode.llm.llamacpp``: llama.cpp in process (the backend, loading, chat template, prefix cache);
+- ``kcode.llm.models``: model files (the catalog, model-hub and PyPI-part downloads);
+- ``kcode.llm.gguf``: GGUF inspection and tensor placement plans.
+"""
 
 from kcode.llm.base import (
     ChatModel,

@@ -38,7 +38,7 @@ class ModelOptions:
     ctx: int | None = None  # None: the model's trained context, lowered to fit RAM
     kv_type: str | None = None  # f16 | q8_0 | q4_0 (K and V alike; turns on flash attention)
     threads: int | None = None  # None: the physical cores
-    n_batch: int | None = None  # None: kcode.llm._loader.PREFILL_DEFAULTS
+    n_batch: int | None = None  # None: kcode.llm.llamacpp._loader.PREFILL_DEFAULTS
     n_ubatch: int | None = None
     flash_attn: bool | None = None  # None: on (measured: same prefill, faster load); a quantized KV cache needs it
     repack: bool = True  # llama.cpp's CPU weight repacking (off: loads ~3 s faster, generates slower)
@@ -55,7 +55,7 @@ _OPENAI_KINDS = ("openai", "moonshot", "openrouter", "llama-server", "vllm", "sg
 
 
 def _catalog_entry(name: str) -> bool:
-    from kcode.llm.catalog import find_entry
+    from kcode.llm.models import find_entry
 
     return find_entry(name) is not None
 
@@ -63,7 +63,7 @@ def _catalog_entry(name: str) -> bool:
 def create_model(spec: str | None, options: ModelOptions | None = None) -> ChatModel:
     options = options or ModelOptions()
     if not spec:
-        from kcode.llm.catalog import DEFAULT_MODEL
+        from kcode.llm.models import DEFAULT_MODEL
 
         spec = DEFAULT_MODEL
     kind, _, rest = spec.partition(":")
@@ -93,15 +93,14 @@ def create_model(spec: str | None, options: ModelOptions | None = None) -> ChatM
     if spec.endswith(".gguf"):
         return _llamacpp_model(Path(spec), options)
     if not rest and _catalog_entry(kind):
-        from kcode.llm.catalog import ensure_model
+        from kcode.llm.models import ensure_model
 
         return create_model(str(ensure_model(kind)), options)  # the local .gguf branch
     raise UsageError(f"unknown model {spec!r}")
 
 
 def _llamacpp_model(path: Path, options: ModelOptions) -> ChatModel:
-    from kcode.llm._loader import Placement
-    from kcode.llm.llamacpp import LlamaCppModel, Sampling
+    from kcode.llm.llamacpp import LlamaCppModel, Placement, Sampling
 
     placement = Placement(
         gpu_layers=options.gpu_layers, cpu_moe=options.cpu_moe, n_cpu_moe=options.n_cpu_moe,

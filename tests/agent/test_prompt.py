@@ -21,7 +21,6 @@ from kcode.agent.runner import run_task
 from kcode.config import Config
 from kcode.events import MessageAdded
 from kcode.tools import default_tools
-
 from tests.conftest import git
 
 QWEN_1_5B = Path.home() / ".cache/kcode/models/qwen2.5-coder-1.5b/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
@@ -88,7 +87,7 @@ def test_fixed_prompt_fits_its_bound_with_the_default_models_tokenizer():
     path = Path(os.environ.get("KCODE_TEST_MODEL_1_5B", QWEN_1_5B))
     if not path.is_file():
         pytest.skip("the default model (qwen2.5-coder-1.5b) is not downloaded")
-    from kcode.llm.tokenizer import GgufTokenizer
+    from kcode.llm.llamacpp import GgufTokenizer
 
     tokenizer = GgufTokenizer(path)
     tools = default_tools().specs()
@@ -118,7 +117,7 @@ def test_a_run_on_a_local_model_says_how_its_pack_budget_was_chosen(calc_repo, t
     import io
 
     from kcode.headless.text import TextRenderer
-    from kcode.llm.tinymodels import write_tiny_llama_moe
+    from kcode.llm.models import write_tiny_llama_moe
 
     path = write_tiny_llama_moe(tmp_path / "tiny.gguf", context_length=16384)
     # generous times: the tiny model's calibration, load and packing take seconds on a loaded
@@ -154,8 +153,8 @@ def test_the_time_already_waited_counts_against_the_first_steps_budget(calc_repo
     pytest.importorskip("gguf")
     import time
 
+    from kcode.llm.models import write_tiny_llama_moe
     from kcode.llm.prefill import MIN_PACK_BUDGET
-    from kcode.llm.tinymodels import write_tiny_llama_moe
 
     path = write_tiny_llama_moe(tmp_path / "tiny.gguf", context_length=16384)
     config = Config(model=str(path), max_steps=1, ctx=16384, temperature=0.0, max_output_tokens=2, auto_test=False)

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from kcode.llm import catalog
+from kcode.llm import models
 
 KCODE = shutil.which("kcode")
 # Where the pulled models are, taken before tests/conftest.py points KCODE_HOME elsewhere;
 # .ci/run exports KCODE_TEST_MODEL_0_5B after `kcode models pull qwen2.5-coder-0.5b`.
-_SMALL = os.environ.get("KCODE_TEST_MODEL_0_5B") or str(catalog.model_path("qwen2.5-coder-0.5b"))
+_SMALL = os.environ.get("KCODE_TEST_MODEL_0_5B") or str(models.model_path("qwen2.5-coder-0.5b"))
 
 
 def _git(repo: Path, *args: str) -> None:
@@ -64,7 +64,7 @@ def test_run_with_the_small_catalog_model_makes_a_tool_call_and_ends_cleanly(
         pytest.skip(f"{_SMALL} is missing: run `kcode models pull qwen2.5-coder-0.5b` (CI does)")
     env = _isolated_env(tmp_path / "home", Path(_SMALL).parent)
     monkeypatch.setenv("KCODE_HOME", env["KCODE_HOME"])  # the run must find it, not pull it
-    assert catalog.is_present("qwen2.5-coder-0.5b"), f"{_SMALL} is not a verified catalog pull"
+    assert models.is_present("qwen2.5-coder-0.5b"), f"{_SMALL} is not a verified catalog pull"
     # bounded, reproducible steps (a 0.5B model can ramble for thousands of tokens)
     env.update(KCODE_MAX_OUTPUT_TOKENS="512", KCODE_SEED="1234")
     task = "Use the read_file tool to read calc.py, then fix the bug in add()."

@@ -17,7 +17,7 @@ QWEN_0_5B_CANDIDATES = (
 @pytest.fixture(scope="session")
 def tiny_llama_moe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("gguf")
-    from kcode.llm.tinymodels import write_tiny_llama_moe
+    from kcode.llm.models import write_tiny_llama_moe
 
     return write_tiny_llama_moe(tmp_path_factory.mktemp("gguf") / "tiny-llama-moe.gguf")
 
@@ -25,7 +25,7 @@ def tiny_llama_moe(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_deepseek2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("gguf")
-    from kcode.llm.tinymodels import write_tiny_deepseek2
+    from kcode.llm.models import write_tiny_deepseek2
 
     return write_tiny_deepseek2(tmp_path_factory.mktemp("gguf") / "tiny-deepseek2.gguf")
 

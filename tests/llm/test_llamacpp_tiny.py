@@ -9,10 +9,10 @@ import pytest
 from kcode.cancel import CancelToken
 from kcode.errors import Interrupted, ModelUnavailable
 from kcode.llm import ModelOptions, ReasoningChunk, StepEnd, TextChunk, ToolSpec, create_model
-from kcode.llm._gguf_info import GgufInfo
-from kcode.llm._loader import Placement, choose_context
-from kcode.llm.grammar import tool_call_grammar
+from kcode.llm.gguf import GgufInfo
 from kcode.llm.llamacpp import LlamaCppModel
+from kcode.llm.llamacpp._grammar import tool_call_grammar
+from kcode.llm.llamacpp._loader import Placement, choose_context
 from kcode.llm.toolcall_parse import KIMI_SECTION_BEGIN, parse_output
 
 llama_cpp = pytest.importorskip("llama_cpp")

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 
 from kcode.errors import UsageError
-from kcode.llm._offload import EXPERT_REGEX, parse_override, placement_rules
-from kcode.llm.plan import PlanRequest, make_plan
+from kcode.llm.gguf import EXPERT_REGEX, PlanRequest, make_plan
+from kcode.llm.llamacpp._offload import parse_override, placement_rules
 
 pytest.importorskip("llama_cpp")
 gguf = pytest.importorskip("gguf")
 
 _LOAD_SCRIPT = """
 import json, sys
-from kcode.llm._loader import Placement, load_llama
+from kcode.llm.llamacpp import Placement, load_llama
 placement = Placement(**json.loads(sys.argv[2]), verbose=True)
 loaded = load_llama(sys.argv[1], placement)
 print("LOADED n_ctx=%d" % loaded.n_ctx, file=sys.stderr)
@@ -72,7 +72,7 @@ def test_placement_rules_and_their_errors():
     assert parse_override(r"blk\.(0|1)\.ffn=CPU") == (r"blk\.(0|1)\.ffn", "CPU")
     with pytest.raises(UsageError, match="REGEX=BUFFER"):
         parse_override("exps")
-    from kcode.llm._offload import build_overrides
+    from kcode.llm.llamacpp._offload import build_overrides
 
     with pytest.raises(UsageError, match="unknown buffer type 'NOPE'"):
         build_overrides([("exps", "NOPE")])
@@ -133,7 +133,7 @@ def test_models_plan_cli_json_and_text(tiny_deepseek2):
 
 
 def test_split_models_are_planned_and_offloaded_across_all_shards(tmp_path, tiny_deepseek2):
-    from kcode.llm.tinymodels import write_tiny_deepseek2
+    from kcode.llm.models import write_tiny_deepseek2
 
     first = write_tiny_deepseek2(tmp_path / "kimi-tiny.gguf", split_max_tensors=20)
     assert first.name == "kimi-tiny-00001-of-00003.gguf"
@@ -162,7 +162,7 @@ def _reference_header(path: Path, long_array: int) -> tuple[dict, list]:
 
 @pytest.mark.parametrize("long_array", [1024, 8])
 def test_the_header_reader_agrees_with_gguf(tiny_deepseek2, tiny_llama_moe, long_array, monkeypatch):
-    from kcode.llm import _gguf_info
+    from kcode.llm.gguf import _info as _gguf_info
 
     monkeypatch.setattr(_gguf_info, "_LONG_ARRAY", long_array)  # 8: the vocabulary is skipped
     for model in (tiny_deepseek2, tiny_llama_moe):
@@ -177,7 +177,7 @@ def test_the_header_reader_on_the_real_model_is_fast_and_agrees(qwen_0_5b):
     """A 151K-token vocabulary: skipped without decoding (gguf takes seconds here)."""
     import time
 
-    from kcode.llm._gguf_info import read_gguf_info
+    from kcode.llm.gguf import read_gguf_info
 
     started = time.perf_counter()
     info = read_gguf_info(qwen_0_5b)
@@ -189,7 +189,7 @@ def test_the_header_reader_on_the_real_model_is_fast_and_agrees(qwen_0_5b):
 
 def test_broken_gguf_files_are_clear_errors(tmp_path, tiny_llama_moe):
     from kcode.errors import ModelUnavailable
-    from kcode.llm._gguf_info import read_gguf_info
+    from kcode.llm.gguf import read_gguf_info
 
     (tmp_path / "text.gguf").write_text("not a model at all\n")
     with pytest.raises(ModelUnavailable, match="not a readable GGUF file: no GGUF magic"):
@@ -208,7 +208,7 @@ def test_models_plan_takes_a_catalog_name(tmp_path, qwen_0_5b):
     import os
     import shutil
 
-    from kcode.llm import catalog
+    from kcode.llm.models import _catalog as catalog
 
     env = {**os.environ, "KCODE_HOME": str(tmp_path / "home")}
     command = [sys.executable, "-m", "kcode", "models", "plan", "qwen2.5-coder-0.5b", "--ram", "8", "--json"]

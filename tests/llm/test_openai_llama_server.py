@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kcode.llm import catalog
+from kcode.llm import models
 from kcode.llm.base import StepEnd, TextChunk, ToolSpec
 from kcode.llm.openai_compat import PROVIDERS, OpenAICompatModel
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 # Taken before tests/conftest.py points KCODE_HOME at an empty folder; .ci/run exports
 # KCODE_TEST_MODEL_0_5B after `kcode models pull qwen2.5-coder-0.5b`.
-_SMALL = os.environ.get("KCODE_TEST_MODEL_0_5B") or str(catalog.model_path("qwen2.5-coder-0.5b"))
+_SMALL = os.environ.get("KCODE_TEST_MODEL_0_5B") or str(models.model_path("qwen2.5-coder-0.5b"))
 
 READ_FILE = ToolSpec(
     "read_file",

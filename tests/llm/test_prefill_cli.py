@@ -10,8 +10,7 @@ import sys
 
 import pytest
 
-from kcode.llm.llamacpp import LlamaCppModel, Sampling
-from kcode.llm._loader import Placement
+from kcode.llm.llamacpp import LlamaCppModel, Placement, Sampling
 
 pytest.importorskip("llama_cpp")
 

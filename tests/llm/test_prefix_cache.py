@@ -9,9 +9,9 @@ import json
 import pytest
 
 from kcode.llm import StepEnd, ToolSpec
-from kcode.llm._loader import Placement
-from kcode.llm._prefix_cache import PrefixStore, _common_prefix
-from kcode.llm.llamacpp import LlamaCppModel, Sampling, decode_counters
+from kcode.llm.llamacpp import Placement
+from kcode.llm.llamacpp._model import LlamaCppModel, Sampling, decode_counters
+from kcode.llm.llamacpp._prefix_cache import PrefixStore, _common_prefix
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
@@ -141,7 +141,7 @@ def _assert_evaluates_everything(model):
 
 
 def test_entries_of_another_model_or_other_settings_are_never_used(tiny_llama_moe, tmp_path):
-    from kcode.llm.tinymodels import write_tiny_llama_moe
+    from kcode.llm.models import write_tiny_llama_moe
 
     cache = tmp_path / "kv"
     _write_entries(tiny_llama_moe, cache)

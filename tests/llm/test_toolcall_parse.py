@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kcode.llm._streaming import OutputSplitter
 from kcode.llm.base import ToolSpec
+from kcode.llm.llamacpp._streaming import OutputSplitter
 from kcode.llm.toolcall_parse import parse_output, split_reasoning
 
 READ = ToolSpec("read_file", "Read a file", {

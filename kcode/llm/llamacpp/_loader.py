@@ -2,7 +2,7 @@
 
 Maps the user's flags to llama.cpp, avoiding llama-cpp-python's traps (REFERENCE §2):
 ``n_gpu_layers`` and ``flash_attn`` are always set explicitly, expert offload goes through
-tensor buffer overrides (:mod:`kcode.llm._offload`) with ``use_mmap=False``, and the context
+tensor buffer overrides (:mod:`kcode.llm.llamacpp._offload`) with ``use_mmap=False``, and the context
 defaults to the model's trained length, lowered when the KV cache would not fit in memory.
 
 Prompt-processing defaults, measured by hand (2 AMD EPYC cores, llama-cpp-python 0.3.36 CPU
@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from kcode.errors import ModelUnavailable, UsageError
-from kcode.llm._gguf_info import KV_TYPES, GgufInfo, kv_bytes_per_token, read_gguf_info
-from kcode.llm._offload import (
+from kcode.llm.gguf import KV_TYPES, GgufInfo, kv_bytes_per_token, read_gguf_info
+from kcode.llm.llamacpp._offload import (
     BufferOverrides,
     build_overrides,
     gpu_offload_supported,

@@ -19,12 +19,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kcode.llm._gguf_info import GgufInfo, TensorInfo, kv_bytes_per_token, read_gguf_info
+from kcode.llm.gguf._info import (
+    GgufInfo,
+    TensorInfo,
+    kv_bytes_per_token,
+    read_gguf_info,
+)
 
-__all__ = ["PlanRequest", "Plan", "GroupPlacement", "make_plan", "plan_info", "format_plan"]
+__all__ = ["EXPERT_REGEX", "PlanRequest", "Plan", "GroupPlacement", "make_plan", "plan_info", "format_plan"]
 
 GIB = 1024**3
-EXPERT_PATTERN = re.compile(r"\.ffn_(up|down|gate|gate_up)_(ch|)exps")
+# llama.cpp's own pattern for routed-expert tensors (common/arg.cpp, --cpu-moe).
+EXPERT_REGEX = r"\.ffn_(up|down|gate|gate_up)_(ch|)exps"
+_EXPERT = re.compile(EXPERT_REGEX)
 _ATTENTION = re.compile(r"\.attn_")
 
 
@@ -77,7 +84,7 @@ class Plan:
 def _group_of(tensor: TensorInfo) -> str:
     if tensor.layer is None:
         return "embeddings" if tensor.name.startswith("token_embd") else "output"
-    if EXPERT_PATTERN.search(tensor.name):
+    if _EXPERT.search(tensor.name):
         return "experts"
     if _ATTENTION.search(tensor.name):
         return "attention"

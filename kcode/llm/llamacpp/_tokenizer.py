@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from kcode.errors import ModelUnavailable
-from kcode.llm._chat_template import ChatTemplate
 from kcode.llm.base import Message, ToolSpec
+from kcode.llm.llamacpp._chat_template import ChatTemplate
 
 __all__ = ["GgufTokenizer", "default_model_tokenizer"]
 
@@ -47,7 +47,7 @@ class GgufTokenizer:
 
 def default_model_tokenizer() -> GgufTokenizer | None:
     """The default catalog model's tokenizer, when that model is downloaded."""
-    from kcode.llm.catalog import DEFAULT_MODEL, is_present, model_path
+    from kcode.llm.models import DEFAULT_MODEL, is_present, model_path
 
     if not is_present(DEFAULT_MODEL):
         return None

@@ -9,9 +9,8 @@ The weights are random: the text the model generates is noise.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 
 from kcode.errors import ModelUnavailable
-from kcode.llm._progress import ProgressCallback
+from kcode.llm.models._progress import ProgressCallback
 
 __all__ = ["HubFiles", "hub_endpoint", "hub_url", "download_hub_file", "DEFAULT_HUB"]
 

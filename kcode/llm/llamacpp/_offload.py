@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kcode.errors import UsageError
+from kcode.llm.gguf import EXPERT_REGEX
 
 __all__ = [
-    "EXPERT_REGEX",
     "BufferOverrides",
     "placement_rules",
     "parse_override",
@@ -30,9 +30,6 @@ __all__ = [
     "gpu_offload_supported",
     "model_params_with_overrides",
 ]
-
-# llama.cpp's own pattern for routed-expert tensors (common/arg.cpp, --cpu-moe).
-EXPERT_REGEX = r"\.ffn_(up|down|gate|gate_up)_(ch|)exps"
 
 _lock = threading.Lock()
 _libs: list[ctypes.CDLL] | None = None
