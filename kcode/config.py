@@ -19,9 +19,41 @@ from pathlib import Path
 from typing import Any
 
 from kcode.errors import ConfigError
-from kcode.paths import cache_dir, config_dir  # noqa: F401  (kcode.llm imports cache_dir from here)
+from kcode.paths import config_dir
 
-__all__ = ["Config", "load_config", "parse_duration", "setting_names"]
+__all__ = ["Config", "LlamaCppOptions", "load_config", "config_with", "settings", "changed_settings", "setting_names", "parse_duration"]
+
+
+@dataclass
+class LlamaCppOptions:
+    """How a GGUF model runs in process with llama.cpp (``--model PATH.gguf`` or a catalog name).
+
+    Defined once: the configuration holds it (:attr:`Config.llamacpp`), ``create_model`` takes
+    it (``kcode.llm.ModelOptions.llamacpp``) and hands it to the backend, whose loader turns it
+    into llama.cpp's arguments; ``kcode models plan`` places tensors by it. Each setting is
+    named as it is in config files, ``KCODE_*`` variables and flags.
+    """
+
+    # where the weights go
+    gpu_layers: int | None = None  # None: all layers when a GPU backend is present, else 0
+    cpu_moe: bool = False  # the routed experts of every layer in CPU RAM
+    n_cpu_moe: int | None = None  # the routed experts of the first N layers in CPU RAM
+    override_tensor: list[str] = dataclasses.field(default_factory=list)  # REGEX=BUFFER, first match wins
+    # context and KV cache
+    ctx: int | None = None  # None: the model's trained context, lowered to fit the free memory
+    kv_type: str | None = None  # f16 | q8_0 | q4_0, K and V alike (None: f16); a quantized cache needs flash attention
+    # prompt processing (None: the measured defaults, kcode.llm.llamacpp.PREFILL_DEFAULTS; `kcode models bench`)
+    threads: int | None = None  # None: the physical cores
+    n_batch: int | None = None
+    n_ubatch: int | None = None  # at most n_batch
+    flash_attn: bool | None = None  # None: on (measured: same prefill, faster load)
+    repack: bool = True  # CPU weight repacking (off: loads ~3 s faster, generates ~20 % slower)
+    # generation
+    constrain_tools: bool = False  # a GBNF grammar for tool calls once the model opens one
+    thinking: bool = False  # the chat template's `thinking` switch
+    # KV states of prompt prefixes, kept across runs
+    prefix_cache: str | None = None  # None: the cache folder's prefix/; "off": none
+    prefix_cache_gib: float = 4.0  # its size limit; least recently used entries go first
 
 
 @dataclass
@@ -42,21 +74,8 @@ class Config:
     test_command: str | None = None
     # sandbox profile name (see the top-level sandbox/ folder)
     sandbox: str = "workspace-write"
-    # llama.cpp in process (see kcode.llm.registry.ModelOptions)
-    gpu_layers: int | None = None
-    cpu_moe: bool = False
-    n_cpu_moe: int | None = None
-    override_tensor: list[str] = dataclasses.field(default_factory=list)
-    ctx: int | None = None
-    kv_type: str | None = None
-    threads: int | None = None
-    n_batch: int | None = None  # llama.cpp batch sizes (None: the measured defaults, kcode models bench)
-    n_ubatch: int | None = None
-    flash_attn: bool | None = None  # None: on (measured: same prefill, faster load); a quantized KV cache needs it
-    repack: bool = True  # llama.cpp's CPU weight repacking (off: loads ~3 s faster, generates ~20 % slower)
-    constrain_tools: bool = False
-    prefix_cache: str | None = None  # KV states of prompt prefixes: None = the cache folder's prefix/, "off" = none
-    prefix_cache_gib: float = 4.0  # the prefix cache's size limit; least recently used entries go first
+    # llama.cpp in process: its settings keep their own names (gpu_layers = 10, KCODE_GPU_LAYERS)
+    llamacpp: LlamaCppOptions = dataclasses.field(default_factory=LlamaCppOptions)
     # sampling, any backend (None: the backend's default)
     temperature: float | None = None
     seed: int | None = None
@@ -92,15 +111,41 @@ def parse_duration(value: str | float | int) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+# Config fields that group settings in a dataclass of their own; their settings keep their own
+# names in files, the environment and on the command line.
+_SECTIONS: dict[str, type] = {"llamacpp": LlamaCppOptions}
+
+
+def _setting_types() -> dict[str, tuple[str | None, Any]]:
+    """Every setting's name → (the section holding it, None for Config itself; its type)."""
+    found: dict[str, tuple[str | None, Any]] = {}
+    for owner, cls in ((None, Config), *_SECTIONS.items()):
+        hints = typing.get_type_hints(cls)
+        for item in dataclasses.fields(cls):
+            if item.name not in _SECTIONS and item.metadata.get("setting", True):
+                found[item.name] = (owner, hints[item.name])
+    return found
+
+
 def setting_names() -> list[str]:
-    """The fields of :class:`Config` that are settings (what files, ``KCODE_*`` variables
-    and flags may set), in declaration order."""
-    return [f.name for f in dataclasses.fields(Config) if f.metadata.get("setting", True)]
+    """Every setting's name (what files, ``KCODE_*`` variables and flags may set), in
+    declaration order: Config's own, then those of its sections (``gpu_layers``, ...)."""
+    return list(_setting_types())
 
 
-def _field_types() -> dict[str, Any]:
-    hints = typing.get_type_hints(Config)
-    return {name: hints[name] for name in setting_names()}
+def settings(config: Config) -> dict[str, Any]:
+    """Every setting by its own name (``max_steps``, ``gpu_layers``, ...): what
+    :func:`load_config` accepts back as ``overrides``."""
+    return {
+        name: getattr(config if owner is None else getattr(config, owner), name)
+        for name, (owner, _) in _setting_types().items()
+    }
+
+
+def changed_settings(config: Config) -> dict[str, Any]:
+    """The settings that differ from the built-in defaults, by their own names."""
+    defaults = settings(Config())
+    return {name: value for name, value in settings(config).items() if value != defaults[name]}
 
 
 def _coerce(name: str, value: Any, annotation: Any, source: str) -> Any:
@@ -132,13 +177,31 @@ def _coerce(name: str, value: Any, annotation: Any, source: str) -> Any:
     return value
 
 
-def _apply(values: dict[str, Any], layer: dict[str, Any], source: str) -> None:
-    types_by_name = _field_types()
+def _apply(values: dict[str | None, dict[str, Any]], layer: dict[str, Any], source: str) -> None:
+    """Set ``values[section][name]`` for each of the layer's settings."""
+    types_by_name = _setting_types()
     for key, value in layer.items():
         name = key.replace("-", "_")
         if name not in types_by_name:
             raise ConfigError(f"{source}: unknown setting {key!r}")
-        values[name] = _coerce(name, value, types_by_name[name], source)
+        owner, annotation = types_by_name[name]
+        values[owner][name] = _coerce(name, value, annotation, source)
+
+
+def _no_values() -> dict[str | None, dict[str, Any]]:
+    return {None: {}, **{section: {} for section in _SECTIONS}}
+
+
+def _build(values: dict[str | None, dict[str, Any]]) -> Config:
+    return Config(**values[None], **{section: cls(**values[section]) for section, cls in _SECTIONS.items()})
+
+
+def config_with(**settings: Any) -> Config:
+    """The built-in defaults with ``settings`` set, by their own names as in a config file
+    (``config_with(model="x.gguf", ctx=4096)``); reads no file and no environment."""
+    values = _no_values()
+    _apply(values, settings, "config_with")
+    return _build(values)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -157,7 +220,7 @@ def load_config(
     environ: dict[str, str] | None = None,
 ) -> Config:
     """Merge every configuration layer; ``overrides`` are the command-line flags that were set."""
-    values: dict[str, Any] = {}
+    values = _no_values()
     layers: list[tuple[dict[str, Any], str]] = []
     user_file = config_dir() / "config.toml"
     layers.append((_read_toml(user_file), str(user_file)))
@@ -177,4 +240,4 @@ def load_config(
     # repository's choice.
     above = {key.replace("-", "_") for layer in (env_layer, command_line) for key in layer}
     chosen = frozenset(key.replace("-", "_") for key in project) - above
-    return Config(**values, project_settings=chosen)
+    return dataclasses.replace(_build(values), project_settings=chosen)

@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from kcode.config import Config
+from kcode.config import Config, settings
 from kcode.errors import ConfigError
 from kcode.paths import config_dir
 
@@ -125,8 +125,9 @@ def check_project_settings(config: Config, root: Path, load_profile: ProfileLoad
     def refuse(what: str) -> None:
         raise ConfigError(f"{source} comes with the repository and {what}; {TRUST_HINT}")
 
+    values = settings(config)
     for key in ("base_url", "prefix_cache"):
-        if key in chosen and getattr(config, key):
+        if key in chosen and values[key]:
             refuse(f"sets {key} (only your own settings may)")
     if "model" in chosen and config.model and "://" in config.model:
         refuse("names a model URL (only your own settings may)")

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from kcode.config import Config, load_config, parse_duration
+from kcode.config import Config, LlamaCppOptions, changed_settings, config_with, load_config, parse_duration
 from kcode.errors import ConfigError
 from kcode.events import EVENT_TYPES, EventBus, SessionStarted, TurnStarted, event_from_dict
 
@@ -67,6 +67,24 @@ def test_config_layers_later_wins(tmp_path, kcode_home, monkeypatch):
     assert (config.model, config.max_steps, config.max_time, config.test_command) == ("user-model", 30, 1800.0, "make test")
     assert load_config(tmp_path, {"max_steps": 40, "model": "cli"}).max_steps == 40
     assert Config().max_steps == 1000
+
+
+def test_llama_cpp_settings_keep_their_names_and_land_in_one_dataclass(tmp_path, kcode_home, monkeypatch):
+    (tmp_path / ".kcode").mkdir()
+    (tmp_path / ".kcode" / "config.toml").write_text('gpu_layers = 12\nkv_type = "q8_0"\noverride_tensor = ["exps=CPU"]\n')
+    monkeypatch.setenv("KCODE_N_BATCH", "256")
+    config = load_config(tmp_path, {"threads": 3, "max_steps": 7})
+    assert config.llamacpp == LlamaCppOptions(gpu_layers=12, kv_type="q8_0", override_tensor=["exps=CPU"], n_batch=256, threads=3)
+    assert config.max_steps == 7 and not hasattr(config, "gpu_layers")
+    # a session stores its changed settings by name; loading them back gives the same config (resume)
+    changed = changed_settings(config)
+    assert changed == {"max_steps": 7, "gpu_layers": 12, "kv_type": "q8_0", "override_tensor": ["exps=CPU"],
+                       "n_batch": 256, "threads": 3}
+    monkeypatch.delenv("KCODE_N_BATCH")
+    assert load_config(None, changed) == config == config_with(**changed)
+    assert changed_settings(Config()) == {}
+    with pytest.raises(ConfigError, match="unknown setting 'llamacpp'"):
+        config_with(llamacpp={"ctx": 1})  # the section is not a setting; its settings are
 
 
 def test_config_errors_are_clear(tmp_path):

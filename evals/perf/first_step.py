@@ -107,11 +107,12 @@ def _prompt_messages() -> tuple[list[dict], list]:
 def bench_prefill(model_path: Path, best: dict, rounds: int = 3) -> dict:
     import llama_cpp
 
+    from kcode.config import LlamaCppOptions
     from kcode.llm import ModelOptions, create_model
     from kcode.llm.llamacpp import physical_cores
 
     messages, tools = _prompt_messages()
-    ours = create_model(str(model_path), ModelOptions(ctx=4096, temperature=0.0, max_output_tokens=1, prefix_cache="off"))
+    ours = create_model(str(model_path), ModelOptions(temperature=0.0, max_output_tokens=1, llamacpp=LlamaCppOptions(ctx=4096, prefix_cache="off")))
     prompt = ours._template.render(messages, tools)
     tokens = ours._tokenize(prompt, first=True)
     bare = llama_cpp.Llama(str(model_path), n_ctx=4096, n_gpu_layers=0, verbose=False, **best)
@@ -157,7 +158,7 @@ def _git(repo: Path, *args: str) -> str:
 def _first_token_run(repo: Path, task: str, model_path: Path, **config: object) -> dict:
     """run_task() with one step; the time from the call to step 1's first token."""
     from kcode.agent import runner
-    from kcode.config import Config
+    from kcode.config import Config, config_with
 
     captured = []
     make_model = runner._model
@@ -179,8 +180,9 @@ def _first_token_run(repo: Path, task: str, model_path: Path, **config: object) 
     runner._model = keep
     try:
         start = time.perf_counter()
-        runner.run_task(task, Config(model=str(model_path), max_steps=1, max_output_tokens=8, temperature=0.0,
-                                     auto_test=False, **config), repo=repo, subscribers=[note],
+        settings = config_with(model=str(model_path), max_steps=1, max_output_tokens=8, temperature=0.0,
+                               auto_test=False, **config)  # pack_budget, prefix_cache, ...
+        runner.run_task(task, settings, repo=repo, subscribers=[note],
                         started_at=runner.process_start())  # as `kcode run` does
     finally:
         runner._model = make_model

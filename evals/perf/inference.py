@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from kcode.config import LlamaCppOptions  # noqa: E402
 from kcode.llm import ModelOptions, StepEnd, ToolSpec, create_model  # noqa: E402
 from kcode.llm.llamacpp import LlamaCppModel  # noqa: E402
 
@@ -60,7 +61,7 @@ def bench_generation(path: str, n_tokens: int = 128, repeats: int = 3) -> dict:
     messages = [{"role": "system", "content": "You are a helpful coding assistant."},
                 {"role": "user", "content": "Write a Python module with twenty small, documented "
                                             "utility functions for strings and lists."}]
-    model = create_model(path, ModelOptions(temperature=0.0, ctx=2048, max_output_tokens=n_tokens, threads=threads))
+    model = create_model(path, ModelOptions(temperature=0.0, max_output_tokens=n_tokens, llamacpp=LlamaCppOptions(ctx=2048, threads=threads)))
     prompt = model._template.render(messages, [])
     tokens = model._tokenize(prompt, first=True)
     direct = llama_cpp.Llama(path, n_ctx=2048, n_batch=512, n_ubatch=512, n_gpu_layers=0, n_threads=threads,
@@ -148,7 +149,7 @@ def _conversation(model: LlamaCppModel, steps: int, reuse: bool) -> list[dict]:
 
 
 def bench_steps(path: str, steps: int = 10) -> dict:
-    model = create_model(path, ModelOptions(temperature=0.0, ctx=8192, max_output_tokens=48))
+    model = create_model(path, ModelOptions(temperature=0.0, max_output_tokens=48, llamacpp=LlamaCppOptions(ctx=8192)))
     with_reuse = _conversation(model, steps, reuse=True)
     without = _conversation(model, steps, reuse=False)
     model.close()
@@ -183,7 +184,7 @@ def _repo_pack(model: LlamaCppModel, target_tokens: int) -> str:
 
 def bench_ttft(path: str, prefix_tokens: int = 16000) -> dict:
     cache = tempfile.mkdtemp(prefix="kcode-prefix-")
-    options = ModelOptions(temperature=0.0, ctx=prefix_tokens + 2048, max_output_tokens=1, prefix_cache=cache)
+    options = ModelOptions(temperature=0.0, max_output_tokens=1, llamacpp=LlamaCppOptions(ctx=prefix_tokens + 2048, prefix_cache=cache))
     cold = create_model(path, options)
     messages = [{"role": "system", "content": "You are kcode.\n\n" + _repo_pack(cold, prefix_tokens)},
                 {"role": "user", "content": "Summarise the repository in one sentence."}]

@@ -11,7 +11,6 @@ removed; a resume checks the branch out there again.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from kcode.agent.loop import Agent, Budget, RunResult
 from kcode.agent.recovery import recover
 from kcode.agent.prompt import initial_messages, read_agents_md, repository_prompt
 from kcode.cancel import CancelToken
-from kcode.config import Config, load_config, setting_names
+from kcode.config import Config, changed_settings, load_config
 from kcode.errors import SessionError, UsageError
 from kcode.events import (
     ContextPacked,
@@ -221,9 +220,12 @@ def _check_settings(config: Config, root: Path) -> None:
 
 
 def _model(config: Config, session_id: str) -> ChatModel:
-    """The configured model; every ModelOptions field that Config also has is passed on."""
-    names = {f.name for f in dataclasses.fields(ModelOptions)} & {f.name for f in dataclasses.fields(Config)}
-    options = ModelOptions(session_id=session_id, **{name: getattr(config, name) for name in names})
+    """The configured model."""
+    options = ModelOptions(
+        base_url=config.base_url, session_id=session_id, context_window=config.context_window,
+        temperature=config.temperature, seed=config.seed, max_output_tokens=config.max_output_tokens,
+        llamacpp=config.llamacpp,
+    )  # fmt: skip
     return create_model(config.model, options)
 
 
@@ -327,8 +329,7 @@ def run_task(
 
 
 def _non_default_options(config: Config) -> dict:
-    defaults = Config()
-    return {name: getattr(config, name) for name in setting_names() if getattr(config, name) != getattr(defaults, name)}
+    return changed_settings(config)
 
 
 def resume_task(

@@ -14,15 +14,14 @@ app = typer.Typer(name="cache", help="Inspect and clear the prefix cache (saved 
 
 def _store(directory: str | None):
     from kcode.config import load_config
-    from kcode.llm.llamacpp import PrefixStore
-    from kcode.llm.registry import prefix_cache_dir
+    from kcode.llm.llamacpp import PrefixStore, prefix_cache_dir
 
-    config = load_config()
-    folder = prefix_cache_dir(directory if directory is not None else config.prefix_cache)
+    llamacpp = load_config().llamacpp
+    folder = prefix_cache_dir(directory if directory is not None else llamacpp.prefix_cache)
     if folder is None:
         typer.echo("kcode cache: the prefix cache is off (prefix_cache = \"off\")", err=True)
         raise typer.Exit(1)
-    return PrefixStore(folder, int(config.prefix_cache_gib * 2**30))
+    return PrefixStore(folder, int(llamacpp.prefix_cache_gib * 2**30))
 
 
 def _ago(seconds: float) -> str:

@@ -30,24 +30,22 @@ def plan(
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
 ) -> None:
     """Show where a GGUF model's tensors go and what fits, without loading it."""
-    from kcode.errors import KcodeError
-    from kcode.llm.gguf import PlanRequest, format_plan, make_plan
+    import dataclasses
 
-    request = PlanRequest(
-        vram_gib=vram,
-        ram_gib=ram,
-        ctx=ctx,
-        gpu_layers=gpu_layers,
-        n_cpu_moe=n_cpu_moe,
-        cpu_moe=cpu_moe,
-        kv_type=kv_type,
-    )
+    from kcode.config import LlamaCppOptions
+    from kcode.errors import KcodeError
+    from kcode.llm.gguf import format_plan, make_plan
+    from kcode.llm.llamacpp import llama_settings
+
+    options = LlamaCppOptions(ctx=ctx, gpu_layers=gpu_layers, n_cpu_moe=n_cpu_moe, cpu_moe=cpu_moe, kv_type=kv_type)
     try:
-        result = make_plan(_resolve_model_path(model), request)
+        result = make_plan(_resolve_model_path(model), options, vram_gib=vram, ram_gib=ram)
     except KcodeError as error:
         typer.echo(f"kcode models plan: {error}", err=True)
         raise typer.Exit(2) from error
-    settings = _default_settings(gpu_layers, kv_type)
+    # what a run would give llama.cpp with these flags and the layers the plan puts on the GPU
+    placed = dataclasses.replace(options, gpu_layers=result.gpu_layers)
+    settings = llama_settings(placed, n_ctx=result.ctx, on_gpu=result.gpu_layers > 0)
     if as_json:
         typer.echo(json.dumps({**result.to_dict(), "llama_settings": settings}, indent=2))
     else:
@@ -55,17 +53,6 @@ def plan(
         from kcode.agent.pack_budget import describe_settings
 
         typer.echo(f"llama.cpp    {describe_settings(settings)} (defaults; `kcode models bench` measures them)")
-
-
-def _default_settings(gpu_layers: int | None, kv_type: str) -> dict:
-    """The prompt-processing settings a run would use with these flags."""
-    from kcode.llm.llamacpp import PREFILL_DEFAULTS, physical_cores
-
-    quantized = kv_type not in (None, "f16")
-    on_gpu = bool(gpu_layers)
-    return {"n_threads_batch": physical_cores(), "n_batch": PREFILL_DEFAULTS["n_batch"],
-            "n_ubatch": PREFILL_DEFAULTS["n_ubatch"], "kv_type": kv_type or "f16",
-            "flash_attn": quantized or on_gpu or PREFILL_DEFAULTS["flash_attn_cpu"], "n_gpu_layers": gpu_layers or 0}
 
 
 @app.command("bench")
@@ -91,16 +78,16 @@ def bench(
     import time as clock
 
     from kcode.agent.pack_budget import describe_settings, fixed_prompt_tokens
-    from kcode.config import load_config
+    from kcode.config import LlamaCppOptions, load_config
     from kcode.errors import KcodeError
     from kcode.llm import ModelOptions, StepEnd, create_model
     from kcode.llm.prefill import choose_pack_budget, machine_description
 
     config = load_config()
     seconds = seconds if seconds is not None else config.first_step_seconds
-    options = ModelOptions(ctx=ctx, threads=threads, n_batch=n_batch, n_ubatch=n_ubatch, flash_attn=flash_attn, repack=repack,
-                           kv_type=kv_type, gpu_layers=gpu_layers, temperature=0.0, max_output_tokens=generate or 1,
-                           prefix_cache="off", base_url=config.base_url)
+    llamacpp = LlamaCppOptions(ctx=ctx, threads=threads, n_batch=n_batch, n_ubatch=n_ubatch, flash_attn=flash_attn,
+                               repack=repack, kv_type=kv_type, gpu_layers=gpu_layers, prefix_cache="off")
+    options = ModelOptions(temperature=0.0, max_output_tokens=generate or 1, base_url=config.base_url, llamacpp=llamacpp)
     spec = str(_resolve_model_path(model)) if model.endswith(".gguf") or _is_local(model) else model
     try:
         chat_model = create_model(spec, options)

@@ -58,7 +58,7 @@ def test_small_context_run_compacts_and_keeps_task_and_todo(calc_repo, tmp_path)
     turns = [{"tool_calls": [{"name": "todo", "arguments": {"items": [{"text": "read everything", "status": "in_progress"}]}}]}]
     turns += [{"tool_calls": [{"name": "read_file", "arguments": {"path": "big.txt", "offset": 1 + 10 * n, "limit": 10}}]} for n in range(30)]
     turns += [{"tool_calls": [{"name": "finish", "arguments": {"summary": "read it all"}}]}]
-    outcome, events = run(calc_repo, turns, tmp_path, ctx=4096, pack="none")
+    outcome, events = run(calc_repo, turns, tmp_path, context_window=4096, pack="none")
     assert outcome.result.status == "finished" and outcome.result.steps == 32
     compactions = [e for e in events if isinstance(e, Compaction)]
     assert compactions, "a 4K window must compact"
@@ -159,7 +159,7 @@ def test_summarizing_compaction_repacks_the_repository_as_it_is_now(calc_repo, t
     turns = [{"tool_calls": [{"name": "edit_file", "arguments": {"path": "calc/__init__.py", "old": "return a - b", "new": "return a + b"}}]}]
     turns += [{"tool_calls": [{"name": "read_file", "arguments": {"path": "big.txt", "offset": 1 + 10 * n, "limit": 10}}]} for n in range(30)]
     turns += [{"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]}]
-    outcome, events = run(calc_repo, turns, tmp_path, ctx=6144, pack_budget=600, auto_test=False)
+    outcome, events = run(calc_repo, turns, tmp_path, context_window=6144, pack_budget=600, auto_test=False)
     assert outcome.result.status == "finished"
     fixed, repository = [e.message["content"] for e in events if isinstance(e, MessageAdded)][:2]
     assert "return a - b" in repository

@@ -18,7 +18,7 @@ from kcode.agent.prompt import (
     system_prompt,
 )
 from kcode.agent.runner import run_task
-from kcode.config import Config
+from kcode.config import Config, LlamaCppOptions
 from kcode.events import MessageAdded
 from kcode.tools import default_tools
 from tests.conftest import git
@@ -122,8 +122,8 @@ def test_a_run_on_a_local_model_says_how_its_pack_budget_was_chosen(calc_repo, t
     path = write_tiny_llama_moe(tmp_path / "tiny.gguf", context_length=16384)
     # generous times: the tiny model's calibration, load and packing take seconds on a loaded
     # machine, which would otherwise leave no time for this task's part of the pack
-    config = Config(model=str(path), max_steps=1, ctx=16384, temperature=0.0, max_output_tokens=2, auto_test=False,
-                    first_step_seconds=600, next_step_seconds=60)
+    config = Config(model=str(path), max_steps=1, temperature=0.0, max_output_tokens=2, auto_test=False,
+                    first_step_seconds=600, next_step_seconds=60, llamacpp=LlamaCppOptions(ctx=16384))
 
     def packed_event(task="fix add"):
         events, shown = [], io.StringIO()
@@ -157,7 +157,7 @@ def test_the_time_already_waited_counts_against_the_first_steps_budget(calc_repo
     from kcode.llm.prefill import MIN_PACK_BUDGET
 
     path = write_tiny_llama_moe(tmp_path / "tiny.gguf", context_length=16384)
-    config = Config(model=str(path), max_steps=1, ctx=16384, temperature=0.0, max_output_tokens=2, auto_test=False)
+    config = Config(model=str(path), max_steps=1, temperature=0.0, max_output_tokens=2, auto_test=False, llamacpp=LlamaCppOptions(ctx=16384))
 
     def packed(**kwargs):
         events = []

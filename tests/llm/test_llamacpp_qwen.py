@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from kcode.config import LlamaCppOptions
 from kcode.llm import ModelOptions, StepEnd, TextChunk, ToolSpec, create_model
 
 pytestmark = pytest.mark.slow
@@ -16,7 +17,7 @@ SYSTEM = {"role": "system", "content": "You are a coding agent. Call tools to in
 
 @pytest.fixture(scope="module")
 def qwen(qwen_0_5b):
-    model = create_model(str(qwen_0_5b), ModelOptions(temperature=0.0, ctx=4096, max_output_tokens=96))
+    model = create_model(str(qwen_0_5b), ModelOptions(temperature=0.0, max_output_tokens=96, llamacpp=LlamaCppOptions(ctx=4096)))
     yield model
     model.close()
 

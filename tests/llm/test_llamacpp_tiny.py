@@ -10,9 +10,10 @@ from kcode.cancel import CancelToken
 from kcode.errors import Interrupted, ModelUnavailable
 from kcode.llm import ModelOptions, ReasoningChunk, StepEnd, TextChunk, ToolSpec, create_model
 from kcode.llm.gguf import GgufInfo
-from kcode.llm.llamacpp import LlamaCppModel
+from kcode.llm.llamacpp import LlamaCppModel, Sampling
 from kcode.llm.llamacpp._grammar import tool_call_grammar
-from kcode.llm.llamacpp._loader import Placement, choose_context
+from kcode.config import LlamaCppOptions
+from kcode.llm.llamacpp._loader import choose_context
 from kcode.llm.toolcall_parse import KIMI_SECTION_BEGIN, parse_output
 
 llama_cpp = pytest.importorskip("llama_cpp")
@@ -37,7 +38,7 @@ def run_step(model, messages, tools=TOOLS, cancel=None):
 
 @pytest.fixture
 def model(tiny_llama_moe):
-    model = create_model(str(tiny_llama_moe), ModelOptions(temperature=0.0, ctx=2048, max_output_tokens=8))
+    model = create_model(str(tiny_llama_moe), ModelOptions(temperature=0.0, max_output_tokens=8, llamacpp=LlamaCppOptions(ctx=2048)))
     yield model
     model.close()
 
@@ -105,7 +106,7 @@ SHORT_TOOLS = [  # bounded strings, so that random weights finish a call within 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_grammar_forces_valid_kimi_calls_even_from_random_weights(tiny_deepseek2, seed):
-    model = LlamaCppModel(tiny_deepseek2, placement=Placement(ctx=2048, seed=seed))
+    model = LlamaCppModel(tiny_deepseek2, LlamaCppOptions(ctx=2048, prefix_cache="off"), sampling=Sampling(seed=seed))
     prompt = model._template.render([SYSTEM, USER], SHORT_TOOLS) + KIMI_SECTION_BEGIN
     grammar = llama_cpp.LlamaGrammar.from_string(tool_call_grammar(SHORT_TOOLS, KIMI_SECTION_BEGIN), verbose=False)
     out = []
@@ -126,7 +127,7 @@ def test_grammar_forces_valid_kimi_calls_even_from_random_weights(tiny_deepseek2
 
 def test_constrain_tools_switches_to_the_grammar_after_the_opener(tiny_deepseek2):
     """Random weights emit a Kimi opener at some point; after it, every call must parse."""
-    options = ModelOptions(temperature=1.0, seed=7, ctx=2048, max_output_tokens=600, constrain_tools=True)
+    options = ModelOptions(temperature=1.0, seed=7, max_output_tokens=600, llamacpp=LlamaCppOptions(ctx=2048, constrain_tools=True))
     model = create_model(str(tiny_deepseek2), options)
     found = False
     for attempt in range(6):
@@ -164,16 +165,16 @@ def test_context_defaults_to_trained_and_is_lowered_to_fit_memory(tiny_llama_moe
         "llama.block_count": 32, "llama.context_length": 131072, "llama.embedding_length": 4096,
         "llama.attention.head_count": 32, "llama.attention.head_count_kv": 8})
     per_token = 32 * 8 * (128 + 128) * 2  # 128 KiB per token at f16
-    assert choose_context(info, Placement(), 200 * 2**30, on_gpu=False) == (131072, None)
-    ctx, notice = choose_context(info, Placement(), 16 * 2**30, on_gpu=False)
+    assert choose_context(info, LlamaCppOptions(), 200 * 2**30, on_gpu=False) == (131072, None)
+    ctx, notice = choose_context(info, LlamaCppOptions(), 16 * 2**30, on_gpu=False)
     assert ctx * per_token <= 16 * 2**30 * 0.9 - 10 * 2**30 < 2 * ctx * per_token
     assert notice and "lowered from the model's 131072 tokens" in notice and "--ctx" in notice
-    assert choose_context(info, Placement(ctx=100000), 16 * 2**30, on_gpu=False) == (100000, None)
-    assert choose_context(info, Placement(kv_type="q8_0"), 16 * 2**30, on_gpu=False)[0] == 2 * ctx
+    assert choose_context(info, LlamaCppOptions(ctx=100000), 16 * 2**30, on_gpu=False) == (100000, None)
+    assert choose_context(info, LlamaCppOptions(kv_type="q8_0"), 16 * 2**30, on_gpu=False)[0] == 2 * ctx
 
 
 def test_a_required_tool_call_is_constrained_from_the_first_token(tiny_llama_moe):
-    options = ModelOptions(temperature=1.0, seed=3, ctx=2048, max_output_tokens=300)  # constrain_tools off: require_tool_call alone
+    options = ModelOptions(temperature=1.0, seed=3, max_output_tokens=300, llamacpp=LlamaCppOptions(ctx=2048))  # constrain_tools off: require_tool_call alone
     model = create_model(str(tiny_llama_moe), options)
     model.require_tool_call = True
     for attempt in range(3):

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from kcode.errors import UsageError
-from kcode.llm.gguf import EXPERT_REGEX, PlanRequest, make_plan
+from kcode.config import LlamaCppOptions
+from kcode.llm.gguf import EXPERT_REGEX, make_plan
 from kcode.llm.llamacpp._offload import parse_override, placement_rules
 
 pytest.importorskip("llama_cpp")
@@ -20,9 +21,9 @@ gguf = pytest.importorskip("gguf")
 
 _LOAD_SCRIPT = """
 import json, sys
-from kcode.llm.llamacpp import Placement, load_llama
-placement = Placement(**json.loads(sys.argv[2]), verbose=True)
-loaded = load_llama(sys.argv[1], placement)
+from kcode.config import LlamaCppOptions
+from kcode.llm.llamacpp import load_llama
+loaded = load_llama(sys.argv[1], LlamaCppOptions(**json.loads(sys.argv[2])), verbose=True)
 print("LOADED n_ctx=%d" % loaded.n_ctx, file=sys.stderr)
 """
 _OVERRIDDEN = re.compile(r"tensor (\S+) \(.*\) buffer type overridden to (\S+)")
@@ -80,7 +81,7 @@ def test_placement_rules_and_their_errors():
 
 def test_plan_groups_and_totals_match_the_tensor_table(tiny_deepseek2):
     tensors = gguf.GGUFReader(tiny_deepseek2).tensors
-    plan = make_plan(tiny_deepseek2, PlanRequest(vram_gib=1.0, ram_gib=8.0, ctx=1024, n_cpu_moe=2))
+    plan = make_plan(tiny_deepseek2, LlamaCppOptions(ctx=1024, n_cpu_moe=2), vram_gib=1.0, ram_gib=8.0)
     assert plan.architecture == "deepseek2" and plan.n_layer == 3
     assert plan.weight_bytes == sum(int(t.n_bytes) for t in tensors)
     by_key = {(g.group, g.layer): g for g in plan.groups}
@@ -99,7 +100,7 @@ def test_plan_groups_and_totals_match_the_tensor_table(tiny_deepseek2):
 
 
 def test_plan_finds_the_limits_for_a_small_gpu(tiny_llama_moe):
-    info_plan = make_plan(tiny_llama_moe, PlanRequest(ctx=4096, ram_gib=8.0))
+    info_plan = make_plan(tiny_llama_moe, LlamaCppOptions(ctx=4096), ram_gib=8.0)
     per_layer_kv = 2 * (16 + 16) * 2  # 2 KV heads × (K 16 + V 16) × f16
     assert info_plan.kv_bytes == 2 * per_layer_kv * 4096 and info_plan.gpu_layers == 0
     layer = {g.layer: 0 for g in info_plan.groups}
@@ -108,13 +109,13 @@ def test_plan_finds_the_limits_for_a_small_gpu(tiny_llama_moe):
     experts_1 = next(g.n_bytes for g in info_plan.groups if g.group == "experts" and g.layer == 1)
     # VRAM for layer 1 without its experts (plus its KV cache), and nothing more
     vram = layer[1] - experts_1 + per_layer_kv * 4096
-    plan = make_plan(tiny_llama_moe, PlanRequest(vram_gib=vram / 2**30, ram_gib=8.0, ctx=4096))
+    plan = make_plan(tiny_llama_moe, LlamaCppOptions(ctx=4096), vram_gib=vram / 2**30, ram_gib=8.0)
     assert not plan.fits and any("GPU needs" in w for w in plan.warnings)
     assert plan.max_gpu_layers == 0
     assert plan.min_n_cpu_moe is None  # even with every expert on the CPU, 2 layers do not fit
-    plan = make_plan(tiny_llama_moe, PlanRequest(vram_gib=vram / 2**30, ram_gib=8.0, ctx=4096, cpu_moe=True))
+    plan = make_plan(tiny_llama_moe, LlamaCppOptions(ctx=4096, cpu_moe=True), vram_gib=vram / 2**30, ram_gib=8.0)
     assert plan.max_gpu_layers == 1
-    small = make_plan(tiny_llama_moe, PlanRequest(ram_gib=0.0001, ctx=4096))
+    small = make_plan(tiny_llama_moe, LlamaCppOptions(ctx=4096), ram_gib=0.0001)
     assert any("smaller than the model" in w for w in small.warnings)
 
 
@@ -137,8 +138,8 @@ def test_split_models_are_planned_and_offloaded_across_all_shards(tmp_path, tiny
 
     first = write_tiny_deepseek2(tmp_path / "kimi-tiny.gguf", split_max_tensors=20)
     assert first.name == "kimi-tiny-00001-of-00003.gguf"
-    split = make_plan(first, PlanRequest(ram_gib=4.0, ctx=512))
-    whole = make_plan(tiny_deepseek2, PlanRequest(ram_gib=4.0, ctx=512))
+    split = make_plan(first, LlamaCppOptions(ctx=512), ram_gib=4.0)
+    whole = make_plan(tiny_deepseek2, LlamaCppOptions(ctx=512), ram_gib=4.0)
     assert split.weight_bytes == whole.weight_bytes
     assert [(g.group, g.layer, g.n_bytes) for g in split.groups] == [(g.group, g.layer, g.n_bytes) for g in whole.groups]
     assert split.file_bytes == sum(p.stat().st_size for p in tmp_path.glob("kimi-tiny-*.gguf"))

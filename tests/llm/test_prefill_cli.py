@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from kcode.llm.llamacpp import LlamaCppModel, Placement, Sampling
+from kcode.config import LlamaCppOptions
+from kcode.llm.llamacpp import LlamaCppModel, Sampling
 
 pytest.importorskip("llama_cpp")
 
@@ -40,8 +41,8 @@ def test_models_bench_measures_stores_and_shows_the_budget(tiny_llama_moe, tmp_p
 
 def test_cache_list_and_clear(tiny_llama_moe, tmp_path):
     cache = tmp_path / "cache" / "prefix"
-    model = LlamaCppModel(tiny_llama_moe, placement=Placement(ctx=1024), sampling=Sampling(0.0),
-                          prefix_cache=cache, max_output_tokens=1)
+    model = LlamaCppModel(tiny_llama_moe, LlamaCppOptions(ctx=1024, prefix_cache=str(cache)), sampling=Sampling(0.0),
+                          max_output_tokens=1)
     messages = [{"role": "system", "content": "You are kcode. " * 20},
                 {"role": "system", "content": "# Repository `demo`\n" + "def f(): pass\n" * 20},
                 {"role": "user", "content": "Fix f."}]

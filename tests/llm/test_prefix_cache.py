@@ -9,7 +9,7 @@ import json
 import pytest
 
 from kcode.llm import StepEnd, ToolSpec
-from kcode.llm.llamacpp import Placement
+from kcode.config import LlamaCppOptions
 from kcode.llm.llamacpp._model import LlamaCppModel, Sampling, decode_counters
 from kcode.llm.llamacpp._prefix_cache import PrefixStore, _common_prefix
 
@@ -30,8 +30,8 @@ def task(text: str) -> dict:
 
 
 def new_model(path, cache, **placement) -> LlamaCppModel:
-    return LlamaCppModel(path, placement=Placement(ctx=2048, seed=1, **placement), sampling=Sampling(0.0),
-                         prefix_cache=cache, max_output_tokens=1)
+    return LlamaCppModel(path, LlamaCppOptions(ctx=2048, prefix_cache=str(cache), **placement),
+                         sampling=Sampling(0.0, seed=1), max_output_tokens=1)
 
 
 def decoded(model: LlamaCppModel) -> int:
@@ -195,8 +195,8 @@ def test_real_model_second_run_evaluates_only_the_new_task(qwen_0_5b, tmp_path):
     cache = tmp_path / "kv"
 
     def model():
-        return LlamaCppModel(qwen_0_5b, placement=Placement(ctx=4096, seed=1), sampling=Sampling(0.0),
-                             prefix_cache=cache, max_output_tokens=1)
+        return LlamaCppModel(qwen_0_5b, LlamaCppOptions(ctx=4096, prefix_cache=str(cache)),
+                             sampling=Sampling(0.0, seed=1), max_output_tokens=1)
 
     def run(messages):
         current = model()

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kcode.config import LlamaCppOptions
 from kcode.llm.gguf._info import (
     GgufInfo,
     TensorInfo,
@@ -26,24 +27,13 @@ from kcode.llm.gguf._info import (
     read_gguf_info,
 )
 
-__all__ = ["EXPERT_REGEX", "PlanRequest", "Plan", "GroupPlacement", "make_plan", "plan_info", "format_plan"]
+__all__ = ["EXPERT_REGEX", "Plan", "GroupPlacement", "make_plan", "plan_info", "format_plan"]
 
 GIB = 1024**3
 # llama.cpp's own pattern for routed-expert tensors (common/arg.cpp, --cpu-moe).
 EXPERT_REGEX = r"\.ffn_(up|down|gate|gate_up)_(ch|)exps"
 _EXPERT = re.compile(EXPERT_REGEX)
 _ATTENTION = re.compile(r"\.attn_")
-
-
-@dataclass
-class PlanRequest:
-    vram_gib: float = 0.0
-    ram_gib: float | None = None  # None: this machine's total memory
-    ctx: int | None = None  # None: the model's trained context
-    gpu_layers: int | None = None  # None: all when vram_gib > 0, else 0
-    n_cpu_moe: int | None = None
-    cpu_moe: bool = False
-    kv_type: str = "f16"
 
 
 @dataclass
@@ -116,26 +106,30 @@ def _gpu_bytes(info: GgufInfo, kv_layer: list[float], ctx: int, gpu_layers: int,
     return total
 
 
-def plan_info(info: GgufInfo, request: PlanRequest, total_ram: int | None = None) -> Plan:
-    """The plan for an already-read GGUF header (pure: no I/O)."""
+def plan_info(info: GgufInfo, options: LlamaCppOptions, *, vram_gib: float = 0.0, ram_gib: float | None = None,
+              total_ram: int | None = None) -> Plan:
+    """The plan for an already-read GGUF header (pure: no I/O). ``options``: the placement
+    flags, context and KV type (``gpu_layers`` None: all layers when ``vram_gib`` > 0, else
+    none); ``ram_gib`` None: ``total_ram``, else this machine's memory."""
     n_layer = info.n_layer
-    ctx = request.ctx or info.context_length
-    vram = int(request.vram_gib * GIB)
-    if request.ram_gib is not None:
-        ram = int(request.ram_gib * GIB)
+    ctx = options.ctx or info.context_length
+    kv_type = options.kv_type or "f16"
+    vram = int(vram_gib * GIB)
+    if ram_gib is not None:
+        ram = int(ram_gib * GIB)
     else:
         ram = total_ram if total_ram is not None else _machine_ram()
     all_layers = n_layer + 1
-    gpu_layers = request.gpu_layers
+    gpu_layers = options.gpu_layers
     if gpu_layers is None:
         gpu_layers = all_layers if vram > 0 else 0
     gpu_layers = max(0, min(gpu_layers, all_layers))
-    kv_layer = kv_bytes_per_token(info, request.kv_type)
+    kv_layer = kv_bytes_per_token(info, kv_type)
 
     grouped: dict[tuple[str, int | None], GroupPlacement] = {}
     for tensor in info.tensors:
         group = _group_of(tensor)
-        device = _device(tensor, group, n_layer, gpu_layers, request.n_cpu_moe, request.cpu_moe)
+        device = _device(tensor, group, n_layer, gpu_layers, options.n_cpu_moe, options.cpu_moe)
         key = (group, tensor.layer)
         if key not in grouped:
             grouped[key] = GroupPlacement(group, tensor.layer, 0, device)
@@ -159,7 +153,7 @@ def plan_info(info: GgufInfo, request: PlanRequest, total_ram: int | None = None
 
     max_gpu_layers = next(
         (g for g in range(all_layers, -1, -1)
-         if fits_gpu(g, request.n_cpu_moe, request.cpu_moe)), None)
+         if fits_gpu(g, options.n_cpu_moe, options.cpu_moe)), None)
     has_experts = any(g.group == "experts" for g in groups)
     min_n_cpu_moe = None
     if has_experts and vram > 0:
@@ -180,15 +174,16 @@ def plan_info(info: GgufInfo, request: PlanRequest, total_ram: int | None = None
     return Plan(
         model=str(info.path), architecture=info.architecture, n_layer=n_layer,
         file_bytes=info.file_bytes, weight_bytes=info.weight_bytes, ctx=ctx,
-        kv_type=request.kv_type, gpu_layers=gpu_layers, n_cpu_moe=request.n_cpu_moe,
-        cpu_moe=request.cpu_moe, groups=groups, kv_bytes=kv_total, kv_gpu_bytes=kv_gpu,
+        kv_type=kv_type, gpu_layers=gpu_layers, n_cpu_moe=options.n_cpu_moe,
+        cpu_moe=options.cpu_moe, groups=groups, kv_bytes=kv_total, kv_gpu_bytes=kv_gpu,
         device_bytes=device_bytes, vram_bytes=vram, ram_bytes=ram, fits=fits,
         max_gpu_layers=max_gpu_layers, min_n_cpu_moe=min_n_cpu_moe, warnings=warnings,
     )
 
 
-def make_plan(path: Path | str, request: PlanRequest) -> Plan:
-    return plan_info(read_gguf_info(path), request)
+def make_plan(path: Path | str, options: LlamaCppOptions, *, vram_gib: float = 0.0, ram_gib: float | None = None) -> Plan:
+    """Where ``path``'s tensors go under ``options`` with this much GPU and CPU memory."""
+    return plan_info(read_gguf_info(path), options, vram_gib=vram_gib, ram_gib=ram_gib)
 
 
 def _machine_ram() -> int:

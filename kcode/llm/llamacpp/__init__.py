@@ -2,18 +2,15 @@
 context, batch sizes), its chat template, output streaming, grammars for constrained tool
 calls, the prefix cache of KV states, and a vocabulary-only tokenizer.
 
-Importing this package does not import ``llama_cpp``; the backend does when it loads a model.
+Its settings are one dataclass, :class:`LlamaCppOptions` (defined with the configuration,
+``kcode.config``, which holds it). Importing this package does not import ``llama_cpp``; the
+backend does when it loads a model.
 """
 
-from kcode.llm.llamacpp._loader import (
-    PREFILL_DEFAULTS,
-    LoadedModel,
-    Placement,
-    load_llama,
-    physical_cores,
-)
+from kcode.config import LlamaCppOptions
+from kcode.llm.llamacpp._loader import PREFILL_DEFAULTS, LoadedModel, llama_settings, load_llama, physical_cores
 from kcode.llm.llamacpp._model import LlamaCppModel, PrefixStatus, Sampling, StepTimings
-from kcode.llm.llamacpp._prefix_cache import CacheEntry, PrefixStore
+from kcode.llm.llamacpp._prefix_cache import CacheEntry, PrefixStore, prefix_cache_dir
 from kcode.llm.llamacpp._tokenizer import GgufTokenizer, default_model_tokenizer
 
 __all__ = [
@@ -21,13 +18,15 @@ __all__ = [
     "CacheEntry",
     "GgufTokenizer",
     "LlamaCppModel",
+    "LlamaCppOptions",
     "LoadedModel",
-    "Placement",
     "PrefixStatus",
     "PrefixStore",
     "Sampling",
     "StepTimings",
     "default_model_tokenizer",
+    "llama_settings",
     "load_llama",
     "physical_cores",
+    "prefix_cache_dir",
 ]

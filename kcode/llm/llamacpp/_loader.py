@@ -19,13 +19,13 @@ generation and batches, ``n_batch`` = ``n_ubatch`` = 512, flash attention on, KV
 
 from __future__ import annotations
 
-import logging
 import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kcode.config import LlamaCppOptions
 from kcode.errors import ModelUnavailable, UsageError
 from kcode.llm.gguf import KV_TYPES, GgufInfo, kv_bytes_per_token, read_gguf_info
 from kcode.llm.llamacpp._offload import (
@@ -36,31 +36,12 @@ from kcode.llm.llamacpp._offload import (
     placement_rules,
 )
 
-__all__ = ["Placement", "LoadedModel", "load_llama", "choose_context", "physical_cores", "PREFILL_DEFAULTS"]
-
-log = logging.getLogger("kcode.llm")
+__all__ = ["LoadedModel", "load_llama", "llama_settings", "choose_context", "physical_cores", "PREFILL_DEFAULTS"]
 
 _MIN_CTX = 2048
 # The fastest prompt processing measured on a CPU (module docstring); a GPU build keeps them.
 PREFILL_DEFAULTS = {"n_batch": 512, "n_ubatch": 512, "flash_attn_cpu": True}
 _GGML_TYPES = {"f16": 1, "q4_0": 2, "q8_0": 8}  # ggml_type values (ggml.h)
-
-
-@dataclass
-class Placement:
-    gpu_layers: int | None = None  # None: all layers when a GPU backend is present, else 0
-    cpu_moe: bool = False
-    n_cpu_moe: int | None = None
-    override_tensor: list[str] = field(default_factory=list)
-    ctx: int | None = None  # None: the trained context, lowered to fit memory
-    kv_type: str | None = None  # None: f16 without forcing flash attention
-    threads: int | None = None  # None: the physical cores
-    n_batch: int = PREFILL_DEFAULTS["n_batch"]
-    n_ubatch: int | None = None  # None: PREFILL_DEFAULTS["n_ubatch"], at most n_batch
-    flash_attn: bool | None = None  # None: PREFILL_DEFAULTS (on; a quantized KV cache needs it)
-    seed: int | None = None
-    repack: bool = True  # CPU weight repacking: 3 s more to load, same prefill, ~20 % faster generation
-    verbose: bool = False  # llama.cpp's own log on stderr
 
 
 @dataclass
@@ -72,15 +53,15 @@ class LoadedModel:
     settings: dict[str, Any] = field(default_factory=dict)  # what llama.cpp was given
 
 
-def choose_context(info: GgufInfo, placement: Placement, available_bytes: int,
+def choose_context(info: GgufInfo, options: LlamaCppOptions, available_bytes: int,
                    on_gpu: bool) -> tuple[int, str | None]:
     """(n_ctx, notice). The requested context is kept; the trained one is lowered to fit."""
     trained = info.context_length
-    if placement.ctx:
-        return placement.ctx, None
+    if options.ctx:
+        return options.ctx, None
     if on_gpu:
         return trained, None  # VRAM is not measured here; `kcode models plan` does that
-    per_token = sum(kv_bytes_per_token(info, placement.kv_type or "f16"))
+    per_token = sum(kv_bytes_per_token(info, options.kv_type or "f16"))
     budget = available_bytes * 0.9 - info.file_bytes
     ctx = trained
     while ctx > _MIN_CTX and per_token * ctx > budget:
@@ -111,8 +92,26 @@ def _available_memory() -> int:
     return int(psutil.virtual_memory().available)
 
 
-def load_llama(path: Path, placement: Placement) -> LoadedModel:
-    """Load the model and a context; every llama.cpp failure becomes ModelUnavailable."""
+def llama_settings(options: LlamaCppOptions, *, n_ctx: int, on_gpu: bool) -> dict[str, Any]:
+    """What llama.cpp is given for ``options`` with a context of ``n_ctx`` tokens (``on_gpu``:
+    a GPU backend is present): the defaults filled in. The loader passes these; the run's
+    header, ``kcode models plan`` and the prefill-speed key show them."""
+    gpu_layers = options.gpu_layers if options.gpu_layers is not None else (-1 if on_gpu else 0)
+    threads = options.threads or physical_cores()
+    n_batch = min(options.n_batch or PREFILL_DEFAULTS["n_batch"], n_ctx)
+    flash_attn = options.flash_attn
+    if flash_attn is None:
+        flash_attn = options.kv_type is not None or (gpu_layers != 0 and on_gpu) or PREFILL_DEFAULTS["flash_attn_cpu"]
+    return {
+        "n_ctx": n_ctx, "n_batch": n_batch, "n_ubatch": min(options.n_ubatch or PREFILL_DEFAULTS["n_ubatch"], n_batch),
+        "n_threads": threads, "n_threads_batch": threads, "flash_attn": flash_attn, "n_gpu_layers": gpu_layers,
+        "kv_type": options.kv_type or "f16", "repack": options.repack,
+    }  # fmt: skip
+
+
+def load_llama(path: Path, options: LlamaCppOptions, *, seed: int | None = None, verbose: bool = False) -> LoadedModel:
+    """Load the model and a context; every llama.cpp failure becomes ModelUnavailable.
+    ``verbose``: llama.cpp's own log on stderr."""
     try:
         import llama_cpp
     except ImportError as error:
@@ -121,8 +120,8 @@ def load_llama(path: Path, placement: Placement) -> LoadedModel:
     path = Path(path).expanduser()
     if not path.is_file():
         raise ModelUnavailable(f"no such model file: {path}")
-    if placement.kv_type is not None and placement.kv_type not in KV_TYPES:
-        raise UsageError(f"--kv-type must be one of {', '.join(KV_TYPES)}, got {placement.kv_type!r}")
+    if options.kv_type is not None and options.kv_type not in KV_TYPES:
+        raise UsageError(f"--kv-type must be one of {', '.join(KV_TYPES)}, got {options.kv_type!r}")
     try:  # kcode's own header reader: no vocabulary decoded (0.05 s, not 0.5 s, for the 1.5B model)
         info = read_gguf_info(path)
     except ModelUnavailable:
@@ -130,43 +129,25 @@ def load_llama(path: Path, placement: Placement) -> LoadedModel:
     except (OSError, ValueError, KeyError, IndexError, struct.error) as error:
         raise ModelUnavailable(f"cannot read {path}: {error}") from error
     on_gpu = gpu_offload_supported()
-    gpu_layers = placement.gpu_layers
-    if gpu_layers is None:
-        gpu_layers = -1 if on_gpu else 0
-    n_ctx, notice = choose_context(info, placement, _available_memory(), on_gpu and gpu_layers != 0)
+    on_gpu_layers = on_gpu and options.gpu_layers != 0
+    n_ctx, notice = choose_context(info, options, _available_memory(), on_gpu_layers)
     notices = [notice] if notice else []
-    for message in notices:
-        log.warning(message)
-    rules = placement_rules(placement.override_tensor, cpu_moe=placement.cpu_moe, n_cpu_moe=placement.n_cpu_moe)
+    rules = placement_rules(options.override_tensor, cpu_moe=options.cpu_moe, n_cpu_moe=options.n_cpu_moe)
     overrides = build_overrides(rules)
-    threads = placement.threads or physical_cores()
-    n_batch = min(placement.n_batch, n_ctx)
-    flash_attn = placement.flash_attn
-    if flash_attn is None:
-        flash_attn = placement.kv_type is not None or (gpu_layers != 0 and on_gpu) or PREFILL_DEFAULTS["flash_attn_cpu"]
-    kwargs: dict[str, Any] = dict(
-        n_ctx=n_ctx,
-        n_batch=n_batch,
-        n_ubatch=min(placement.n_ubatch or PREFILL_DEFAULTS["n_ubatch"], n_batch),
-        n_gpu_layers=gpu_layers,
-        use_mmap=overrides is None,
-        flash_attn=flash_attn,
-        n_threads=threads,
-        n_threads_batch=threads,
-        verbose=placement.verbose,
-    )
-    if placement.kv_type is not None:
-        kwargs["type_k"] = kwargs["type_v"] = _GGML_TYPES[placement.kv_type]
-    if placement.seed is not None:
-        kwargs["seed"] = placement.seed
+    settings = llama_settings(options, n_ctx=n_ctx, on_gpu=on_gpu)
+    kwargs: dict[str, Any] = {
+        key: settings[key]
+        for key in ("n_ctx", "n_batch", "n_ubatch", "n_threads", "n_threads_batch", "flash_attn", "n_gpu_layers")
+    }
+    kwargs.update(use_mmap=overrides is None, verbose=verbose)
+    if options.kv_type is not None:
+        kwargs["type_k"] = kwargs["type_v"] = _GGML_TYPES[options.kv_type]
+    if seed is not None:
+        kwargs["seed"] = seed
     try:
-        with model_params_with_overrides(overrides, repack=placement.repack):
+        with model_params_with_overrides(overrides, repack=options.repack):
             llm = llama_cpp.Llama(str(path), **kwargs)
     except (ValueError, RuntimeError) as error:
         raise ModelUnavailable(f"llama.cpp could not load {path}: {error}") from error
-    settings = {key: kwargs[key] for key in ("n_ctx", "n_batch", "n_ubatch", "n_threads", "n_threads_batch",
-                                             "flash_attn", "n_gpu_layers")}
-    settings["kv_type"] = placement.kv_type or "f16"
-    settings["repack"] = placement.repack
     settings["offload"] = [f"{pattern}={buffer}" for pattern, buffer in rules]
     return LoadedModel(llm, n_ctx, overrides, notices, settings)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from kcode.cancel import CancelToken
+from kcode.config import LlamaCppOptions
 from kcode.errors import Interrupted, ModelRequestError
 from kcode.llm.base import (
     Message,
@@ -42,12 +43,8 @@ from kcode.llm.base import (
 )
 from kcode.llm.llamacpp._chat_template import ChatTemplate
 from kcode.llm.llamacpp._grammar import tool_call_grammar
-from kcode.llm.llamacpp._loader import Placement, load_llama
-from kcode.llm.llamacpp._prefix_cache import (
-    DEFAULT_LIMIT_BYTES,
-    PrefixStore,
-    model_identity,
-)
+from kcode.llm.llamacpp._loader import load_llama
+from kcode.llm.llamacpp._prefix_cache import PrefixStore, model_identity, prefix_cache_dir
 from kcode.llm.llamacpp._streaming import OutputSplitter
 from kcode.llm.prefill import (
     EMA_WEIGHT,
@@ -107,33 +104,35 @@ class PrefixStatus:
 
 
 class Sampling:
-    """Sampling settings for ``Llama.generate`` (temperature 0 is greedy)."""
+    """Sampling settings for ``Llama.generate`` (temperature 0 is greedy); ``seed`` is given
+    to llama.cpp when the model loads (None: llama.cpp's own)."""
 
     def __init__(self, temperature: float = 0.6, top_p: float = 0.95, top_k: int = 40,
-                 min_p: float = 0.05, repeat_penalty: float = 1.0) -> None:
+                 min_p: float = 0.05, repeat_penalty: float = 1.0, *, seed: int | None = None) -> None:
         self.kwargs = dict(temp=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
                            repeat_penalty=repeat_penalty)
+        self.seed = seed
 
 
 class LlamaCppModel:
+    """A GGUF model run in process. ``options``: placement, context, batch sizes, the prefix
+    cache (``prefix_cache``: None is the cache folder's ``prefix/``, "off" none)."""
+
     def __init__(
         self,
         path: Path | str,
+        options: LlamaCppOptions | None = None,
         *,
-        placement: Placement | None = None,
         sampling: Sampling | None = None,
-        constrain_tools: bool = False,
-        prefix_cache: Path | str | None = None,
-        prefix_cache_bytes: int = DEFAULT_LIMIT_BYTES,
         speed_store: Path | str | None = None,
         max_output_tokens: int = 8192,
-        thinking: bool = False,
     ) -> None:
+        options = options or LlamaCppOptions()
         self.path = Path(path).expanduser()
         self.name = f"llamacpp:{self.path.name}"
-        self._placement = placement or Placement()
+        self._sampling = sampling or Sampling()
         started = time.perf_counter()
-        loaded = load_llama(self.path, self._placement)
+        loaded = load_llama(self.path, options, seed=self._sampling.seed)
         self.load_seconds = time.perf_counter() - started  # part of the wait before the first token
         self._llm = loaded.llm
         self._overrides = loaded.overrides  # the C array must outlive the model
@@ -149,11 +148,10 @@ class LlamaCppModel:
             eos_token=self._token_text(self._llm.token_eos()),
         )
         self._add_bos = metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
-        self._sampling = sampling or Sampling()
-        self._constrain_tools = constrain_tools
+        self._constrain_tools = options.constrain_tools
         self._identity = model_identity(self.path, self.settings)
-        self._store = (PrefixStore(Path(prefix_cache).expanduser(), prefix_cache_bytes)
-                       if prefix_cache else None)
+        cache_folder = prefix_cache_dir(options.prefix_cache)
+        self._store = PrefixStore(cache_folder, int(options.prefix_cache_gib * 2**30)) if cache_folder else None
         self._speeds = SpeedStore(Path(speed_store).expanduser()) if speed_store else None
         self._speed_key = speed_key(f"{self.path.name}:{self._identity}", self.settings)
         self._speed: PrefillSpeed | None = None
@@ -163,7 +161,7 @@ class LlamaCppModel:
         self._saved_heads: set[tuple[int, ...]] = set()
         self.last_step = StepTimings()
         self._max_output_tokens = max_output_tokens
-        self._thinking = thinking
+        self._thinking = options.thinking
         self._raw_arguments: dict[str, str] = {}
         self._step = 0
         # What the context holds as text and ids: the last prompt, then prompt + generation.

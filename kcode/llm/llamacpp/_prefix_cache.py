@@ -37,7 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CacheEntry", "PrefixStore", "model_identity", "DEFAULT_LIMIT_BYTES"]
+from kcode.paths import cache_dir
+
+__all__ = ["CacheEntry", "PrefixStore", "model_identity", "prefix_cache_dir", "DEFAULT_LIMIT_BYTES"]
 
 log = logging.getLogger("kcode.llm")
 
@@ -46,6 +48,17 @@ DEFAULT_LIMIT_BYTES = 4 * 2**30
 # Restoring costs reading the file; assume a slow disk so a big entry is not read for a few tokens.
 _READ_BYTES_PER_SECOND = 400e6
 _RESTORE_OVERHEAD_SECONDS = 0.01
+_OFF = ("off", "none", "no", "false", "0")
+
+
+def prefix_cache_dir(setting: str | None) -> Path | None:
+    """Where the prefix cache lives for a ``prefix_cache`` setting (None: the default folder;
+    "off": no cache)."""
+    if setting is None:
+        return cache_dir() / "prefix"
+    if setting.strip().lower() in _OFF or not setting.strip():
+        return None
+    return Path(setting).expanduser()
 
 
 def model_identity(model_path: Path, settings: dict[str, Any]) -> str:

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from kcode.config import cache_dir
+from kcode.paths import cache_dir
 from kcode.errors import UsageError
 from kcode.llm.models._hub import HubFiles, download_hub_file, hub_endpoint
 from kcode.llm.models._progress import ProgressCallback, format_size, stderr_progress
