@@ -4,7 +4,14 @@ import dataclasses
 
 import pytest
 
-from kcode.config import Config, LlamaCppOptions, changed_settings, config_with, load_config, parse_duration
+from kcode.config import (
+    Config,
+    LlamaCppOptions,
+    changed_settings,
+    config_with,
+    load_config,
+    parse_duration,
+)
 from kcode.errors import ConfigError
 from kcode.events import EVENT_TYPES, EventBus, SessionStarted, TurnStarted, event_from_dict
 

@@ -165,8 +165,8 @@ def _first_token_run(repo: Path, task: str, model_path: Path, **config: object) 
 
     loaded_at = []
 
-    def keep(config_: Config, session_id: str):  # the run's model, to read its step timings after
-        captured.append(make_model(config_, session_id))
+    def keep(config_: Config, session_id: str, on_notice=None):  # the run's model, to read its step timings after
+        captured.append(make_model(config_, session_id, on_notice))
         loaded_at.append(time.perf_counter())
         return captured[-1]
 

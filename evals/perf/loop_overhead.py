@@ -106,7 +106,7 @@ def main() -> int:
         script.write_text(json.dumps({"turns": make_turns(args.steps)}))
         timed = TimedModel(ScriptedModel.from_file(script))
         original = runner._model
-        runner._model = lambda config, session_id: timed  # the benchmark's clock around the model
+        runner._model = lambda config, session_id, on_notice=None: timed  # the benchmark's clock around the model
         rows: dict[int, dict] = {}
 
         def observe(event):

@@ -12,7 +12,7 @@ removed; a resume checks the branch out there again.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -219,14 +219,36 @@ def _check_settings(config: Config, root: Path) -> None:
     check_project_settings(config, root, load_policy)
 
 
-def _model(config: Config, session_id: str) -> ChatModel:
-    """The configured model."""
+def _model(config: Config, session_id: str, on_notice: Callable[[str], None] | None = None) -> ChatModel:
+    """The configured model; what it has to say goes to ``on_notice``."""
     options = ModelOptions(
         base_url=config.base_url, session_id=session_id, context_window=config.context_window,
         temperature=config.temperature, seed=config.seed, max_output_tokens=config.max_output_tokens,
-        llamacpp=config.llamacpp,
+        llamacpp=config.llamacpp, on_notice=on_notice,
     )  # fmt: skip
     return create_model(config.model, options)
+
+
+class _ModelNotices:
+    """The model's notices (a context lowered to fit the memory, an unusable prefix-cache
+    entry) as ``error`` events of kind ``notice``; those of loading are held until the
+    session's bus exists."""
+
+    def __init__(self) -> None:
+        self._held: list[str] = []
+        self._bus: EventBus | None = None
+
+    def __call__(self, text: str) -> None:
+        if self._bus is None:
+            self._held.append(text)
+        else:
+            self._bus.emit(ErrorEvent(message=text, kind="notice"))
+
+    def attach(self, bus: EventBus) -> None:
+        self._bus = bus
+        for text in self._held:
+            bus.emit(ErrorEvent(message=text, kind="notice"))
+        self._held.clear()
 
 
 def process_start() -> float | None:
@@ -286,7 +308,8 @@ def run_task(
     session_id = new_session_id()
     _check_settings(config, root)
     owns_model = model is None
-    model = _model(config, session_id) if model is None else model  # likewise fails on a bad model before anything is created
+    notices = _ModelNotices()  # a model passed in reports to whatever its caller chose
+    model = _model(config, session_id, notices) if model is None else model  # likewise fails on a bad model before anything is created
     try:
         workspace = Workspace.create(root, session_id, data_dir() / "worktrees", in_place=in_place)
         meta = SessionMeta(
@@ -307,6 +330,7 @@ def run_task(
         bus = _bus(log, list(subscribers), tests, meta)
         try:
             bus.emit(SessionStarted(session_id=session_id, task=task, repo=str(root), workdir=str(workspace.path), branch=workspace.branch, base_commit=workspace.base_commit, model=model.name, mode=workspace.mode))
+            notices.attach(bus)
             ctx = _context(config, store, meta, workspace, cancel, bus)
             relative_cwd = (cwd or root).resolve()
             try:
@@ -359,7 +383,8 @@ def resume_task(
     config = load_config(Path(meta.repo), {**meta.options, **{k: v for k, v in (overrides or {}).items() if v is not None}})
     _check_settings(config, Path(meta.repo))
     owns_model = model is None
-    model = _model(config, meta.session_id) if model is None else model
+    notices = _ModelNotices()
+    model = _model(config, meta.session_id, notices) if model is None else model
     model.restore(state.model_state)
     workspace = Workspace(Path(meta.repo), Path(meta.workdir), meta.branch, meta.base_commit, meta.mode, state.head or meta.base_commit)
     workspace.reopen()  # a run that ended left only its branch
@@ -372,6 +397,7 @@ def resume_task(
             meta.status = "running"
             store.write_meta(meta)
             bus.emit(SessionStarted(session_id=meta.session_id, task=meta.task, repo=meta.repo, workdir=meta.workdir, branch=meta.branch, base_commit=meta.base_commit, model=model.name, mode=meta.mode, resumed=True))
+            notices.attach(bus)
             for call in recovered.interrupted_calls:
                 bus.emit(ErrorEvent(message=f"tool call {call} was in flight when the session stopped; its effects were rolled back to the last checkpoint and the step will run again", kind="interrupted_tool", step=state.step + 1))
             ctx = _context(config, store, meta, workspace, cancel, bus)

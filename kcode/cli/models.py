@@ -78,6 +78,7 @@ def bench(
     import time as clock
 
     from kcode.agent.pack_budget import describe_settings, fixed_prompt_tokens
+    from kcode.cli._progress import show_notice
     from kcode.config import LlamaCppOptions, load_config
     from kcode.errors import KcodeError
     from kcode.llm import ModelOptions, StepEnd, create_model
@@ -87,7 +88,8 @@ def bench(
     seconds = seconds if seconds is not None else config.first_step_seconds
     llamacpp = LlamaCppOptions(ctx=ctx, threads=threads, n_batch=n_batch, n_ubatch=n_ubatch, flash_attn=flash_attn,
                                repack=repack, kv_type=kv_type, gpu_layers=gpu_layers, prefix_cache="off")
-    options = ModelOptions(temperature=0.0, max_output_tokens=generate or 1, base_url=config.base_url, llamacpp=llamacpp)
+    options = ModelOptions(temperature=0.0, max_output_tokens=generate or 1, base_url=config.base_url, llamacpp=llamacpp,
+                           on_notice=show_notice)
     spec = str(_resolve_model_path(model)) if model.endswith(".gguf") or _is_local(model) else model
     try:
         chat_model = create_model(spec, options)
@@ -221,17 +223,17 @@ def list_models() -> None:
 @app.command("pull")
 def pull(name: str = typer.Argument(..., help="A catalog name (see `kcode models list`).")) -> None:
     """Download a catalog model, verify its sha256 and cache it (no work if already there)."""
+    from kcode.cli._progress import progress_bar
     from kcode.errors import KcodeError
     from kcode.llm.models import is_present, model_path
     from kcode.llm.models import pull as pull_model
-    from kcode.llm.models._progress import stderr_progress
 
     try:
         if is_present(name):
             typer.echo(f"{name} is already present: {model_path(name)}", err=True)
             typer.echo(str(model_path(name)))
             return
-        with stderr_progress() as report:
+        with progress_bar() as report:
             path = pull_model(name, report)
     except KcodeError as error:
         typer.echo(f"kcode models pull: {error}", err=True)

@@ -67,9 +67,11 @@ def register(app: typer.Typer) -> None:
             window, count_tokens, tokenizer = DEFAULT_WINDOW, estimate_tokens, "estimate"
             spec = model or config.model
             if model:
+                from kcode.cli._progress import ensure_catalog_model, show_notice
                 from kcode.llm.registry import ModelOptions, create_model
 
-                chat_model = create_model(spec, ModelOptions(base_url=config.base_url))
+                ensure_catalog_model(spec)
+                chat_model = create_model(spec, ModelOptions(base_url=config.base_url, on_notice=show_notice))
                 window, count_tokens, tokenizer = chat_model.context_window, chat_model.count_tokens, spec
             chosen = budget if budget is not None else config.pack_budget
             if chosen is None:

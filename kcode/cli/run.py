@@ -175,6 +175,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run TASK headless in a separate work tree of the current repository."""
         from kcode.agent.runner import process_start, run_task
+        from kcode.cli._progress import ensure_catalog_model
 
         with _errors():
             root, config = _config(
@@ -184,6 +185,7 @@ def register(app: typer.Typer) -> None:
                 kv_type=kv_type, threads=threads, constrain_tools=constrain_tools or None, prefix_cache=prefix_cache,
             )
             subscribers = _subscribers(output_format)
+            ensure_catalog_model(config.model)  # a first pull draws its progress here, before the run
             with _cancel_on_signals() as cancel:
                 outcome = run_task(task, config, repo=root, cwd=Path.cwd(), in_place=in_place, apply=apply, subscribers=subscribers, cancel=cancel, started_at=process_start())
         _finish(outcome, output_format, output_last_message)

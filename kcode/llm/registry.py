@@ -16,12 +16,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kcode.config import LlamaCppOptions
 from kcode.errors import UsageError
 from kcode.llm.base import ChatModel
 
-__all__ = ["ModelOptions", "create_model", "speed_store_path"]
+if TYPE_CHECKING:
+    from kcode.llm.models import NoticeCallback, ProgressCallback
+
+__all__ = ["ModelOptions", "create_model", "catalog_name", "speed_store_path"]
 
 
 @dataclass
@@ -37,23 +41,32 @@ class ModelOptions:
     seed: int | None = None
     max_output_tokens: int | None = None  # per step; None: 8192
     llamacpp: LlamaCppOptions = field(default_factory=LlamaCppOptions)  # PATH.gguf and catalog models
+    # what the backend reports instead of printing (None: not reported)
+    on_progress: ProgressCallback | None = None  # pulling a catalog model
+    on_notice: NoticeCallback | None = None  # e.g. a download starting, a context lowered to fit the memory
 
 
 _OPENAI_KINDS = ("openai", "moonshot", "openrouter", "llama-server", "vllm", "sglang")
 
 
-def _catalog_entry(name: str) -> bool:
-    from kcode.llm.models import find_entry
+def catalog_name(spec: str | None) -> str | None:
+    """The catalog model a ``--model`` spec names (no spec: the default model), else None."""
+    from kcode.llm.models import DEFAULT_MODEL, find_entry
 
-    return find_entry(name) is not None
+    if not spec:
+        return DEFAULT_MODEL
+    entry = None if ":" in spec or spec.endswith(".gguf") else find_entry(spec)
+    return entry.name if entry is not None else None
 
 
 def create_model(spec: str | None, options: ModelOptions | None = None) -> ChatModel:
     options = options or ModelOptions()
-    if not spec:
-        from kcode.llm.models import DEFAULT_MODEL
+    catalog = catalog_name(spec)
+    if catalog is not None:
+        from kcode.llm.models import ensure_model
 
-        spec = DEFAULT_MODEL
+        path = ensure_model(catalog, on_progress=options.on_progress, on_notice=options.on_notice)
+        return _llamacpp_model(path, options)
     kind, _, rest = spec.partition(":")
     if kind == "scripted" and rest:
         from kcode.llm.scripted import ScriptedModel
@@ -80,10 +93,6 @@ def create_model(spec: str | None, options: ModelOptions | None = None) -> ChatM
         )  # fmt: skip
     if spec.endswith(".gguf"):
         return _llamacpp_model(Path(spec), options)
-    if not rest and _catalog_entry(kind):
-        from kcode.llm.models import ensure_model
-
-        return create_model(str(ensure_model(kind)), options)  # the local .gguf branch
     raise UsageError(f"unknown model {spec!r}")
 
 
@@ -96,7 +105,7 @@ def _llamacpp_model(path: Path, options: ModelOptions) -> ChatModel:
     sampling = Sampling(seed=options.seed) if options.temperature is None else Sampling(options.temperature, seed=options.seed)
     return LlamaCppModel(
         path, llamacpp, sampling=sampling, speed_store=speed_store_path(),
-        max_output_tokens=options.max_output_tokens or 8192,
+        max_output_tokens=options.max_output_tokens or 8192, on_notice=options.on_notice,
     )
 
 

@@ -138,7 +138,7 @@ def test_plan_reminder_is_stored_on_a_tool_result_so_every_request_extends_the_l
             prompts.append([dict(m) for m in messages])
             yield from super().stream(messages, tools, cancel=cancel)
 
-    monkeypatch.setattr(runner, "_model", lambda config, session_id: Recording.from_file(script))
+    monkeypatch.setattr(runner, "_model", lambda config, session_id, on_notice=None: Recording.from_file(script))
     events = []
     outcome = run_task("Review the plan", Config(model="scripted:unused"), repo=calc_repo, subscribers=[events.append])
     assert outcome.result.status == "finished"

@@ -85,7 +85,7 @@ def test_after_an_answer_without_a_tool_call_the_next_step_must_call_one(calc_re
             required.append(self.require_tool_call)
             yield from super().stream(messages, tools, cancel=cancel)
 
-    monkeypatch.setattr(runner, "_model", lambda config, session_id: LocalLike.from_file(script))
+    monkeypatch.setattr(runner, "_model", lambda config, session_id, on_notice=None: LocalLike.from_file(script))
     outcome = run_task("What does calc.mul return?", Config(model="scripted:unused"), repo=calc_repo)
     assert outcome.result.status == "finished", outcome.result.summary
     assert required == [False, True, False]

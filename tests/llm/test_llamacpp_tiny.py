@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 
 from kcode.cancel import CancelToken
+from kcode.config import LlamaCppOptions
 from kcode.errors import Interrupted, ModelUnavailable
 from kcode.llm import ModelOptions, ReasoningChunk, StepEnd, TextChunk, ToolSpec, create_model
 from kcode.llm.gguf import GgufInfo
 from kcode.llm.llamacpp import LlamaCppModel, Sampling
 from kcode.llm.llamacpp._grammar import tool_call_grammar
-from kcode.config import LlamaCppOptions
 from kcode.llm.llamacpp._loader import choose_context
 from kcode.llm.toolcall_parse import KIMI_SECTION_BEGIN, parse_output
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from kcode.errors import UsageError
 from kcode.config import LlamaCppOptions
+from kcode.errors import UsageError
 from kcode.llm.gguf import EXPERT_REGEX, make_plan
 from kcode.llm.llamacpp._offload import parse_override, placement_rules
 

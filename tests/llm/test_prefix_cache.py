@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from kcode.llm import StepEnd, ToolSpec
 from kcode.config import LlamaCppOptions
+from kcode.llm import StepEnd, ToolSpec
 from kcode.llm.llamacpp._model import LlamaCppModel, Sampling, decode_counters
 from kcode.llm.llamacpp._prefix_cache import PrefixStore, _common_prefix
 
@@ -29,9 +29,9 @@ def task(text: str) -> dict:
     return {"role": "user", "content": text}
 
 
-def new_model(path, cache, **placement) -> LlamaCppModel:
+def new_model(path, cache, on_notice=None, **placement) -> LlamaCppModel:
     return LlamaCppModel(path, LlamaCppOptions(ctx=2048, prefix_cache=str(cache), **placement),
-                         sampling=Sampling(0.0, seed=1), max_output_tokens=1)
+                         sampling=Sampling(0.0, seed=1), max_output_tokens=1, on_notice=on_notice)
 
 
 def decoded(model: LlamaCppModel) -> int:
@@ -161,10 +161,36 @@ def test_a_broken_entry_is_skipped_and_the_prompt_evaluated(tiny_llama_moe, tmp_
     _write_entries(tiny_llama_moe, cache)
     for entry in PrefixStore(cache).entries():
         entry.state_path.write_bytes(b"not a state file")
-    model = new_model(tiny_llama_moe, cache)
+    notices: list[str] = []
+    model = new_model(tiny_llama_moe, cache, notices.append)
     end, evaluated, prompt = step(model, [FIXED, REPO, task("Fix add_3.")])
     assert evaluated == len(prompt) and end.usage.cached_input_tokens == 0
+    assert notices and all("is unusable; evaluating the prompt instead" in text for text in notices)
     model.close()
+
+
+def test_a_runs_model_notices_are_events_of_the_session(tmp_path, calc_repo, capfd):
+    """What the model has to say reaches the run's subscribers (and its log) as an ``error``
+    event of kind ``notice``; nothing is printed."""
+    from kcode.agent.runner import run_task
+    from kcode.config import Config
+    from kcode.paths import cache_dir
+    from kcode.llm.models import write_tiny_llama_moe
+
+    path = write_tiny_llama_moe(tmp_path / "tiny.gguf", context_length=16384)  # the byte tokens of the whole prompt fit
+    config = Config(model=str(path), max_steps=1, temperature=0.0, max_output_tokens=1, auto_test=False,
+                    pack="none", llamacpp=LlamaCppOptions(ctx=16384))
+    first = run_task("fix add", config, repo=calc_repo)  # writes the prefix cache's entries
+    assert first.result.status != "error" and PrefixStore(cache_dir() / "prefix").entries()
+    for entry in PrefixStore(cache_dir() / "prefix").entries():
+        entry.state_path.write_bytes(b"not a state file")
+    capfd.readouterr()
+    events: list = []
+    run_task("fix add", config, repo=calc_repo, subscribers=[events.append])
+    notices = [e for e in events if e.type == "error" and e.kind == "notice"]
+    assert notices and "is unusable; evaluating the prompt instead" in notices[0].message
+    assert notices[0].recoverable
+    assert capfd.readouterr() == ("", "")
 
 
 def test_the_cache_keeps_within_its_size_by_dropping_the_least_recently_used(tiny_llama_moe, tmp_path):

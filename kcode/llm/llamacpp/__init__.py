@@ -8,7 +8,13 @@ backend does when it loads a model.
 """
 
 from kcode.config import LlamaCppOptions
-from kcode.llm.llamacpp._loader import PREFILL_DEFAULTS, LoadedModel, llama_settings, load_llama, physical_cores
+from kcode.llm.llamacpp._loader import (
+    PREFILL_DEFAULTS,
+    LoadedModel,
+    llama_settings,
+    load_llama,
+    physical_cores,
+)
 from kcode.llm.llamacpp._model import LlamaCppModel, PrefixStatus, Sampling, StepTimings
 from kcode.llm.llamacpp._prefix_cache import CacheEntry, PrefixStore, prefix_cache_dir
 from kcode.llm.llamacpp._tokenizer import GgufTokenizer, default_model_tokenizer

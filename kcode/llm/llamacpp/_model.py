@@ -24,7 +24,7 @@ import codecs
 import ctypes
 import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,11 @@ from kcode.llm.base import (
 from kcode.llm.llamacpp._chat_template import ChatTemplate
 from kcode.llm.llamacpp._grammar import tool_call_grammar
 from kcode.llm.llamacpp._loader import load_llama
-from kcode.llm.llamacpp._prefix_cache import PrefixStore, model_identity, prefix_cache_dir
+from kcode.llm.llamacpp._prefix_cache import (
+    PrefixStore,
+    model_identity,
+    prefix_cache_dir,
+)
 from kcode.llm.llamacpp._streaming import OutputSplitter
 from kcode.llm.prefill import (
     EMA_WEIGHT,
@@ -116,7 +120,9 @@ class Sampling:
 
 class LlamaCppModel:
     """A GGUF model run in process. ``options``: placement, context, batch sizes, the prefix
-    cache (``prefix_cache``: None is the cache folder's ``prefix/``, "off" none)."""
+    cache (``prefix_cache``: None is the cache folder's ``prefix/``, "off" none).
+    ``on_notice`` hears what the user should know (a context lowered to fit the memory, an
+    unusable cache entry); nothing is printed."""
 
     def __init__(
         self,
@@ -126,6 +132,7 @@ class LlamaCppModel:
         sampling: Sampling | None = None,
         speed_store: Path | str | None = None,
         max_output_tokens: int = 8192,
+        on_notice: Callable[[str], None] | None = None,
     ) -> None:
         options = options or LlamaCppOptions()
         self.path = Path(path).expanduser()
@@ -137,7 +144,9 @@ class LlamaCppModel:
         self._llm = loaded.llm
         self._overrides = loaded.overrides  # the C array must outlive the model
         self._n_ctx = loaded.n_ctx
-        self.notices = loaded.notices
+        for notice in loaded.notices:
+            if on_notice is not None:
+                on_notice(notice)
         self.settings = loaded.settings
         metadata = self._llm.metadata
         self._vocab = self._llm._model.vocab
@@ -151,7 +160,7 @@ class LlamaCppModel:
         self._constrain_tools = options.constrain_tools
         self._identity = model_identity(self.path, self.settings)
         cache_folder = prefix_cache_dir(options.prefix_cache)
-        self._store = PrefixStore(cache_folder, int(options.prefix_cache_gib * 2**30)) if cache_folder else None
+        self._store = PrefixStore(cache_folder, int(options.prefix_cache_gib * 2**30), on_notice=on_notice) if cache_folder else None
         self._speeds = SpeedStore(Path(speed_store).expanduser()) if speed_store else None
         self._speed_key = speed_key(f"{self.path.name}:{self._identity}", self.settings)
         self._speed: PrefillSpeed | None = None

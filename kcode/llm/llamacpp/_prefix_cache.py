@@ -30,9 +30,9 @@ import base64
 import ctypes
 import hashlib
 import json
-import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,8 +40,6 @@ from typing import Any
 from kcode.paths import cache_dir
 
 __all__ = ["CacheEntry", "PrefixStore", "model_identity", "prefix_cache_dir", "DEFAULT_LIMIT_BYTES"]
-
-log = logging.getLogger("kcode.llm")
 
 _FORMAT = "kcode-prefix-v2"
 DEFAULT_LIMIT_BYTES = 4 * 2**30
@@ -155,11 +153,18 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 class PrefixStore:
-    """One cache folder (shared by all models; entries carry their identity)."""
+    """One cache folder (shared by all models; entries carry their identity). ``on_notice``
+    hears of an entry that cannot be restored or written (the prompt is evaluated instead)."""
 
-    def __init__(self, directory: Path, limit_bytes: int = DEFAULT_LIMIT_BYTES) -> None:
+    def __init__(self, directory: Path, limit_bytes: int = DEFAULT_LIMIT_BYTES, *,
+                 on_notice: Callable[[str], None] | None = None) -> None:
         self.directory = Path(directory)
         self.limit_bytes = limit_bytes
+        self._on_notice = on_notice
+
+    def _notice(self, text: str) -> None:
+        if self._on_notice is not None:
+            self._on_notice(text)
 
     # --- reading ----------------------------------------------------------------------
 
@@ -212,12 +217,12 @@ class PrefixStore:
             llm._ctx.ctx, str(entry.state_path).encode(), 0, tokens_out, capacity, ctypes.byref(count))
         expected = entry.tokens()
         if read == 0 or count.value != entry.n_tokens or list(tokens_out[: count.value]) != expected:
-            log.warning("prefix cache: %s is unusable; evaluating the prompt instead", entry.state_path)
+            self._notice(f"prefix cache: {entry.state_path} is unusable; evaluating the prompt instead")
             llm._ctx.kv_cache_seq_rm(-1, 0, -1)
             llm.n_tokens = 0
             return False
         if matched < entry.n_tokens and not llm._ctx.kv_cache_seq_rm(0, matched, -1):
-            log.warning("prefix cache: this model's memory cannot be cut at a position; not restoring")
+            self._notice("prefix cache: this model's memory cannot be cut at a position; not restoring")
             llm._ctx.kv_cache_seq_rm(-1, 0, -1)
             llm.n_tokens = 0
             return False
@@ -247,7 +252,7 @@ class PrefixStore:
         written = llama_cpp.llama_state_seq_save_file(llm._ctx.ctx, str(partial).encode(), 0, array, len(tokens))
         if written == 0:
             partial.unlink(missing_ok=True)
-            log.warning("prefix cache: could not write %s", entry.state_path)
+            self._notice(f"prefix cache: could not write {entry.state_path}")
             return None
         entry.size = partial.stat().st_size
         os.replace(partial, entry.state_path)

@@ -18,7 +18,7 @@ from kcode.llm.models._catalog import (
     remove,
 )
 from kcode.llm.models._hub import HubFiles
-from kcode.llm.models._progress import ProgressCallback, format_size
+from kcode.llm.models._progress import NoticeCallback, Progress, ProgressCallback, format_size
 from kcode.llm.models._pypi_parts import PypiParts
 from kcode.llm.models._tiny import (
     TINY_CHAT_TEMPLATE,
@@ -31,7 +31,9 @@ __all__ = [
     "DEFAULT_MODEL",
     "CatalogEntry",
     "HubFiles",
+    "NoticeCallback",
     "PypiParts",
+    "Progress",
     "ProgressCallback",
     "TINY_CHAT_TEMPLATE",
     "ensure_model",

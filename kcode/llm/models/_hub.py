@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 
 from kcode.errors import ModelUnavailable
-from kcode.llm.models._progress import ProgressCallback
+from kcode.llm.models._progress import Progress, ProgressCallback
 
 __all__ = ["HubFiles", "hub_endpoint", "hub_url", "download_hub_file", "DEFAULT_HUB"]
 
@@ -132,7 +132,7 @@ def download_hub_file(url: str, target: Path, *, phase: str, report: ProgressCal
                             digest.update(block)
                             written += len(block)
                             if report:
-                                report(phase, written, total, "bytes")
+                                report(Progress(phase, written, total, "bytes"))
     except httpx.TransportError as error:
         raise _transport_error(url, error) from error
     actual_size = partial.stat().st_size

@@ -1,17 +1,31 @@
-"""Progress reporting for long model downloads: a plain callback, and a rich bar on stderr.
+"""Progress of long model pulls, reported as :class:`Progress` events to a callback.
 
-The catalog reports ``(phase, done, total, unit)``; it never imports rich itself, so tests
-and the library path stay UI-free. ``unit`` is ``"bytes"`` or ``"parts"``.
+Nothing under ``kcode.llm`` prints: the command line renders these (``kcode.cli``, a rich
+bar on stderr), a library caller may log them or ignore them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from dataclasses import dataclass
 
-__all__ = ["ProgressCallback", "stderr_progress", "format_size"]
+__all__ = ["Progress", "ProgressCallback", "NoticeCallback", "format_size"]
 
-ProgressCallback = Callable[[str, int, int, str], None]
+
+@dataclass(frozen=True)
+class Progress:
+    """How far one phase of a pull is: ``done`` of ``total`` ``unit`` ("bytes" or "parts")."""
+
+    phase: str  # "download NAME", "assemble NAME", "download FILE (2/8)"
+    done: int
+    total: int
+    unit: str
+
+
+ProgressCallback = Callable[[Progress], None]
+# Something a user should know that is not an error (a model being downloaded, a context
+# lowered to fit the memory, an unusable cache entry), as one line of text.
+NoticeCallback = Callable[[str], None]
 
 
 def format_size(n_bytes: float) -> str:
@@ -21,32 +35,3 @@ def format_size(n_bytes: float) -> str:
             return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
         n_bytes /= 1000
     raise AssertionError("unreachable")
-
-
-def _amount(done: int, total: int, unit: str) -> str:
-    if unit == "bytes":
-        return f"{format_size(done)} / {format_size(total)}"
-    return f"{done}/{total} {unit}"
-
-
-@contextmanager
-def stderr_progress() -> Iterator[ProgressCallback]:
-    """A rich progress bar on stderr; one line per phase (download, assemble, verify)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[amount]}"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True)) as bar:
-        tasks: dict[str, int] = {}
-
-        def report(phase: str, done: int, total: int, unit: str) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total, amount="")
-            bar.update(tasks[phase], completed=done, total=total, amount=_amount(done, total, unit))
-
-        yield report

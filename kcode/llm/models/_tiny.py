@@ -10,9 +10,10 @@ The weights are random: the text the model generates is noise.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["KIMI_MARKERS", "TINY_CHAT_TEMPLATE", "write_tiny_llama_moe", "write_tiny_deepseek2"]
 
@@ -89,6 +90,8 @@ def _write_vocab_and_embeddings(writer: Any, arch: str, rng: Any, context_length
 
 def _tensor(rng: np.random.Generator, *shape: int, norm: bool = False) -> np.ndarray:
     """A float32 array; ``shape`` is numpy order (the reverse of ggml's ne)."""
+    import numpy as np
+
     if norm:
         return np.ones(shape, dtype=np.float32)
     return (rng.standard_normal(shape) * 0.02).astype(np.float32)
@@ -107,6 +110,8 @@ def write_tiny_llama_moe(path: Path, *, n_layer: int = 2, n_expert: int = 4,
     import gguf
 
     path = Path(path)
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     n_embd, n_head, n_head_kv, n_ff = 64, 4, 2, 64
     head_dim = n_embd // n_head
@@ -149,6 +154,8 @@ def write_tiny_deepseek2(path: Path, *, n_layer: int = 3, n_expert: int = 4,
     import gguf
 
     path = Path(path)
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     n_embd, n_head, n_ff, n_ff_exp = 64, 4, 64, 32
     q_lora, kv_lora, rope, nope, v_head = 32, 32, 32, 16, 16
