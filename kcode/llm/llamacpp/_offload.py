@@ -26,7 +26,6 @@ __all__ = [
     "placement_rules",
     "parse_override",
     "build_overrides",
-    "buffer_type_names",
     "gpu_offload_supported",
     "model_params_with_overrides",
 ]
@@ -123,10 +122,6 @@ def _devices_buffer_types() -> dict[str, int]:
             name = (buft_name(buft) or b"").decode().upper()
             found.setdefault(name, buft)
     return found
-
-
-def buffer_type_names() -> list[str]:
-    return sorted(_devices_buffer_types())
 
 
 def gpu_offload_supported() -> bool:

@@ -297,6 +297,3 @@ class PrefixStore:
             for stray in self.directory.glob("*.tmp"):
                 stray.unlink(missing_ok=True)
         return removed
-
-    def total_bytes(self) -> int:
-        return sum(entry.size for entry in self.entries())

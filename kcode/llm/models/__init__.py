@@ -20,11 +20,7 @@ from kcode.llm.models._catalog import (
 from kcode.llm.models._hub import HubFiles
 from kcode.llm.models._progress import NoticeCallback, Progress, ProgressCallback, format_size
 from kcode.llm.models._pypi_parts import PypiParts
-from kcode.llm.models._tiny import (
-    TINY_CHAT_TEMPLATE,
-    write_tiny_deepseek2,
-    write_tiny_llama_moe,
-)
+from kcode.llm.models._tiny import write_tiny_deepseek2, write_tiny_llama_moe
 
 __all__ = [
     "CATALOG",
@@ -35,7 +31,6 @@ __all__ = [
     "PypiParts",
     "Progress",
     "ProgressCallback",
-    "TINY_CHAT_TEMPLATE",
     "ensure_model",
     "find_entry",
     "format_size",
