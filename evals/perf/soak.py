@@ -46,7 +46,7 @@ def main() -> int:
         script = Path(tmp) / "script.json"
         script.write_text(json.dumps({"turns": make_turns(args.steps)}))
         timed = TimedModel(ScriptedModel.from_file(script, context_window=args.ctx))
-        runner._model = lambda config, session_id: timed
+        runner._model = lambda config, session_id, on_notice=None: timed
         fds_start = process.num_fds()
         rss_start = process.memory_info().rss
         rows: dict[int, dict] = {}
