@@ -304,7 +304,7 @@ def bench_k26(fixed_tokens: int = 1119) -> dict:
     window = default_budget(262_144, 0.4)
     rows = {}
     for speed in (100.0, 200.0, 380.0):
-        def budget(cached: bool, restored: int = 0):
+        def budget(cached: bool, restored: int = 0, speed: float = speed):
             return choose_pack_budget(window_tokens=window, window_share=0.4, tokens_per_second=speed,
                                       first_step_seconds=20, next_step_seconds=2, fixed_tokens=fixed_tokens,
                                       fixed_cached=cached, other_tokens=60, restored_tokens=restored,

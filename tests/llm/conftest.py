@@ -4,6 +4,7 @@ the real 0.5B Qwen model when it is on this machine."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,21 @@ def qwen_0_5b() -> Path:
             return path
     pytest.skip("the 0.5B Qwen GGUF is not on this machine: set KCODE_TEST_MODEL_0_5B or run "
                 "`kcode models pull qwen2.5-coder-0.5b`")
+
+
+# A scripted HTTP server on loopback (tests/llm/test_openai_faults.py), and no API keys from
+# the developer's environment in any model-layer test.
+
+@pytest.fixture
+def server() -> Iterator[object]:
+    from tests.llm.test_openai_faults import Server
+
+    instance = Server()
+    yield instance
+    instance.close()
+
+
+@pytest.fixture(autouse=True)
+def no_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("KCODE_API_KEY", "OPENAI_API_KEY", "MOONSHOT_API_KEY", "OPENROUTER_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from kcode.llm.openai_compat import PROVIDERS, OpenAICompatModel
 from kcode.llm.prefill import SpeedStore
 
-from tests.llm.test_openai_faults import Reply, chunk, no_keys, server  # noqa: F401 (fixtures)
+from tests.llm.test_openai_faults import Reply, chunk  # the server fixture: tests/llm/conftest.py
 
 USAGE = {"prompt_tokens": 400, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 0}}
 

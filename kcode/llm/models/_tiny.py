@@ -59,7 +59,7 @@ def _vocab() -> tuple[list[str], list[float], list[int]]:
     tokens += _NORMAL_PIECES
     types += [gguf.TokenType.NORMAL] * len(_NORMAL_PIECES)
     scores = [0.0] * len(tokens)
-    for index, piece in enumerate(_NORMAL_PIECES):
+    for index in range(len(_NORMAL_PIECES)):
         scores[len(tokens) - len(_NORMAL_PIECES) + index] = -float(index + 1)
     return tokens, scores, [int(t) for t in types]
 
