@@ -15,5 +15,7 @@ BUNDLED = {
 setup(
     packages=find_packages(include=["kcode", "kcode.*"]) + list(BUNDLED),
     package_dir=BUNDLED,
-    package_data={name: ["**/*"] for name in BUNDLED},
+    # all package data is declared here: a [tool.setuptools.package-data] table in pyproject.toml
+    # would replace this whole mapping, and the wheel would ship without the data folders
+    package_data={"kcode.headless": ["*.json"], **{name: ["**/*"] for name in BUNDLED}},
 )
