@@ -5,6 +5,8 @@
 - an alternation (A B A B A B, or A B C A B C) over 6 steps: a warning;
 - 3 malformed tool calls in a row: the format instructions are sent again;
 - no progress (no file changed, no new test result) for N steps: a nudge, and at 2N a stop.
+
+The notes' texts are in ``prompts/loop/`` (:mod:`kcode.agent.notes`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import json
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+
+from kcode.agent.notes import loop_note
 
 __all__ = ["LoopGuard", "GuardVerdict", "canonical_call", "REPEAT_WARN_AT", "REPEAT_FORCE_AT"]
 
@@ -67,17 +71,10 @@ class LoopGuard:
         self._streak = self._streak + 1 if signature == self._last_call else 1
         self._last_call = signature
         if self._streak in REPEAT_WARN_AT:
-            verdict.notes.append(
-                f"You have made the same tool call {self._streak} times in a row with the same arguments, "
-                "and it gives the same result each time. Repeating it will not help: change your approach."
-            )
+            verdict.notes.append(loop_note("repeated_call", count=self._streak))
         elif self._streak >= REPEAT_FORCE_AT:
             verdict.force_change = True
-            verdict.notes.append(
-                f"Stopped a loop: the same tool call was made {self._streak} times in a row. "
-                "The conversation was compacted. Do something different: re-read the task, "
-                "inspect the actual state with fresh commands, and pick a new plan."
-            )
+            verdict.notes.append(loop_note("loop_stopped", count=self._streak))
             self._streak = 0
             self._last_call = None
 
@@ -88,10 +85,7 @@ class LoopGuard:
         for period in (2, 3):
             if len(set(recent[:period])) == period and all(recent[i] == recent[i % period] for i in range(len(recent))):
                 self._alternation_warned_at = step
-                verdict.notes.append(
-                    f"You are alternating between the same {period} tool calls over the last "
-                    f"{ALTERNATION_WINDOW} steps without getting anywhere. Stop and change your approach."
-                )
+                verdict.notes.append(loop_note("alternating_calls", period=period, window=ALTERNATION_WINDOW))
                 return
 
     def _check_progress(self, progressed: bool, verdict: GuardVerdict) -> None:
@@ -100,10 +94,7 @@ class LoopGuard:
             return
         self._idle += 1
         if self._idle == self.stuck_steps:
-            verdict.notes.append(
-                f"No file has changed and no new test result has appeared for {self._idle} steps. "
-                "Make a concrete change towards the task now, or call finish if it is done."
-            )
+            verdict.notes.append(loop_note("no_progress", steps=self._idle))
         elif self._idle >= 2 * self.stuck_steps:
             verdict.stop = f"no progress for {self._idle} steps (no file changed, no new test result)"
 

@@ -1,0 +1,51 @@
+"""What kcode itself says to the model: nudges, a finish sent back, the plan reminder, format
+help, loop-guard warnings. Each text is a file in ``prompts/loop/`` (packaged with the other
+prompts), with ``{field}`` placeholders filled in here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from kcode.llm.base import ToolCall, ToolSpec
+from kcode.resources import read_prompt
+
+__all__ = ["LOOP_NOTES", "loop_note", "malformed_call_note", "format_instructions_note"]
+
+# every file in prompts/loop/ (without ".md") and the fields it takes
+LOOP_NOTES: dict[str, tuple[str, ...]] = {
+    "no_tool_call": (),  # an answer without a tool call
+    "auto_tests": ("output",),  # kcode ran the tests for the model
+    "finish_empty": (),  # a finish without changes, sent back
+    "finish_failing": ("failing",),  # a finish after a failing test run, sent back
+    "plan_reminder": ("plan",),  # the plan, every few steps
+    "malformed_call": ("problems", "tools"),  # calls that could not be run
+    "format_instructions": ("schemas",),  # after several malformed calls in a row
+    "repeated_call": ("count",),  # the same call again and again
+    "loop_stopped": ("count",),  # ... until kcode forces a change
+    "alternating_calls": ("period", "window"),  # A B A B A B
+    "no_progress": ("steps",),  # no file changed, no new test result
+}
+
+_FIELD = re.compile(r"\{(\w+)\}")
+
+
+def loop_note(name: str, **fields: object) -> str:
+    """The text of ``prompts/loop/<name>.md`` with its fields filled in (read once, then cached)."""
+    if set(fields) != set(LOOP_NOTES[name]):
+        raise TypeError(f"loop note {name!r} takes {LOOP_NOTES[name]}, got {tuple(fields)}")
+    # one pass over the template: a value that holds "{...}" itself is left as it is
+    return _FIELD.sub(lambda match: str(fields.get(match[1], match[0])), read_prompt(f"loop/{name}.md").strip())
+
+
+def malformed_call_note(broken: list[ToolCall], tool_names: list[str]) -> str:
+    """Why the model's calls in ``broken`` could not be run (they were not)."""
+    problems = "\n".join(f"- {call.name or '(no name)'}: {call.error}" for call in broken)
+    return loop_note("malformed_call", problems=problems, tools=", ".join(tool_names))
+
+
+def format_instructions_note(specs: list[ToolSpec]) -> str:
+    """How to call a tool, with every tool's schema: after several malformed calls in a row."""
+    schemas = "\n".join(f"- {spec.name}: {json.dumps(spec.parameters, separators=(',', ':'))}" for spec in specs)
+    return loop_note("format_instructions", schemas=schemas)
