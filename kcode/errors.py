@@ -22,8 +22,8 @@ the loop records when it stops.
     ├── SandboxError            the sandbox cannot run commands at all
     ├── VcsError                git failed
     ├── SessionError            the session log is unreadable or missing
-    └── AgentStop               control flow in the loop
-        ├── Finished
+    └── AgentStop               control flow in the loop (passes through tool execution)
+        ├── Submitted           the finish tool hands the work in; the loop reviews it
         ├── BudgetExhausted
         ├── Interrupted
         └── FormatError
@@ -50,7 +50,7 @@ __all__ = [
     "VcsError",
     "SessionError",
     "AgentStop",
-    "Finished",
+    "Submitted",
     "BudgetExhausted",
     "Interrupted",
     "FormatError",
@@ -133,8 +133,10 @@ class AgentStop(KcodeError):
     """Raised inside the loop to stop it; caught in one place."""
 
 
-class Finished(AgentStop):
-    """The model called ``finish``."""
+class Submitted(AgentStop):
+    """The work is handed in: raised by the ``finish`` tool (or by kcode, after answers without
+    a tool call once the changes passed the tests). The loop ends the run with it unless
+    verification sends it back (kcode.agent.verify)."""
 
     def __init__(self, summary: str) -> None:
         super().__init__(summary)

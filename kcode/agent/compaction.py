@@ -4,8 +4,9 @@ Triggered by tokens (window − reserved output − 10 % headroom). First the ol
 are masked (the last few tool outputs stay verbatim, older ones become a one-line stub); if
 that is not enough, the middle of the conversation is summarized by the model into a
 first-person handoff note (``prompts/compact.md``). Always kept verbatim: the system prompt
-(with AGENTS.md and the repository pack), the task, and the last few messages; the live plan
-is re-attached to the note. The full history stays in the session log.
+(with AGENTS.md), the task, and the last few messages; the live plan is re-attached to the
+note. A summary rebuilds the prompt's prefix anyway, so the repository part is re-packed as the
+repository is now (the caller's ``repack``). The full history stays in the session log.
 """
 
 from __future__ import annotations
@@ -146,7 +147,10 @@ def compact(
     todo: list[dict],
     *,
     force_summary: bool = False,
+    repack: Callable[[], str] | None = None,
 ) -> CompactionResult:
+    """``repack``: a fresh repository part for the prompt head, put in place when the
+    conversation is summarized (its prefix is rebuilt anyway); masking never calls it."""
     count = model.count_tokens
     before = conversation_tokens(messages, count)
     goal = int(policy.threshold * policy.target)
@@ -165,4 +169,16 @@ def compact(
     plan = f"\n\nCurrent plan:\n{render_todo(todo)}" if todo else ""
     handoff = {"role": "user", "content": f"{HANDOFF_HEADER}\n\n{note}{plan}"}
     compacted = [*head, handoff, *tail]
+    if repack is not None:
+        _repack_head(compacted, repack)
     return CompactionResult(compacted, strategy, before, conversation_tokens(compacted, count))
+
+
+def _repack_head(messages: list[Message], repack: Callable[[], str]) -> None:
+    """Replace the repository part (the last of the leading system messages, when the fixed
+    system prompt comes before it) by ``repack()``."""
+    systems = 0
+    while systems < len(messages) and messages[systems].get("role") == "system":
+        systems += 1
+    if systems >= 2:
+        messages[systems - 1] = {**messages[systems - 1], "content": repack()}

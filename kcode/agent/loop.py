@@ -1,25 +1,30 @@
 """The agent loop: ask the model for one step, run its tool calls, checkpoint, repeat.
 
-Control flow uses exceptions (``kcode.errors.AgentStop``) caught in one place, :meth:`Agent.run`.
-The loop is synchronous and UI-free; everything it does reaches the outside as events.
+Control flow uses exceptions (``kcode.errors.AgentStop``) caught in one place, :meth:`Agent.run`;
+the ``finish`` tool raises ``Submitted``, which the step holds until verification
+(:mod:`kcode.agent.verify`) accepts it or sends it back. Verification, budgets, the plan
+reminder and the loop guards keep their own typed state, saved with every step (the
+``agent_state`` of ``turn.completed``) for resume. What kcode says to the model is in
+``prompts/loop/``. The loop is synchronous and UI-free; all it does reaches the outside as events.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
+from kcode.agent.budgets import Budget, BudgetWatch
 from kcode.agent.compaction import CompactionPolicy, compact, conversation_tokens
 from kcode.agent.guards import LoopGuard, canonical_call
-from kcode.agent.verify import NO_CHANGES_NOTE, FinishReview
-from kcode.errors import BudgetExhausted, Finished, Interrupted, KcodeError, ModelError, TransientModelError
+from kcode.agent.notes import format_instructions_note, malformed_call_note
+from kcode.agent.plan_reminder import PlanReminder
+from kcode.agent.verify import Verification, WorkTree
+from kcode.errors import BudgetExhausted, Interrupted, KcodeError, ModelError, Submitted, TransientModelError
 from kcode.events import (
     AssistantMessage,
-    BudgetWarning,
     Checkpoint,
     Compaction,
     ErrorEvent,
@@ -39,32 +44,13 @@ from kcode.events import (
 )
 from kcode.llm.base import ChatModel, Message, ReasoningChunk, StepEnd, TextChunk, TokenUsage, ToolCall
 from kcode.tools.base import ToolContext, ToolRegistry, ToolResult
-from kcode.tools.plan import render_todo
+from kcode.tools.plan import finish_result
 from kcode.tools.testing import detect_test_command
 from kcode.vcs.workspace import Workspace
 
-__all__ = ["Agent", "Budget", "RunResult", "RetryPolicy", "EXIT_CODES"]
+__all__ = ["Agent", "Budget", "RunResult", "RetryPolicy", "EXIT_CODES"]  # Budget: kcode.agent.budgets'
 
 EXIT_CODES = {"finished": 0, "error": 1, "budget_exhausted": 3, "interrupted": 130}
-_WARN_AT = (0.5, 0.8, 0.95)
-PLAN_REMINDER_EVERY = 4  # steps between reminders of the plan (on a tool result, stored)
-
-NO_TOOL_CALL = (
-    "You did not call a tool. Continue the task by calling one of the tools; "
-    "call `finish` with a summary once the task is done and verified."
-)
-# Answers in a row without any tool call after which the run ends: finished when the work is
-# verified (files changed, the last test run passed, nothing edited since), else stopped.
-# Small local models often "finish" by writing a made-up tool result instead of calling it.
-TEXT_ONLY_FINISH = 2
-TEXT_ONLY_STOP = 4
-
-
-@dataclass
-class Budget:
-    max_steps: int = 1000
-    max_time: float = 12 * 3600.0
-    max_tokens: int | None = None
 
 
 @dataclass
@@ -114,24 +100,34 @@ class Agent:
     step: int = 0
     elapsed_before: float = 0.0  # time spent in earlier runs of a resumed session
     usage: TokenUsage = field(default_factory=TokenUsage)
-    state: dict[str, Any] = field(default_factory=dict)  # agent state saved with every step
-    _started: float = 0.0
-    _warned: set[tuple[str, float]] = field(default_factory=set)
-    _last_text: str = ""
-    _prompt_tokens: int = 0  # size of the last prompt plus what was added since
+    state: InitVar[dict[str, Any] | None] = None  # the agent_state saved with the step to go on from
+    plan: PlanReminder = field(init=False)
+    verify: Verification = field(init=False)
+    _budgets: BudgetWatch = field(init=False)
+    _work: WorkTree = field(init=False)
+    _started: float = field(default=0.0, init=False)
+    _last_text: str = field(default="", init=False)
+    _prompt_tokens: int = field(default=0, init=False)  # size of the last prompt plus what was added since
+
+    def __post_init__(self, state: dict[str, Any] | None) -> None:
+        saved = state or {}
+        self.guard.restore(saved.get("guard", {}))
+        self.plan = PlanReminder.restore(saved)
+        self.verify = Verification.restore(saved, task=self.task, auto_test=self.auto_test)
+        self._budgets = BudgetWatch(self.budget)
+        self._work = WorkTree(run_tests=self._auto_tests, checkpoint=self._checkpoint, changed_paths=self._changed_paths)
 
     # -- the run -------------------------------------------------------------------------
 
     def run(self) -> RunResult:
         self._started = time.monotonic()
-        self.guard.restore(self.state.get("guard", {}))
         if self.compaction is not None:
             self._prompt_tokens = conversation_tokens(self.messages, self.model.count_tokens)
         status, summary = "error", ""
         try:
             while True:
                 self._step()
-        except Finished as stop:
+        except Submitted as stop:
             status, summary = "finished", stop.summary
         except BudgetExhausted as stop:
             status, summary = "budget_exhausted", str(stop)
@@ -150,98 +146,58 @@ class Agent:
     # -- one step ------------------------------------------------------------------------
 
     def _step(self) -> None:
-        if self.ctx.cancel.cancelled:
-            raise Interrupted("interrupted by the user")
-        self._check_budgets()
-        self.step += 1
-        self.ctx.step = self.step
-        self.bus.emit(TurnStarted(step=self.step))
-        if self.compaction is not None and self._prompt_tokens > self.compaction.threshold:
-            self._compact()
+        self._begin_step()
         end = self._call_model()
-        self.usage.add(end.usage)
-        self._prompt_tokens = end.usage.input_tokens + end.usage.cached_input_tokens + end.usage.output_tokens
-        self.bus.emit(Usage(step=self.step, **end.usage.as_dict()))
-        valid = [call for call in end.tool_calls if call.error is None]
+        calls = [call for call in end.tool_calls if call.error is None]
         broken = [call for call in end.tool_calls if call.error is not None]
-        if end.content or end.reasoning:
-            self._last_text = end.content or self._last_text
-            self.bus.emit(AssistantMessage(step=self.step, content=end.content, reasoning=end.reasoning))
-        # Broken calls are never stored: a malformed message would poison every later request.
-        self._add({"role": "assistant", "content": end.content, "reasoning": end.reasoning, "tool_calls": [call.to_message() for call in valid]})
-        reminder = self._plan_reminder(valid)
-        results = [(call, self._run_tool(call, suffix=reminder if call is valid[-1] else "")) for call in valid]
-        notes: list[str] = []
-        if broken:
-            notes.append(self._format_error(broken))
-            for call in broken:
-                self.bus.emit(ErrorEvent(message=f"malformed call to {call.name}: {call.error}", kind="format_error", step=self.step))
-        changed = self._checkpoint() if any(result.changed_files for _, result in results) else False
-        if changed:
-            self.state["edited_since_tests"] = True
-        if any(call.name == "run_tests" for call, _ in results) and valid[-1].name == "run_tests":
-            self.state["edited_since_tests"] = False
-        new_test_result = self._note_test_results(results)
-        ended = not valid or self.ctx.state.finished_summary is not None
-        if ended and self.auto_test and self.state.get("edited_since_tests"):
-            notes.append(self._auto_test())
-            new_test_result = True
-        elif not valid and not broken:
-            notes.append(self._text_only())
-        if any(call.name == "finish" for call in valid):
-            notes.append(self._review_finish())
-        notes = [note for note in notes if note]
-        if valid or broken:
-            self.state["text_only"] = 0
-        if self.state.get("text_only", 0) >= TEXT_ONLY_STOP and self.ctx.state.finished_summary is None:
-            notes.clear()
-        verdict = self.guard.observe(self.step, [canonical_call(c.name, c.arguments) for c in valid], len(broken), changed or new_test_result)
-        notes.extend(verdict.notes)
+        self._record_answer(end, calls)
+        results, submitted = self._run_calls(calls)
+        for call in broken:
+            self.bus.emit(ErrorEvent(message=f"malformed call to {call.name}: {call.error}", kind="format_error", step=self.step))
+        notes = [malformed_call_note(broken, self.tools.names)] if broken else []
+        changed = any(result.changed_files for result in results) and self._checkpoint()
+        check = self.verify.check_step([call.name for call in calls], results, malformed=bool(broken), changed=changed, submitted=submitted, last_text=self._last_text, work=self._work)
+        verdict = self.guard.observe(self.step, [canonical_call(call.name, call.arguments) for call in calls], len(broken), check.progressed)
+        notes += check.notes + verdict.notes
         if verdict.resend_format:
-            notes.append(self._format_instructions())
+            notes.append(format_instructions_note(self.tools.specs()))
         if notes:
             self._add({"role": "user", "content": "\n\n".join(notes)})
         if verdict.force_change and self.compaction is not None:
             self._compact(force=True)
         if hasattr(self.model, "require_tool_call"):
             # a local model that answered without a tool call is constrained to call one next
-            self.model.require_tool_call = not valid and not broken and self.ctx.state.finished_summary is None
-        self.state["guard"] = self.guard.state()
-        self.bus.emit(TurnCompleted(step=self.step, model_state=self.model.state(), agent_state=dict(self.state), **end.usage.as_dict()))
-        if self.ctx.state.finished_summary is not None:
-            raise Finished(self.ctx.state.finished_summary)
+            self.model.require_tool_call = not calls and not broken and check.submitted is None
+        saved = {"guard": self.guard.state(), "verify": self.verify.saved(), "plan": self.plan.saved()}
+        self.bus.emit(TurnCompleted(step=self.step, model_state=self.model.state(), agent_state=saved, **end.usage.as_dict()))
+        if check.submitted is not None:
+            raise check.submitted
         if verdict.stop:
             raise BudgetExhausted("progress", f"stopped: {verdict.stop}")
-        if self.state.get("text_only", 0) >= TEXT_ONLY_STOP:
-            raise BudgetExhausted("progress", f"stopped: {TEXT_ONLY_STOP} answers in a row without a tool call")
+        if check.stop:
+            raise BudgetExhausted("progress", f"stopped: {check.stop}")
         if self.ctx.cancel.cancelled:
             raise Interrupted("interrupted by the user")
 
-    def _check_budgets(self) -> None:
-        used = {"steps": (self.step, self.budget.max_steps), "time": (self._elapsed(), self.budget.max_time)}
-        if self.budget.max_tokens:
-            used["tokens"] = (self.usage.input_tokens + self.usage.output_tokens, self.budget.max_tokens)
-        for name, (spent, limit) in used.items():
-            if spent >= limit:
-                unit = {"steps": "steps", "time": "seconds", "tokens": "tokens"}[name]
-                raise BudgetExhausted(name, f"{name} budget exhausted ({spent:.0f} of {limit:.0f} {unit})")
-            for fraction in _WARN_AT:
-                if spent >= fraction * limit and (name, fraction) not in self._warned:
-                    self._warned.add((name, fraction))
-                    self.bus.emit(BudgetWarning(budget=name, fraction=fraction, used=spent, limit=limit))
+    def _begin_step(self) -> None:
+        if self.ctx.cancel.cancelled:
+            raise Interrupted("interrupted by the user")
+        self._budgets.check(steps=self.step, seconds=self._elapsed(), tokens=self.usage.input_tokens + self.usage.output_tokens, emit=self.bus.emit)
+        self.step += 1
+        self.ctx.step = self.step
+        self.bus.emit(TurnStarted(step=self.step))
+        if self.compaction is not None and self._prompt_tokens > self.compaction.threshold:
+            self._compact()
 
-    def _plan_reminder(self, calls: list[ToolCall]) -> str:
-        """The plan, to append to this step's last tool result every few steps (stored, so
-        every request extends the previous one and a local model's KV cache is reused; an
-        unstored reminder moving from result to result made each step re-evaluate the last
-        result). Not after a todo call: its result shows the plan."""
-        if any(call.name == "todo" for call in calls):
-            self.state["plan_reminded"] = self.step
-            return ""
-        if not self.ctx.state.todo or not calls or self.step - self.state.get("plan_reminded", 0) < PLAN_REMINDER_EVERY:
-            return ""
-        self.state["plan_reminded"] = self.step
-        return "\n\nCurrent plan (update it with the todo tool):\n" + render_todo(self.ctx.state.todo)
+    def _record_answer(self, end: StepEnd, calls: list[ToolCall]) -> None:
+        self.usage.add(end.usage)
+        self._prompt_tokens = end.usage.input_tokens + end.usage.cached_input_tokens + end.usage.output_tokens
+        self.bus.emit(Usage(step=self.step, **end.usage.as_dict()))
+        if end.content or end.reasoning:
+            self._last_text = end.content or self._last_text
+            self.bus.emit(AssistantMessage(step=self.step, content=end.content, reasoning=end.reasoning))
+        # Broken calls are never stored: a malformed message would poison every later request.
+        self._add({"role": "assistant", "content": end.content, "reasoning": end.reasoning, "tool_calls": [call.to_message() for call in calls]})
 
     def _call_model(self) -> StepEnd:
         for attempt in range(1, self.retry.attempts + 1):
@@ -270,10 +226,30 @@ class Agent:
                 return chunk
         raise ModelError("the model's stream ended without a result")
 
+    # -- tools ---------------------------------------------------------------------------
+
+    def _run_calls(self, calls: list[ToolCall]) -> tuple[list[ToolResult], Submitted | None]:
+        """Run the step's calls in order, the plan reminder (when due) on the last one's
+        result. A finish raises Submitted: its result is stored like any other (a finish
+        sent back leaves a valid conversation) and verification decides after the step."""
+        reminder = self.plan.suffix(self.step, [call.name for call in calls], self.ctx.state.todo)
+        results: list[ToolResult] = []
+        submitted = None
+        for call in calls:
+            try:
+                results.append(self._run_tool(call, suffix=reminder if call is calls[-1] else ""))
+            except Submitted as handed_in:
+                submitted = handed_in
+        return results, submitted
+
     def _run_tool(self, call: ToolCall, *, record: bool = True, suffix: str = "") -> ToolResult:
         self.bus.emit(ToolCallStarted(step=self.step, call_id=call.id, name=call.name, arguments=call.arguments))
         started = time.monotonic()
-        result = self.tools.execute(call, self.ctx)
+        submitted = None
+        try:
+            result = self.tools.execute(call, self.ctx)
+        except Submitted as handed_in:  # the finish tool: its result is stored, then the step goes on
+            result, submitted = finish_result(), handed_in
         duration = round((time.monotonic() - started) * 1000, 1)
         self.bus.emit(ToolCallFinished(step=self.step, call_id=call.id, name=call.name, arguments=call.arguments, output=result.output, is_error=result.is_error, data=result.data, duration_ms=duration))
         if record:
@@ -283,86 +259,17 @@ class Agent:
             self.bus.emit(TestsRun(step=self.step, **{k: v for k, v in tests.items() if k != "exit_code"}))
         if "todo" in result.data:
             self.bus.emit(TodoUpdated(step=self.step, items=result.data["todo"]))
+        if submitted is not None:
+            raise submitted
         return result
 
-    def _text_only(self) -> str:
-        """An answer without a tool call: a nudge; after TEXT_ONLY_FINISH in a row with the
-        work verified, the end of the run (its text is the summary)."""
-        count = self.state["text_only"] = self.state.get("text_only", 0) + 1
-        tests = self.state.get("last_tests")
-        verified = bool(tests and tests[0]) and not self.state.get("edited_since_tests") and self.workspace is not None and bool(self.workspace.changed_files())
-        if count >= TEXT_ONLY_FINISH and verified:
-            assert self.workspace is not None and tests
-            changed = ", ".join(change["path"] for change in self.workspace.changed_files())
-            self.ctx.state.finished_summary = (self._last_text.strip() or f"Changed {changed}; {tests[1]} tests pass.") + (
-                f"\n\n(kcode ended the run: the model answered {count} times without calling a tool, "
-                "after its changes passed the tests.)"
-            )
-            return ""
-        return NO_TOOL_CALL
-
-    def _note_test_results(self, results: list[tuple[ToolCall, ToolResult]]) -> bool:
-        """Remember the last test outcome; True when it differs from the previous one."""
-        new = False
-        for _, result in results:
-            tests = result.data.get("tests")
-            if tests:
-                signature = [tests["ok"], tests["passed"], tests["failed"], tests["errors"], sorted(tests["failing"])]
-                new |= signature != self.state.get("last_tests")
-                self.state["last_tests"] = signature
-        return new
-
-    def _auto_test(self) -> str:
-        """The model stopped after editing without running the tests: run them for it."""
+    def _auto_tests(self) -> ToolResult | None:
+        """The tests, run by kcode for verification (the result is not stored); None: no test command."""
         if not (self.ctx.test_command or detect_test_command(self.ctx.root)):
-            self.state["edited_since_tests"] = False
-            return NO_TOOL_CALL if self.ctx.state.finished_summary is None else ""
-        call = ToolCall(f"auto_tests_{self.step}", "run_tests", {})
-        result = self._run_tool(call, record=False)
-        self._note_test_results([(call, result)])
-        self.state["edited_since_tests"] = False
-        if self._checkpoint():
-            self.state["edited_since_tests"] = True
-        return "kcode ran the tests because files changed since they last ran:\n" + result.output
+            return None
+        return self._run_tool(ToolCall(f"auto_tests_{self.step}", "run_tests", {}), record=False)
 
-    def _review_finish(self) -> str:
-        """Send back a finish after a failing test run or without any change (see
-        :mod:`kcode.agent.verify`); "" accepts it."""
-        if self.ctx.state.finished_summary is None:
-            return ""
-        review = FinishReview.from_state(self.state)
-        tests = self.state.get("last_tests")
-        changed = self.workspace is None or bool(self.workspace.changed_files())
-        note = None
-        if tests and not tests[0]:
-            note = review.failing(list(tests[4]))
-        elif not changed:
-            note = review.empty(self.task)
-        review.save(self.state)
-        if note:
-            self.ctx.state.finished_summary = None
-            return note
-        if not changed and review.empty_sent_back:
-            self.ctx.state.finished_summary = f"{self.ctx.state.finished_summary.rstrip()} {NO_CHANGES_NOTE}".strip()
-        return ""
-
-    def _compact(self, force: bool = False) -> None:
-        assert self.compaction is not None
-        outcome = compact(self.messages, self.model, self.compaction, self.ctx.state.todo, force_summary=force)
-        head = 0  # the prompt head: the fixed system prompt, then the repository part
-        while head < len(outcome.messages) and outcome.messages[head].get("role") == "system":
-            head += 1
-        if outcome.strategy != "mask" and self.repack is not None and head >= 2:
-            # the prefix is rebuilt anyway: re-pack the repository as it is now, focused on this
-            # session's files (the fixed system prompt before it stays as it is)
-            touched = [change["path"] for change in self.workspace.changed_files()] if self.workspace else []
-            last_tests = self.state.get("last_tests")
-            failing = sorted({test_id.split("::")[0] for test_id in (last_tests[4] if last_tests else [])})
-            outcome.messages[head - 1] = {**outcome.messages[head - 1], "content": self.repack(touched, failing)}
-            outcome.tokens_after = conversation_tokens(outcome.messages, self.model.count_tokens)
-        self.messages[:] = outcome.messages
-        self._prompt_tokens = outcome.tokens_after
-        self.bus.emit(Compaction(step=self.step, strategy=outcome.strategy, tokens_before=outcome.tokens_before, tokens_after=outcome.tokens_after, messages=outcome.messages))
+    # -- work tree and context -----------------------------------------------------------
 
     def _checkpoint(self) -> bool:
         if self.workspace is None:
@@ -374,20 +281,17 @@ class Agent:
         self.bus.emit(Checkpoint(step=self.step, commit=info.commit, ref=self.workspace.branch))
         return True
 
-    def _format_error(self, broken: list[ToolCall]) -> str:
-        lines = ["Your tool call could not be used, so it was not run:"]
-        lines += [f"- {call.name or '(no name)'}: {call.error}" for call in broken]
-        lines.append(f"Call a tool with a JSON object as arguments that matches its schema. Available tools: {', '.join(self.tools.names)}.")
-        return "\n".join(lines)
+    def _changed_paths(self) -> list[str] | None:
+        return None if self.workspace is None else [change["path"] for change in self.workspace.changed_files()]
 
-    def _format_instructions(self) -> str:
-        specs = "\n".join(f"- {spec.name}: {json.dumps(spec.parameters, separators=(',', ':'))}" for spec in self.tools.specs())
-        return (
-            "Your last tool calls were malformed several times in a row. How to call a tool: "
-            "use the tool-calling format of your chat template, with the tool's name and a JSON object of "
-            "arguments (double-quoted keys and strings, no comments, no trailing commas) that matches its schema:\n"
-            + specs
-        )
+    def _compact(self, force: bool = False) -> None:
+        assert self.compaction is not None
+        # a summary re-packs the repository as it is now, focused on this session's files
+        fresh = None if self.repack is None else (lambda: self.repack(self._changed_paths() or [], self.verify.failing_files()))
+        outcome = compact(self.messages, self.model, self.compaction, self.ctx.state.todo, force_summary=force, repack=fresh)
+        self.messages[:] = outcome.messages
+        self._prompt_tokens = outcome.tokens_after
+        self.bus.emit(Compaction(step=self.step, strategy=outcome.strategy, tokens_before=outcome.tokens_before, tokens_after=outcome.tokens_after, messages=outcome.messages))
 
     def _add(self, message: dict[str, Any]) -> None:
         self.messages.append(message)

@@ -1,26 +1,51 @@
-"""Checking a ``finish`` before it ends the run.
+"""Verification: what kcode checks before it takes the model's word that the work is done.
 
-A small model often calls ``finish`` having changed nothing, or right after a failing test
-run. Such a finish is sent back with a note instead of ending the run:
+- **auto-tests:** when the model stops (an answer without a tool call, or ``finish``) after
+  changing files without running the tests since, kcode runs them and shows the model the
+  result;
+- **a finish sent back:** the ``finish`` tool raises :class:`~kcode.errors.Submitted`, and the
+  loop hands it here before it ends the run. With no changes on a task that asks for one it
+  is sent back once (reproduce the problem, find the code, change it, or say why nothing needs
+  to change); the next finish is accepted and the summary says "no changes". After a failing
+  test run (the model's own ``run_tests`` or kcode's) it is sent back up to
+  ``FAILING_BLOCKS`` times, then accepted (the failures may be unrelated to the task);
+- **answers without a tool call:** each draws a nudge. Small local models often "finish" by
+  writing a made-up tool result instead of calling the tool: ``TEXT_ONLY_FINISH`` such
+  answers in a row with the work verified (files changed, the last test run passed, nothing
+  edited since) hand the work in, the last text as the summary; ``TEXT_ONLY_STOP`` in a row
+  otherwise stop the run.
 
-- **no changes** on a task that asks for one: sent back once (reproduce the problem, find the
-  code, change it, or say why nothing needs to change); the next finish is accepted and the
-  summary says "no changes";
-- **the last test run failed** (the model's own ``run_tests`` or kcode's): sent back up to
-  ``FAILING_BLOCKS`` times, then accepted (the failures may be unrelated to the task).
+:class:`Verification` holds the state for this, saved with every step (resume goes on from it).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-from kcode.resources import read_prompt
+from kcode.agent.notes import loop_note
+from kcode.errors import Submitted
+from kcode.tools.base import ToolResult
 
-__all__ = ["FinishReview", "asks_for_change", "FAILING_BLOCKS", "NO_CHANGES_NOTE"]
+__all__ = [
+    "Verification",
+    "StepCheck",
+    "WorkTree",
+    "TestRun",
+    "FinishReview",
+    "asks_for_change",
+    "FAILING_BLOCKS",
+    "NO_CHANGES_NOTE",
+    "TEXT_ONLY_FINISH",
+    "TEXT_ONLY_STOP",
+]
 
 FAILING_BLOCKS = 2  # times a finish with failing tests is sent back before it is accepted
 NO_CHANGES_NOTE = "(no changes)"
+TEXT_ONLY_FINISH = 2  # answers in a row without a tool call that end a verified run
+TEXT_ONLY_STOP = 4  # ... that stop an unverified one
 
 # A task that only asks a question ("why does X fail?", "explain the parser") needs no change.
 _QUESTION_START = re.compile(
@@ -47,32 +72,199 @@ def asks_for_change(task: str) -> bool:
     return not question
 
 
+@dataclass(frozen=True)
+class TestRun:
+    """The outcome of one test run, as the ``run_tests`` tool reports it."""
+
+    __test__ = False  # not a pytest test class
+
+    ok: bool
+    passed: int
+    failed: int
+    errors: int
+    failing: tuple[str, ...]  # the failing tests' ids, sorted
+
+    @classmethod
+    def from_tool(cls, tests: dict[str, Any]) -> TestRun:
+        return cls(bool(tests["ok"]), tests["passed"], tests["failed"], tests["errors"], tuple(sorted(tests["failing"])))
+
+    def saved(self) -> dict[str, Any]:
+        return {"ok": self.ok, "passed": self.passed, "failed": self.failed, "errors": self.errors, "failing": list(self.failing)}
+
+    @classmethod
+    def restore(cls, saved: dict[str, Any] | list) -> TestRun:
+        if isinstance(saved, list):  # sessions saved before: [ok, passed, failed, errors, failing]
+            ok, passed, failed, errors, failing = saved
+            saved = {"ok": ok, "passed": passed, "failed": failed, "errors": errors, "failing": failing}
+        return cls.from_tool(saved)
+
+
 @dataclass
 class FinishReview:
-    """What has been sent back so far (saved with the agent state, so resume keeps it)."""
+    """What has been sent back so far."""
 
     empty_sent_back: bool = False
     failing_sent_back: int = 0
 
+    def saved(self) -> dict[str, Any]:
+        return {"empty_sent_back": self.empty_sent_back, "failing_sent_back": self.failing_sent_back}
+
     @classmethod
-    def from_state(cls, state: dict) -> FinishReview:
-        saved = state.get("finish_review") or {}
-        return cls(bool(saved.get("empty_sent_back")), int(saved.get("failing_sent_back", state.get("finish_blocks", 0))))
+    def restore(cls, saved: dict[str, Any], finish_blocks: int = 0) -> FinishReview:
+        """``finish_blocks``: the count of failing send-backs in sessions saved before."""
+        return cls(bool(saved.get("empty_sent_back")), int(saved.get("failing_sent_back", finish_blocks)))
 
-    def save(self, state: dict) -> None:
-        state["finish_review"] = {"empty_sent_back": self.empty_sent_back, "failing_sent_back": self.failing_sent_back}
-
-    def failing(self, failing_tests: list[str]) -> str | None:
+    def failing(self, failing_tests: tuple[str, ...]) -> str | None:
         """The note for a finish after a failing test run, or None to accept it."""
         if self.failing_sent_back >= FAILING_BLOCKS:
             return None
         self.failing_sent_back += 1
         shown = ", ".join(failing_tests[:5]) + (" …" if len(failing_tests) > 5 else "")
-        return read_prompt("loop/finish_failing.md").strip().replace("{failing}", shown or "see the last test output")
+        return loop_note("finish_failing", failing=shown or "see the last test output")
 
     def empty(self, task: str) -> str | None:
         """The note for a finish that changed nothing, or None to accept it."""
         if self.empty_sent_back or not asks_for_change(task):
             return None
         self.empty_sent_back = True
-        return read_prompt("loop/finish_empty.md").strip()
+        return loop_note("finish_empty")
+
+
+@dataclass(frozen=True)
+class WorkTree:
+    """What verification may ask of the loop: run the tests as kcode (None: there is no test
+    command), commit a checkpoint (True when files had changed), the paths changed since the
+    session's base (None: no workspace, nothing to compare)."""
+
+    run_tests: Callable[[], ToolResult | None]
+    checkpoint: Callable[[], bool]
+    changed_paths: Callable[[], list[str] | None]
+
+
+@dataclass
+class StepCheck:
+    """What verification made of one step."""
+
+    notes: list[str]  # for the model, in order
+    progressed: bool  # files changed or a new test result appeared (the stuck guard counts it)
+    submitted: Submitted | None  # the work handed in and accepted: the run ends with this step
+    stop: str | None  # the run stops: answers without a tool call, the work unverified
+
+
+@dataclass
+class Verification:
+    task: str = ""  # the user's task: is a finish without changes acceptable?
+    auto_test: bool = True
+    last_tests: TestRun | None = None
+    edited_since_tests: bool = False
+    text_only: int = 0  # answers in a row without a tool call (not saved: a resumed run nudges again)
+    review: FinishReview = field(default_factory=FinishReview)
+
+    def check_step(self, calls: list[str], results: list[ToolResult], *, malformed: bool, changed: bool, submitted: Submitted | None, last_text: str, work: WorkTree) -> StepCheck:
+        """A step has run ``calls`` (their names, in order; ``results`` of all but a finish),
+        ``malformed``: the model also made calls that could not be run; ``changed``: files
+        changed (a checkpoint was committed); ``submitted``: the finish tool was called."""
+        if changed:
+            self.edited_since_tests = True
+        if calls and calls[-1] == "run_tests":
+            self.edited_since_tests = False
+        new_tests = self._note_tests(results)
+        progressed = changed or new_tests
+        notes: list[str] = []
+        stopped = not calls or submitted is not None
+        auto_tested = stopped and self.auto_test and self.edited_since_tests
+        if auto_tested:
+            notes.append(self._auto_test(work, finishing=submitted is not None))
+            progressed = True
+        if submitted is not None:
+            submitted = self._review_finish(submitted, work, notes)
+        elif not calls and not malformed and not auto_tested:
+            submitted = self._answer_without_call(last_text, work, notes)
+        if calls or malformed:
+            self.text_only = 0
+        stop = None
+        if self.text_only >= TEXT_ONLY_STOP and submitted is None:
+            notes.clear()
+            stop = f"{TEXT_ONLY_STOP} answers in a row without a tool call"
+        return StepCheck([note for note in notes if note], progressed, submitted, stop)
+
+    def failing_files(self) -> list[str]:
+        """The files of the tests that failed in the last run."""
+        failing = self.last_tests.failing if self.last_tests else ()
+        return sorted({test_id.split("::")[0] for test_id in failing})
+
+    def _note_tests(self, results: list[ToolResult]) -> bool:
+        """Remember the last test outcome; True when it differs from the previous one."""
+        new = False
+        for result in results:
+            tests = result.data.get("tests")
+            if tests:
+                run = TestRun.from_tool(tests)
+                new |= run != self.last_tests
+                self.last_tests = run
+        return new
+
+    def _auto_test(self, work: WorkTree, *, finishing: bool) -> str:
+        """The model stopped after editing without running the tests: run them for it."""
+        result = work.run_tests()
+        if result is None:  # nothing to run
+            self.edited_since_tests = False
+            return "" if finishing else loop_note("no_tool_call")
+        self._note_tests([result])
+        self.edited_since_tests = work.checkpoint()  # the test run itself may change files
+        return loop_note("auto_tests", output=result.output)
+
+    def _review_finish(self, submitted: Submitted, work: WorkTree, notes: list[str]) -> Submitted | None:
+        """The finish, accepted (its summary says when nothing changed), or None: sent back
+        with a note."""
+        paths = work.changed_paths()
+        changed = paths is None or bool(paths)
+        note = None
+        if self.last_tests is not None and not self.last_tests.ok:
+            note = self.review.failing(self.last_tests.failing)
+        elif not changed:
+            note = self.review.empty(self.task)
+        if note:
+            notes.append(note)
+            return None
+        if not changed and self.review.empty_sent_back:
+            return Submitted(f"{submitted.summary.rstrip()} {NO_CHANGES_NOTE}".strip())
+        return submitted
+
+    def _answer_without_call(self, last_text: str, work: WorkTree, notes: list[str]) -> Submitted | None:
+        """A nudge; after TEXT_ONLY_FINISH in a row with the work verified, the work handed in."""
+        self.text_only += 1
+        tests = self.last_tests
+        if self.text_only >= TEXT_ONLY_FINISH and tests is not None and tests.ok and not self.edited_since_tests:
+            paths = work.changed_paths()
+            if paths:
+                summary = last_text.strip() or f"Changed {', '.join(paths)}; {tests.passed} tests pass."
+                return Submitted(
+                    f"{summary}\n\n(kcode ended the run: the model answered {self.text_only} times "
+                    "without calling a tool, after its changes passed the tests.)"
+                )
+        notes.append(loop_note("no_tool_call"))
+        return None
+
+    def saved(self) -> dict[str, Any]:
+        return {
+            "last_tests": self.last_tests.saved() if self.last_tests else None,
+            "edited_since_tests": self.edited_since_tests,
+            "finish_review": self.review.saved(),
+        }
+
+    @classmethod
+    def restore(cls, agent_state: dict[str, Any], *, task: str = "", auto_test: bool = True) -> Verification:
+        """From the agent state saved with a step. Sessions saved before kept these keys at its
+        top level (``last_tests`` as a list, the failing send-backs as ``finish_blocks``)."""
+        saved = agent_state.get("verify")
+        if saved is None:
+            saved = agent_state
+        last = saved.get("last_tests")
+        return cls(
+            task=task,
+            auto_test=auto_test,
+            last_tests=TestRun.restore(last) if last else None,
+            edited_since_tests=bool(saved.get("edited_since_tests")),
+            review=FinishReview.restore(saved.get("finish_review") or {}, int(saved.get("finish_blocks", 0))),
+        )

@@ -1,7 +1,8 @@
 """The tool contract: typed parameters, a description from ``prompts/tools/<name>.md``, and
 a registry that validates a model's call before running it.
 
-A tool never raises to the loop. Invalid arguments, :class:`kcode.errors.ToolError` and
+A tool never raises to the loop, except for control flow (:class:`kcode.errors.AgentStop`:
+``finish`` raises ``Submitted``). Invalid arguments, :class:`kcode.errors.ToolError` and
 unexpected exceptions all become an error :class:`ToolResult` that the model reads.
 """
 
@@ -17,7 +18,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from kcode.cancel import CancelToken
-from kcode.errors import ToolError
+from kcode.errors import AgentStop, ToolError
 from kcode.llm.base import ToolCall, ToolSpec
 from kcode.resources import read_prompt
 from kcode.sandbox.base import Sandbox
@@ -45,7 +46,6 @@ class SessionState:
     """State the tools share with the loop and that is saved with the session."""
 
     todo: list[dict[str, str]] = field(default_factory=list)
-    finished_summary: str | None = None
 
 
 @dataclass
@@ -160,6 +160,8 @@ class ToolRegistry:
             result = tool.run(params, ctx)
         except ToolError as error:
             return ToolResult(f"Error: {error}", is_error=True)
+        except AgentStop:  # control flow for the loop (finish), not a failure
+            raise
         except Exception as error:  # a bug in a tool must not end a 12-hour run
             log.exception("tool %s failed", call.name)
             return ToolResult(f"Error: {call.name} failed: {type(error).__name__}: {error}", is_error=True)

@@ -1,14 +1,15 @@
-"""``todo`` (the live plan) and ``finish`` (end the run)."""
+"""``todo`` (the live plan) and ``finish`` (hand the work in: it raises Submitted)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kcode.errors import Submitted
 from kcode.tools.base import Params, Tool, ToolContext, ToolResult
 
-__all__ = ["TodoTool", "FinishTool", "render_todo"]
+__all__ = ["TodoTool", "FinishTool", "finish_result", "render_todo"]
 
 _MARKS = {"pending": "[ ]", "in_progress": "[~]", "done": "[x]"}
 
@@ -47,9 +48,16 @@ class FinishParams(Params):
 
 
 class FinishTool(Tool):
+    """Raises :class:`~kcode.errors.Submitted`; the loop stores :func:`finish_result` as the
+    call's result and decides, after the step, whether the run ends."""
+
     name = "finish"
     Params = FinishParams
 
-    def run(self, params: FinishParams, ctx: ToolContext) -> ToolResult:
-        ctx.state.finished_summary = params.summary
-        return ToolResult("finished", data={"finished": True})
+    def run(self, params: FinishParams, ctx: ToolContext) -> NoReturn:
+        raise Submitted(params.summary)
+
+
+def finish_result() -> ToolResult:
+    """The result recorded for a ``finish`` call (the model reads it if the finish is sent back)."""
+    return ToolResult("finished", data={"finished": True})

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 
+from kcode.agent import loop
 from kcode.agent.runner import resume_task, run_task
 from kcode.cancel import CancelToken
 from kcode.config import Config
@@ -122,7 +124,7 @@ def test_plan_reminder_is_stored_on_a_tool_result_so_every_request_extends_the_l
     """Every few steps the plan is appended to the step's last tool result, and stored: each
     request is the previous one plus new messages (a local model's KV cache covers it all)."""
     from kcode.agent import runner
-    from kcode.agent.loop import PLAN_REMINDER_EVERY
+    from kcode.agent.plan_reminder import PLAN_REMINDER_EVERY
     from kcode.llm.scripted import ScriptedModel
 
     listing = {"tool_calls": [{"name": "list_files", "arguments": {}}]}
@@ -190,3 +192,10 @@ def test_empty_answers_end_a_verified_run_with_a_summary_of_the_changes(calc_rep
     outcome, _ = run(calc_repo, script)
     assert outcome.result.status == "finished" and outcome.result.exit_code == 0
     assert outcome.result.summary.startswith("Changed calc/__init__.py; 2 tests pass.")
+
+
+def test_the_loop_reads_in_one_sitting():
+    """The loop stays short (verification, budgets, the plan reminder and the guards are
+    their own modules): the module at most 300 lines, one step at most 40."""
+    assert len(inspect.getsource(loop).splitlines()) <= 300
+    assert len(inspect.getsource(loop.Agent._step).splitlines()) <= 40

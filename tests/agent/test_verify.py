@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from kcode.agent.runner import run_task
-from kcode.agent.verify import asks_for_change
+from kcode.agent.plan_reminder import PlanReminder
+from kcode.agent.runner import resume_task, run_task
+from kcode.agent.verify import TestRun, Verification, asks_for_change
 from kcode.config import Config
 from kcode.events import MessageAdded
+from kcode.session import SessionStore
 from tests.conftest import write_script
 
 FINISH = {"tool_calls": [{"name": "finish", "arguments": {"summary": "Nothing was wrong."}}]}
 RUN_TESTS = {"tool_calls": [{"name": "run_tests", "arguments": {}}]}
 READ = {"tool_calls": [{"name": "read_file", "arguments": {"path": "calc/__init__.py"}}]}
+SWAP_MUL = {"tool_calls": [{"name": "edit_file", "arguments": {"path": "calc/__init__.py", "old": "return a * b", "new": "return b * a"}}]}
 
 
 def _run(repo, tmp_path, task, turns):
@@ -89,3 +94,67 @@ def test_after_an_answer_without_a_tool_call_the_next_step_must_call_one(calc_re
     outcome = run_task("What does calc.mul return?", Config(model="scripted:unused"), repo=calc_repo)
     assert outcome.result.status == "finished", outcome.result.summary
     assert required == [False, True, False]
+
+
+def test_a_finish_sent_back_leaves_every_call_with_its_result(calc_repo, tmp_path):
+    """The finish tool raises; its call still gets its result stored before the note."""
+    script = write_script(tmp_path / "script.json", [READ, FINISH, FINISH])
+    events = []
+    outcome = run_task("Fix the failing test in calc", Config(model=f"scripted:{script}"), repo=calc_repo, subscribers=[events.append])
+    assert outcome.result.status == "finished" and outcome.result.steps == 3
+    messages = [e.message for e in events if isinstance(e, MessageAdded)]
+    calls = [c["id"] for m in messages if m["role"] == "assistant" for c in m["tool_calls"]]
+    assert calls == [m["tool_call_id"] for m in messages if m["role"] == "tool"]
+    first = next(i for i, m in enumerate(messages) if m.get("name") == "finish")
+    assert messages[first]["content"] == "finished"
+    assert messages[first + 1]["role"] == "user" and "nothing in the repository has changed" in messages[first + 1]["content"]
+
+
+def test_state_saved_by_older_sessions_still_loads():
+    """Before typed state the agent state was flat, with the last test run as a list."""
+    old = {
+        "guard": {"streak": 1},
+        "edited_since_tests": True,
+        "last_tests": [False, 1, 1, 0, ["tests/test_calc.py::test_add"]],
+        "text_only": 3,
+        "plan_reminded": 7,
+        "finish_blocks": 1,  # older still: the failing send-backs before finish_review
+    }
+    verification = Verification.restore(old, task="fix it")
+    assert verification.last_tests == TestRun(ok=False, passed=1, failed=1, errors=0, failing=("tests/test_calc.py::test_add",))
+    assert verification.edited_since_tests and verification.review.failing_sent_back == 1
+    assert verification.text_only == 0  # a resumed run gets its nudges again
+    assert verification.failing_files() == ["tests/test_calc.py"]
+    assert PlanReminder.restore(old).shown_at == 7
+    again = Verification.restore({"verify": verification.saved()})
+    assert again.saved() == verification.saved() and again.last_tests == verification.last_tests
+
+
+def test_a_session_saved_in_the_old_form_resumes_where_it_stopped(calc_repo, tmp_path):
+    """A log written before typed state: resume still knows the failing tests and that one
+    finish was sent back, so the next finish is sent back once more, then accepted."""
+    script = write_script(tmp_path / "script.json", [SWAP_MUL, RUN_TESTS, FINISH, FINISH, FINISH])
+    first = run_task("Fix the failing test in calc", Config(model=f"scripted:{script}", max_steps=3), repo=calc_repo)
+    assert first.result.status == "budget_exhausted" and first.result.steps == 3
+    log = SessionStore().log_path(first.meta.session_id)
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    for event in events:
+        if event["type"] == "turn.completed":
+            state = event["agent_state"]
+            tests = state["verify"]["last_tests"]
+            event["agent_state"] = {
+                "guard": state["guard"],
+                "edited_since_tests": state["verify"]["edited_since_tests"],
+                "last_tests": tests and [tests["ok"], tests["passed"], tests["failed"], tests["errors"], tests["failing"]],
+                "text_only": 0,
+                "plan_reminded": state["plan"]["shown_at"],
+                "finish_review": state["verify"]["finish_review"],
+            }
+    assert events[-1]["type"] == "session.finished" and any(e["type"] == "turn.completed" for e in events)
+    log.write_text("".join(json.dumps(event) + "\n" for event in events))
+    resumed = []
+    second = resume_task(first.meta.session_id, {"max_steps": 10}, subscribers=[resumed.append])
+    notes = [e.message["content"] for e in resumed if isinstance(e, MessageAdded) and e.message["role"] == "user"]
+    sent_back = [n for n in notes if "the last test run failed" in n]
+    assert len(sent_back) == 1 and "tests/test_calc.py::test_add" in sent_back[0]
+    assert second.result.status == "finished" and second.result.steps == 5  # a lost state accepts it at step 4

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
+from kcode.errors import Submitted
 from kcode.tools.testing import detect_test_command, parse_junit, parse_summary
 
 
@@ -79,6 +82,16 @@ def test_parse_junit_and_summaries():
     assert (cargo.passed, cargo.failed) == (3, 1) and cargo.failures[0][0] == "foo"
     go = parse_summary("--- PASS: TestA (0.00s)\n--- FAIL: TestB (0.00s)\nFAIL\n")
     assert (go.passed, go.failed) == (1, 1) and go.failures[0][0] == "TestB"
+
+
+def test_finish_raises_submitted_through_the_registry(call):
+    """``finish`` is control flow: the registry lets Submitted through (the loop reviews it);
+    a finish without its summary is an ordinary error result."""
+    with pytest.raises(Submitted) as raised:
+        call("finish", summary="Fixed add(); tests pass.")
+    assert raised.value.summary == "Fixed add(); tests pass."
+    bad = call("finish")
+    assert bad.is_error and "summary" in bad.output
 
 
 def test_todo_replaces_the_plan(call, ctx):
