@@ -46,6 +46,7 @@ _run.register(app)
 # Command groups (one line each).
 app.add_typer(__import__("kcode.cli.models", fromlist=["app"]).app, name="models")
 app.add_typer(__import__("kcode.cli.cache", fromlist=["app"]).app, name="cache")
+app.add_typer(__import__("kcode.cli.eval", fromlist=["app"]).app, name="eval")
 __import__("kcode.cli.pack", fromlist=["register"]).register(app)
 __import__("kcode.cli.sandbox", fromlist=["register"]).register(app)
 __import__("kcode.cli.trust", fromlist=["register"]).register(app)

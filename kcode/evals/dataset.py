@@ -22,7 +22,7 @@ from typing import Any
 
 from kcode.errors import KcodeError
 
-__all__ = ["DatasetError", "Instance", "instance_to_row", "load_dataset", "parse_slice", "select"]
+__all__ = ["DatasetError", "Instance", "instance_from_row", "instance_to_row", "load_dataset", "parse_slice", "select"]
 
 # the per-instance environment overrides a dataset row may carry (the built-in suite does)
 OVERRIDE_KEYS = ("python", "pre_install", "packages", "install", "test_cmd", "test_files", "timeout")
@@ -83,7 +83,8 @@ def _text(row: dict, key: str) -> str:
     return value
 
 
-def _instance(row: dict) -> Instance:
+def instance_from_row(row: dict) -> Instance:
+    """One row of a dataset (a dict in either schema) as an :class:`Instance`."""
     # SWE-bench Pro spells every column in lowercase; SWE-bench has the two test lists upper
     lower = {str(k).lower(): v for k, v in row.items()}
     for key in _REQUIRED:
@@ -181,7 +182,7 @@ def load_dataset(
                 raise DatasetError("a row must be an object")
             if split and row.get("split") not in (None, split):
                 continue
-            inst = _instance(row)
+            inst = instance_from_row(row)
             if inst.instance_id in seen:
                 raise DatasetError(f"duplicate instance_id {inst.instance_id}")
         except DatasetError as exc:
