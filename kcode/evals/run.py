@@ -106,8 +106,8 @@ def _worker_model(spec: str, config: Any) -> Any:
 
 
 def _model_for(inst: Instance, options: EvalOptions, config: Any) -> Any:
-    spec = options.model or config.model
-    kind, _, rest = spec.partition(":")
+    spec = options.model or config.model  # None: the default catalog model
+    kind, _, rest = (spec or "").partition(":")
     if kind == "scripted" and Path(rest).is_dir():
         from kcode.llm.scripted import ScriptedModel
 
@@ -116,6 +116,12 @@ def _model_for(inst: Instance, options: EvalOptions, config: Any) -> Any:
             raise UsageError(f"scripted model: no script {script} for {inst.instance_id}")
         return ScriptedModel.from_file(script)
     return _worker_model(spec, config)
+
+
+def _default_model_name() -> str:
+    from kcode.llm.registry import catalog_name
+
+    return catalog_name(None) or "default"
 
 
 def _git(args: list[str], cwd: Path) -> str:
@@ -150,7 +156,7 @@ def run_instance(row: dict[str, Any], options: EvalOptions, cancel: CancelToken 
             overrides["model"] = options.model
         config = load_config(repo, overrides)
         model = _model_for(inst, options, config)
-        result.model = options.model or config.model
+        result.model = options.model or config.model or _default_model_name()
         store = SessionStore(out / "session")
         outcome = run_task(task_text(inst), config, repo=repo, in_place=True, model=model, store=store, cancel=cancel)
         if cancel is not None and cancel.cancelled:
