@@ -105,6 +105,17 @@ def _summary(outcome: Any) -> str:
     return "\n".join(lines)
 
 
+def _ci_outputs(outcome: Any, task: str, artifacts: Path | None, ci: bool) -> None:
+    from kcode.headless.ci import append_step_summary, result_data, summary_markdown, write_artifacts
+    from kcode.session import SessionStore
+
+    if artifacts is not None:
+        written = write_artifacts(outcome, artifacts, task, SessionStore().log_path(outcome.meta.session_id))
+        typer.echo(f"kcode: artifacts in {artifacts} ({', '.join(written)})", err=True)
+    if ci:
+        append_step_summary(summary_markdown(result_data(outcome, task)))
+
+
 def _finish(outcome: Any, output_format: str, output_file: Path | None) -> None:
     if output_file is not None:
         message = outcome.result.summary if outcome.result.status == "finished" else (outcome.result.last_message or outcome.result.summary)
@@ -172,6 +183,8 @@ def register(app: typer.Typer) -> None:
         output_last_message: OutputFileOption = None,
         apply: Annotated[bool, typer.Option("--apply", help="Bring the result into your checkout when the run succeeds.")] = False,
         in_place: Annotated[bool, typer.Option("--in-place", help="Edit your checkout directly (checkpoints go to refs/kcode/<session>).")] = False,
+        ci: Annotated[bool, typer.Option("--ci", help="A CI job's run: never asks, refuses to run unsandboxed unless --sandbox off is given, writes $GITHUB_STEP_SUMMARY.")] = False,
+        artifacts: Annotated[Path | None, typer.Option("--artifacts", help="Write patch.diff, events.jsonl, summary.md and result.json here.")] = None,
     ) -> None:
         """Run TASK headless in a separate work tree of the current repository."""
         from kcode.agent.runner import process_start, run_task
@@ -184,10 +197,16 @@ def register(app: typer.Typer) -> None:
                 ctx=ctx, context_window=ctx, temperature=temperature, seed=seed, max_output_tokens=max_output_tokens, gpu_layers=gpu_layers, cpu_moe=cpu_moe or None, n_cpu_moe=n_cpu_moe, override_tensor=override_tensor or None,
                 kv_type=kv_type, threads=threads, constrain_tools=constrain_tools or None, prefix_cache=prefix_cache,
             )
+            if ci:
+                from kcode.headless.ci import ci_preflight
+
+                ci_preflight(config.sandbox, sandbox)
             subscribers = _subscribers(output_format)
             ensure_catalog_model(config.model)  # a first pull draws its progress here, before the run
             with _cancel_on_signals() as cancel:
                 outcome = run_task(task, config, repo=root, cwd=Path.cwd(), in_place=in_place, apply=apply, subscribers=subscribers, cancel=cancel, started_at=process_start())
+            if ci or artifacts:
+                _ci_outputs(outcome, task, artifacts, ci)
         _finish(outcome, output_format, output_last_message)
 
     @app.command()

@@ -4,9 +4,6 @@ commit each), a dataset of three instances in the official schema, and per-insta
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -60,15 +57,3 @@ def eval_fixture(tmp_path: Path):
     dataset = tmp_path / "calc.jsonl"
     dataset.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return repo.parent, dataset, scripts
-
-
-@pytest.fixture
-def kcode_cli(kcode_home: Path):
-    executable = shutil.which("kcode")
-    assert executable, "kcode is not installed (pip install -e '.[dev]')"
-
-    def run(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-        env = {**os.environ, "KCODE_HOME": str(kcode_home), "NO_COLOR": "1"}
-        return subprocess.run([executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-
-    return run

@@ -14,10 +14,10 @@ def _preds(out):
     return {p["instance_id"]: p for p in map(json.loads, (out / "preds.jsonl").read_text().splitlines())}
 
 
-def test_eval_run_three_instances(eval_fixture, kcode_cli, tmp_path):
+def test_eval_run_three_instances(eval_fixture, kcode, tmp_path):
     mirrors, dataset, scripts = eval_fixture
     out = tmp_path / "run"
-    proc = kcode_cli("eval", "run", "--dataset", str(dataset), "--repos", str(mirrors), "--model", f"scripted:{scripts}",
+    proc = kcode("eval", "run", "--dataset", str(dataset), "--repos", str(mirrors), "--model", f"scripted:{scripts}",
                      "--max-steps", "6", "--out", str(out), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "3/3 done" in proc.stdout
@@ -39,15 +39,15 @@ def test_eval_run_three_instances(eval_fixture, kcode_cli, tmp_path):
     assert len(manifest["dataset"]["sha256"]) == 64 and manifest["executor"] == "local:threads"
 
     # a second run skips what is done; --redo runs it again
-    again = kcode_cli("eval", "run", "--dataset", str(dataset), "--repos", str(mirrors), "--model", f"scripted:{scripts}", "--out", str(out), cwd=tmp_path)
+    again = kcode("eval", "run", "--dataset", str(dataset), "--repos", str(mirrors), "--model", f"scripted:{scripts}", "--out", str(out), cwd=tmp_path)
     assert again.returncode == 0 and "(3 done already)" in again.stderr
     before = (out / "instances" / "acme__calc-1" / "result.json").stat().st_mtime_ns
-    redo = kcode_cli("eval", "run", "--dataset", str(dataset), "--repos", str(mirrors), "--model", f"scripted:{scripts}", "--out", str(out),
+    redo = kcode("eval", "run", "--dataset", str(dataset), "--repos", str(mirrors), "--model", f"scripted:{scripts}", "--out", str(out),
                      "--instances", "acme__calc-1", "--redo", cwd=tmp_path)
     assert redo.returncode == 0, redo.stderr
     assert (out / "instances" / "acme__calc-1" / "result.json").stat().st_mtime_ns != before
 
-    report = kcode_cli("eval", "report", str(out), "--html", str(tmp_path / "r.html"), cwd=tmp_path)
+    report = kcode("eval", "report", str(out), "--html", str(tmp_path / "r.html"), cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     assert "acme/calc" in report.stdout and "no change" not in report.stdout
     page = (tmp_path / "r.html").read_text()
@@ -88,7 +88,7 @@ def test_broken_instance_is_an_error_not_a_crash(eval_fixture, tmp_path):
     assert preds[insts[0].instance_id]["model_patch"] == "" and preds[insts[2].instance_id]["model_patch"]
 
 
-def test_interrupted_run_resumes(eval_fixture, kcode_cli, tmp_path):
+def test_interrupted_run_resumes(eval_fixture, kcode, tmp_path):
     """SIGINT during the second instance: the first stays done, the second leaves no result,
     and the next run does the rest."""
     mirrors, dataset, scripts = eval_fixture
