@@ -89,6 +89,14 @@ class Config:
     pack_share: float = 0.4
     first_step_seconds: float = 20.0  # the default pack is what prefills in this time (and fits pack_share)
     next_step_seconds: float = 2.0  # of it, the part for the task: what a warm repository's run prefills
+    # sub-agents (the task and swarm tools): auto = on for a server model, off for an in-process
+    # one (it serves one conversation at a time); the limits are per run, across all of them
+    subagents: str = "auto"  # auto | on | off
+    subagent_model: str | None = None  # None: the run's model
+    max_subagents: int = 300
+    max_swarm_steps: int = 4000
+    subagent_steps: int = 30  # per sub-agent
+    max_parallel: int = 8  # sub-agents at once
     # Not a setting: the settings whose value is the repository's own .kcode/config.toml's
     # (no environment variable or flag overrides them), for kcode.trust to check.
     project_settings: frozenset[str] = dataclasses.field(default=frozenset(), compare=False, metadata={"setting": False})

@@ -82,7 +82,12 @@ def recover(log_path: Path) -> Recovered:
         todo, head, step_usage = None, None, TokenUsage()
         in_flight.clear()
 
+    own: str | None = None  # this session's agent id: a sub-agent's events in the log are its own session's
     for event in read_events(log_path):
+        if own is None and isinstance(event, SessionStarted):
+            own = event.session_id
+        elif own and event.agent_id and event.agent_id != own:
+            continue
         last_ts = event.ts or last_ts
         if isinstance(event, SessionStarted):
             if segment_start is not None:  # the previous run died without finishing

@@ -62,7 +62,7 @@ def _bus(log: SessionLog, subscribers: list[Subscriber], tests: list[dict], meta
     bus = EventBus(agent_id=meta.session_id, parent_id=meta.parent_id)  # the agent is its session
     bus.subscribe(log)
     def keep_last_tests(event: Event) -> None:
-        if event.type == "tests.run":
+        if event.type == "tests.run" and event.agent_id == meta.session_id:  # not a sub-agent's
             tests[:] = [event.to_dict()]
 
     bus.subscribe(keep_last_tests)
@@ -212,6 +212,22 @@ def _agent(config: Config, model: ChatModel, tools: ToolRegistry, ctx: ToolConte
     )
 
 
+def _with_subagents(config: Config, tools: ToolRegistry, model: ChatModel, store: SessionStore, meta: SessionMeta, workspace: Workspace,
+                    bus: EventBus, cancel: CancelToken) -> ToolRegistry:
+    """kcode's tools plus ``task`` and ``swarm`` (config ``subagents``: auto = for a model on a
+    server, which serves sub-agents in parallel; never for a sub-agent itself)."""
+    if config.subagents == "off" or meta.parent_id:
+        return tools
+    if config.subagents == "auto" and not getattr(model, "parallel_requests", False):
+        return tools
+    from kcode.agent.subagent_tools import SwarmTool, TaskTool
+    from kcode.agent.subagents import SubagentLimits, Subagents
+
+    limits = SubagentLimits(max_agents=config.max_subagents, max_steps=config.max_swarm_steps, agent_steps=config.subagent_steps, max_parallel=config.max_parallel)
+    subagents = Subagents(config=config, store=store, meta=meta, workspace=workspace, bus=bus, cancel=cancel, limits=limits, parent_model=model)
+    return tools.with_tools(TaskTool(subagents), SwarmTool(subagents))
+
+
 def _check_settings(config: Config, root: Path) -> None:
     """Fail on a bad sandbox profile, or on a setting the repository's own files may not
     choose unless it is trusted (kcode.trust), before anything is created."""
@@ -304,6 +320,7 @@ def run_task(
     root = repo_root(repo)
     cancel = cancel or CancelToken()
     store = SessionStore() if store is None else store
+    owns_tools = tools is None  # kcode's own tool set gets the sub-agent tools; a caller's is used as it is
     tools = default_tools() if tools is None else tools
     session_id = new_session_id()
     _check_settings(config, root)
@@ -332,6 +349,8 @@ def run_task(
             bus.emit(SessionStarted(session_id=session_id, task=task, repo=str(root), workdir=str(workspace.path), branch=workspace.branch, base_commit=workspace.base_commit, model=model.name, mode=workspace.mode))
             notices.attach(bus)
             ctx = _context(config, store, meta, workspace, cancel, bus)
+            if owns_tools:
+                tools = _with_subagents(config, tools, model, store, meta, workspace, bus, cancel)
             relative_cwd = (cwd or root).resolve()
             try:
                 agents_cwd = workspace.path / relative_cwd.relative_to(root)

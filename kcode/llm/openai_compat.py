@@ -147,6 +147,8 @@ def _complete_calls(end: StepEnd, tools: list[ToolSpec], step: int) -> StepEnd:
 
 
 class OpenAICompatModel:
+    parallel_requests = True  # a server serves several conversations at once (sub-agents in parallel)
+
     def __init__(
         self,
         provider: Provider,

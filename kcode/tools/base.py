@@ -140,6 +140,14 @@ class ToolRegistry:
     def names(self) -> list[str]:
         return list(self._tools)
 
+    def without(self, *names: str) -> ToolRegistry:
+        """The same tools but ``names``."""
+        return ToolRegistry(tool for name, tool in self._tools.items() if name not in names)
+
+    def with_tools(self, *tools: Tool) -> ToolRegistry:
+        """These tools and ``tools`` (a tool of the same name is replaced)."""
+        return ToolRegistry([*(t for n, t in self._tools.items() if n not in {x.name for x in tools}), *tools])
+
     def specs(self) -> list[ToolSpec]:
         if self._specs is None:
             self._specs = [tool.spec() for tool in self._tools.values()]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from kcode.errors import VcsError
 from kcode.vcs.git import git
-from kcode.vcs.worktree import add_worktree, move_branch, remove_worktree
+from kcode.vcs.worktree import WORKTREE_LOCK, add_worktree, move_branch, remove_worktree
 
 __all__ = ["Workspace", "CheckpointInfo", "snapshot_commit", "parse_name_status", "environment_dirs"]
 
@@ -131,7 +131,8 @@ class Workspace:
         branch = f"kcode/{session_id}"
         path = worktrees_dir / session_id
         path.parent.mkdir(parents=True, exist_ok=True)
-        git(["worktree", "add", "--quiet", "-b", branch, str(path), base], repo)
+        with WORKTREE_LOCK:
+            git(["worktree", "add", "--quiet", "-b", branch, str(path), base], repo)
         return cls(repo, path, branch, base, "worktree", base)
 
     def checkpoint(self, message: str) -> CheckpointInfo | None:

@@ -9,12 +9,18 @@ for the user's own ``git switch``.
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 from kcode.errors import VcsError
 from kcode.vcs.git import git, git_ok
 
-__all__ = ["checked_out_at", "add_worktree", "remove_worktree", "delete_branch", "move_branch"]
+__all__ = ["checked_out_at", "add_worktree", "remove_worktree", "delete_branch", "move_branch", "WORKTREE_LOCK"]
+
+# One work tree added or removed at a time in this process: `git worktree prune` (run on
+# removal) forgets a work tree that another thread is still adding, and `worktree remove`
+# trips over one half made (sub-agents add and remove theirs concurrently).
+WORKTREE_LOCK = threading.RLock()
 
 
 def _registered(repo: Path) -> dict[Path, str]:
@@ -52,6 +58,11 @@ def _is_linked_worktree(path: Path) -> bool:
 
 def add_worktree(repo: Path, path: Path, branch: str) -> None:
     """Check ``branch`` out at ``path`` again (its work tree was removed, or deleted by hand)."""
+    with WORKTREE_LOCK:
+        _add_worktree(repo, path, branch)
+
+
+def _add_worktree(repo: Path, path: Path, branch: str) -> None:
     git(["worktree", "prune"], repo)  # forget work trees whose directory is gone
     if not git_ok(["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"], repo):
         raise VcsError(f"branch {branch} no longer exists in {repo}, so its work tree cannot be made again")
@@ -68,6 +79,11 @@ def add_worktree(repo: Path, path: Path, branch: str) -> None:
 def remove_worktree(repo: Path, path: Path) -> bool:
     """Remove the linked work tree at ``path``, uncommitted changes and all; its branch stays.
     Returns whether there was one to remove."""
+    with WORKTREE_LOCK:
+        return _remove_worktree(repo, path)
+
+
+def _remove_worktree(repo: Path, path: Path) -> bool:
     known = path.resolve() in {p.resolve() for p in _registered(repo)} if repo.is_dir() else False
     if known:
         git(["worktree", "remove", "--force", "--force", str(path)], repo)  # twice: also when locked

@@ -1,0 +1,152 @@
+"""Sub-agents through a real run: scripted decisions, real git work trees, real merges."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from kcode.agent.runner import run_task
+from kcode.cancel import CancelToken
+from kcode.config import load_config
+from kcode.session import SessionStore, read_event_dicts
+from tests.conftest import git, write_script
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60]
+
+
+def _config(repo: Path, parent_script: Path, scripts: Path, **extra):
+    return load_config(repo, {"model": f"scripted:{parent_script}", "subagents": "on", "subagent_model": f"scripted:{scripts}",
+                              "auto_test": False, **extra})
+
+
+def _swarm_turns(items, mode="edit", max_parallel=4, description="gen"):
+    return [
+        {"tool_calls": [{"name": "swarm", "arguments": {"description": description, "prompt_template": "Write the file for {item}.",
+                                                          "items": items, "mode": mode, "max_parallel": max_parallel}}]},
+        {"tool_calls": [{"name": "finish", "arguments": {"summary": "all done"}}]},
+    ]
+
+
+def _child(scripts: Path, description: str, turns: list[dict]) -> None:
+    write_script(scripts / f"{_slug(description)}.json", turns)
+
+
+def _tree(repo: Path, commit: str) -> dict[str, str]:
+    names = git(repo, "ls-tree", "-r", "--name-only", commit).split()
+    return {name: git(repo, "show", f"{commit}:{name}") for name in names}
+
+
+def test_twenty_edit_subagents_on_disjoint_files_merge_cleanly(calc_repo, tmp_path):
+    items = [f"f{i:02d}" for i in range(20)]
+    scripts = tmp_path / "children"
+    scripts.mkdir()
+    for i, item in enumerate(items):
+        _child(scripts, f"gen [{i + 1}/20] {item}", [
+            {"tool_calls": [{"name": "write_file", "arguments": {"path": f"gen/{item}.txt", "content": f"content of {item}\n"}}]},
+            {"tool_calls": [{"name": "finish", "arguments": {"summary": f"wrote gen/{item}.txt"}}]},
+        ])
+    parent = write_script(tmp_path / "parent.json", _swarm_turns(items))
+    store = SessionStore(tmp_path / "sessions")
+    outcome = run_task("Generate twenty files", _config(calc_repo, parent, scripts), repo=calc_repo, store=store)
+    assert outcome.result.status == "finished", outcome.result.summary
+    expected = _tree(calc_repo, "main")
+    expected.update({f"gen/{item}.txt": f"content of {item}\n" for item in items})
+    assert _tree(calc_repo, outcome.workspace.head) == expected  # byte-identical
+    # every sub-agent is its own session, its parent recorded, its branch kept
+    children = [m for m in store.list() if m.parent_id == outcome.meta.session_id]
+    assert len(children) == 20 and all(m.status == "finished" for m in children)
+    for meta in children:
+        assert git(calc_repo, "rev-parse", "--verify", meta.branch).strip()
+    # the parent's log carries the sub-agents' events, tagged with their ids
+    events = list(read_event_dicts(store.log_path(outcome.meta.session_id)))
+    tagged = {e["agent_id"] for e in events if e.get("parent_id") == outcome.meta.session_id}
+    assert tagged == {m.session_id for m in children}
+    report = next(e for e in events if e["type"] == "tool.finished" and e["name"] == "swarm")["output"]
+    assert report.startswith("swarm gen: 20 sub-agents, 20 finished; 20 merged, 0 conflicts")
+    assert len(report.encode()) <= 16384
+    # no work tree is left behind
+    assert git(calc_repo, "worktree", "list").strip().count("\n") == 0
+
+
+def test_overlapping_edits_are_a_conflict_and_both_sides_are_kept(calc_repo, tmp_path):
+    scripts = tmp_path / "children"
+    scripts.mkdir()
+    items = ["plus", "minus-one"]
+    _child(scripts, "fix [1/2] plus", [
+        {"tool_calls": [{"name": "edit_file", "arguments": {"path": "calc/__init__.py", "old": "return a - b", "new": "return a + b"}}]},
+        {"tool_calls": [{"name": "finish", "arguments": {"summary": "plus"}}]}])
+    _child(scripts, "fix [2/2] minus-one", [
+        {"tool_calls": [{"name": "edit_file", "arguments": {"path": "calc/__init__.py", "old": "return a - b", "new": "return a - b - 1"}}]},
+        {"tool_calls": [{"name": "finish", "arguments": {"summary": "minus one"}}]}])
+    parent = write_script(tmp_path / "parent.json", _swarm_turns(items, max_parallel=2, description="fix"))  # both start from the same commit
+    store = SessionStore(tmp_path / "sessions")
+    outcome = run_task("Fix add", _config(calc_repo, parent, scripts), repo=calc_repo, store=store)
+    assert outcome.result.status == "finished"
+    assert "return a + b" in git(calc_repo, "show", f"{outcome.workspace.head}:calc/__init__.py")
+    events = list(read_event_dicts(store.log_path(outcome.meta.session_id)))
+    report = next(e for e in events if e["type"] == "tool.finished" and e["name"] == "swarm")["output"]
+    assert "1 merged, 1 conflicts" in report and "CONFLICT: not merged" in report and "calc/__init__.py" in report
+    loser = next(m for m in store.list() if m.parent_id and "minus" in m.task)
+    assert "return a - b - 1" in git(calc_repo, "show", f"{loser.branch}:calc/__init__.py")  # its work is kept
+
+
+def test_the_301st_subagent_is_refused(calc_repo, tmp_path):
+    scripts = tmp_path / "children"
+    scripts.mkdir()
+    parent = write_script(tmp_path / "parent.json", _swarm_turns([f"i{n}" for n in range(301)], mode="explore"))
+    store = SessionStore(tmp_path / "sessions")
+    outcome = run_task("Too many", _config(calc_repo, parent, scripts), repo=calc_repo, store=store)
+    events = list(read_event_dicts(store.log_path(outcome.meta.session_id)))
+    result = next(e for e in events if e["type"] == "tool.finished" and e["name"] == "swarm")
+    assert result["is_error"] and "301 items, but this run may start only 300 more sub-agents (at most 300)" in result["output"]
+    assert not [m for m in store.list() if m.parent_id]
+
+
+def test_limits_steps_and_agents_lower(calc_repo, tmp_path):
+    from kcode.agent.subagents import SubagentLimits, SubagentRefused, SubagentSpec, Subagents
+
+    store = SessionStore(tmp_path / "s")
+    sub = Subagents.__new__(Subagents)  # only the budget: no run needed
+    sub.limits, sub.started, sub.steps_used, sub._reserved = SubagentLimits(max_agents=2, max_steps=50, agent_steps=30), 0, 0, 0
+    sub._lock = threading.RLock()
+    assert sub._reserve(SubagentSpec("a", "p"), fresh=True) == 30
+    assert sub._reserve(SubagentSpec("b", "p"), fresh=True) == 20  # what is left of the 50
+    with pytest.raises(SubagentRefused, match="at most 2 sub-agents"):
+        sub._reserve(SubagentSpec("c", "p"), fresh=True)
+    del store
+
+
+def test_an_interrupt_stops_them_all(calc_repo, tmp_path):
+    scripts = tmp_path / "children"
+    scripts.mkdir()
+    items = [f"s{i}" for i in range(4)]
+    for i, item in enumerate(items):
+        _child(scripts, f"sleepers [{i + 1}/4] {item}", [
+            {"tool_calls": [{"name": "bash", "arguments": {"command": "sleep 60"}}]},
+            {"tool_calls": [{"name": "finish", "arguments": {"summary": "slept"}}]}])
+    parent = write_script(tmp_path / "parent.json", _swarm_turns(items, mode="explore", description="sleepers"))
+    store = SessionStore(tmp_path / "sessions")
+    cancel = CancelToken()
+    started = time.monotonic()
+
+    def cancel_when_all_sleep():
+        while time.monotonic() - started < 60:
+            kids = [m for m in store.list() if m.parent_id]
+            if len(kids) == 4 and all(any(e.get("type") == "tool.started" for e in read_event_dicts(store.log_path(m.session_id))) for m in kids):
+                break
+            time.sleep(0.2)
+        cancel.cancel()
+
+    threading.Thread(target=cancel_when_all_sleep, daemon=True).start()
+    outcome = run_task("Sleep", _config(calc_repo, parent, scripts), repo=calc_repo, store=store, cancel=cancel)
+    took = time.monotonic() - started
+    assert outcome.result.status == "interrupted"
+    assert took < 45, took  # nobody slept their 60 s
+    kids = [m for m in store.list() if m.parent_id]
+    assert len(kids) == 4 and all(store.read_meta(m.session_id).status == "interrupted" for m in kids)
