@@ -3,7 +3,8 @@
 Triggered by tokens (window − reserved output − 10 % headroom). First the old observations
 are masked (the last few tool outputs stay verbatim, older ones become a one-line stub); if
 that is not enough, the middle of the conversation is summarized by the model into a
-first-person handoff note (``prompts/compact.md``). Always kept verbatim: the system prompt
+first-person handoff note (``prompts/compaction/instructions.md``; every text compaction
+puts before the model is in ``prompts/compaction/``). Always kept verbatim: the system prompt
 (with AGENTS.md), the task, and the last few messages; the live plan is re-attached to the
 note. A summary rebuilds the prompt's prefix anyway, so the repository part is re-packed as the
 repository is now (the caller's ``repack``). The full history stays in the session log.
@@ -15,14 +16,14 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kcode.agent.notes import compaction_note, note_prefix
 from kcode.errors import ModelError
 from kcode.llm.base import ChatModel, Message, StepEnd, TextChunk
-from kcode.resources import read_prompt
 from kcode.tools.plan import render_todo
 
 __all__ = ["CompactionPolicy", "CompactionResult", "compact", "mask_observations", "conversation_tokens", "HANDOFF_HEADER"]
 
-HANDOFF_HEADER = "[Handoff note: earlier steps of this session were compacted into this summary]"
+HANDOFF_HEADER = compaction_note("handoff_header")  # what the note that replaces the middle starts with
 _TRANSCRIPT_TOOL_CHARS = 1200
 
 
@@ -64,13 +65,13 @@ def mask_observations(messages: list[Message], keep: int) -> tuple[list[Message]
     tool_indices = [i for i, m in enumerate(messages) if m.get("role") == "tool"]
     masked = 0
     result = list(messages)
+    stub_start = note_prefix("compaction", "masked_output")
     for index in tool_indices[: max(0, len(tool_indices) - keep)]:
         content = str(messages[index].get("content", ""))
-        if content.startswith("[output omitted"):
+        if content.startswith(stub_start):
             continue
         first = content.splitlines()[0][:120] if content else ""
-        stub = f"[output omitted to save context: {len(content)} characters; it began: {first!r}. Run the tool again if you need it.]"
-        result[index] = {**messages[index], "content": stub}
+        result[index] = {**messages[index], "content": compaction_note("masked_output", chars=len(content), start=repr(first))}
         masked += 1
     return result, masked
 
@@ -90,6 +91,8 @@ def _split(messages: list[Message], keep_last: int) -> tuple[list[Message], list
 
 
 def _transcript(middle: list[Message]) -> str:
+    """The compacted steps as lines the summary request quotes. The labels are a format (the
+    scripted model reads ``TOOL CALL`` lines to summarize), so they stay here."""
     lines = []
     for message in middle:
         role = message.get("role")
@@ -111,10 +114,10 @@ def _transcript(middle: list[Message]) -> str:
 def _summarize(model: ChatModel, middle: list[Message], todo: list[dict], char_limit: int) -> str:
     transcript = _transcript(middle)
     if len(transcript) > char_limit:  # keep the most recent part of what is summarized
-        transcript = "[... earlier part cut ...]\n" + transcript[-char_limit:]
+        transcript = compaction_note("transcript_cut") + "\n" + transcript[-char_limit:]
     request = [
-        {"role": "system", "content": read_prompt("compact.md").strip()},
-        {"role": "user", "content": f"Transcript:\n{transcript}\n\nCurrent plan:\n{render_todo(todo)}"},
+        {"role": "system", "content": compaction_note("instructions")},
+        {"role": "user", "content": compaction_note("summary_request", transcript=transcript, plan=render_todo(todo))},
     ]
     parts: list[str] = []
     end: StepEnd | None = None
@@ -137,7 +140,7 @@ def _mechanical_note(middle: list[Message]) -> str:
         if message.get("role") == "assistant"
         for call in message.get("tool_calls") or []
     ]
-    return "Tool calls made in the compacted steps (most recent last):\n" + "\n".join(calls[-40:])
+    return compaction_note("mechanical_summary", calls="\n".join(calls[-40:]))
 
 
 def compact(
@@ -166,8 +169,8 @@ def compact(
         note = _summarize(model, middle, todo, char_limit=max(4000, policy.threshold * 2))
     except ModelError:
         strategy, note = "drop", _mechanical_note(middle)
-    plan = f"\n\nCurrent plan:\n{render_todo(todo)}" if todo else ""
-    handoff = {"role": "user", "content": f"{HANDOFF_HEADER}\n\n{note}{plan}"}
+    parts = [HANDOFF_HEADER, note, *([compaction_note("current_plan", plan=render_todo(todo))] if todo else [])]
+    handoff = {"role": "user", "content": "\n\n".join(parts)}
     compacted = [*head, handoff, *tail]
     if repack is not None:
         _repack_head(compacted, repack)

@@ -1,6 +1,7 @@
 """What kcode itself says to the model: nudges, a finish sent back, the plan reminder, format
-help, loop-guard warnings. Each text is a file in ``prompts/loop/`` (packaged with the other
-prompts), with ``{field}`` placeholders filled in here.
+help, loop-guard warnings (``prompts/loop/``), and compaction's request, framing and stubs
+(``prompts/compaction/``). Each text is a file there (packaged with the other prompts), with
+``{field}`` placeholders filled in here.
 """
 
 from __future__ import annotations
@@ -11,7 +12,16 @@ import re
 from kcode.llm.base import ToolCall, ToolSpec
 from kcode.resources import read_prompt
 
-__all__ = ["LOOP_NOTES", "loop_note", "malformed_call_note", "format_instructions_note"]
+__all__ = [
+    "LOOP_NOTES",
+    "COMPACTION_NOTES",
+    "NOTES",
+    "loop_note",
+    "compaction_note",
+    "note_prefix",
+    "malformed_call_note",
+    "format_instructions_note",
+]
 
 # every file in prompts/loop/ (without ".md") and the fields it takes
 LOOP_NOTES: dict[str, tuple[str, ...]] = {
@@ -28,15 +38,46 @@ LOOP_NOTES: dict[str, tuple[str, ...]] = {
     "no_progress": ("steps",),  # no file changed, no new test result
 }
 
+# every file in prompts/compaction/ and the fields it takes
+COMPACTION_NOTES: dict[str, tuple[str, ...]] = {
+    "instructions": (),  # the system message of the summary request
+    "summary_request": ("transcript", "plan"),  # its user message: what to summarize
+    "transcript_cut": (),  # put before a transcript whose older part was cut
+    "handoff_header": (),  # the first line of the note that replaces the middle
+    "current_plan": ("plan",),  # the live plan, re-attached to the note
+    "mechanical_summary": ("calls",),  # the note when the model could not write one
+    "masked_output": ("chars", "start"),  # an old tool output, masked
+}
+
+# prompt folder -> its notes
+NOTES: dict[str, dict[str, tuple[str, ...]]] = {"loop": LOOP_NOTES, "compaction": COMPACTION_NOTES}
+
 _FIELD = re.compile(r"\{(\w+)\}")
+
+
+def _note(folder: str, name: str, fields: dict[str, object]) -> str:
+    declared = NOTES[folder][name]
+    if set(fields) != set(declared):
+        raise TypeError(f"{folder} note {name!r} takes {declared}, got {tuple(fields)}")
+    # one pass over the template: a value that holds "{...}" itself is left as it is
+    return _FIELD.sub(lambda match: str(fields.get(match[1], match[0])), read_prompt(f"{folder}/{name}.md").strip())
 
 
 def loop_note(name: str, **fields: object) -> str:
     """The text of ``prompts/loop/<name>.md`` with its fields filled in (read once, then cached)."""
-    if set(fields) != set(LOOP_NOTES[name]):
-        raise TypeError(f"loop note {name!r} takes {LOOP_NOTES[name]}, got {tuple(fields)}")
-    # one pass over the template: a value that holds "{...}" itself is left as it is
-    return _FIELD.sub(lambda match: str(fields.get(match[1], match[0])), read_prompt(f"loop/{name}.md").strip())
+    return _note("loop", name, fields)
+
+
+def compaction_note(name: str, **fields: object) -> str:
+    """The text of ``prompts/compaction/<name>.md`` with its fields filled in."""
+    return _note("compaction", name, fields)
+
+
+def note_prefix(folder: str, name: str) -> str:
+    """What every text of a note starts with: its template up to the first field (to tell
+    such a text apart, e.g. an output that is masked already)."""
+    NOTES[folder][name]  # a KeyError for a note that does not exist
+    return read_prompt(f"{folder}/{name}.md").strip().split("{", 1)[0]
 
 
 def malformed_call_note(broken: list[ToolCall], tool_names: list[str]) -> str:

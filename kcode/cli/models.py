@@ -113,7 +113,9 @@ def bench(
         median = statistics.median(figures)
         generation = None
         if generate:
-            request = [{"role": "user", "content": "Write a Python module of small, documented string helpers."}]
+            from kcode.resources import read_prompt
+
+            request = [{"role": "user", "content": read_prompt("bench/generation.md").strip()}]
             first = None
             end = None
             for chunk in chat_model.stream(request, []):
