@@ -181,9 +181,14 @@ def _opening(config: Config, model: ChatModel, tools: ToolRegistry, workspace: W
     """The conversation's opening (system prompt, repository part, task), logged as it is
     added; ``logged``: the part of it an earlier process had logged before it was killed."""
     messages = initial_messages(_system_prompt(config, model, tools, workspace, Path(workspace.repo).name, task, agents_cwd, bus, started_at=started_at), task)
-    for message in messages[len(logged) :]:
+    return _log_opening(bus, messages, logged)
+
+
+def _log_opening(bus: EventBus, opening: list, logged: list = ()) -> list:
+    """``opening``'s messages past the ``logged`` part, logged; the whole opening returned."""
+    for message in opening[len(logged) :]:
         bus.emit(MessageAdded(message=message))
-    return [*logged, *messages[len(logged) :]]
+    return [*logged, *opening[len(logged) :]]
 
 
 def _agent(config: Config, model: ChatModel, tools: ToolRegistry, ctx: ToolContext, bus: EventBus, workspace: Workspace, messages: list, task: str, agents_cwd: Path, *, repack: bool = True, **state) -> Agent:
@@ -328,7 +333,7 @@ def run_task(
     notices = _ModelNotices()  # a model passed in reports to whatever its caller chose
     model = _model(config, session_id, notices) if model is None else model  # likewise fails on a bad model before anything is created
     try:
-        workspace = Workspace.create(root, session_id, data_dir() / "worktrees", in_place=in_place)
+        workspace = Workspace.planned(root, session_id, data_dir() / "worktrees", in_place=in_place)
         meta = SessionMeta(
             session_id=session_id,
             task=task,
@@ -341,7 +346,16 @@ def run_task(
             options=_non_default_options(config),
             parent_id=parent_id,
         )
+        opening = None if prompt is None else [dict(message) for message in prompt]  # the loop appends to its own list
+        if opening is not None:  # before the meta: a resume opens with it, however soon this process dies
+            store.write_opening(session_id, opening)
         store.write_meta(meta)
+        try:
+            workspace.open()  # after the meta: a work tree made here is one a session names
+        except Exception:
+            meta.status = "error"
+            store.write_meta(meta)
+            raise
         log = SessionLog(store.log_path(session_id))
         tests: list[dict] = []
         bus = _bus(log, list(subscribers), tests, meta)
@@ -356,13 +370,11 @@ def run_task(
                 agents_cwd = workspace.path / relative_cwd.relative_to(root)
             except ValueError:
                 agents_cwd = workspace.path
-            if prompt is None:
+            if opening is None:
                 messages = _opening(config, model, tools, workspace, task, agents_cwd, bus, started_at=started_at)
             else:
-                messages = [dict(message) for message in prompt]  # the loop appends to its own list
-                for message in messages:
-                    bus.emit(MessageAdded(message=message))
-            agent = _agent(config, model, tools, ctx, bus, workspace, messages, task, agents_cwd, repack=prompt is None)
+                messages = _log_opening(bus, opening)
+            agent = _agent(config, model, tools, ctx, bus, workspace, messages, task, agents_cwd, repack=opening is None)
             return _finish(agent, meta, store, workspace, tests, apply)
         finally:
             log.close()
@@ -388,15 +400,17 @@ def resume_task(
 ) -> RunOutcome:
     """Continue a session from its log, whatever moment it stopped at: after a finish, a
     budget, an interrupt, or a kill at any point (before its first message was logged too:
-    then the conversation starts from the task in its meta, with the default prompt).
-    ``model``, ``tools``, ``store`` and ``subscribers`` as for :func:`run_task` (the prompt
-    is the logged conversation)."""
+    then the conversation opens as the run's did: with the prompt its caller passed to
+    :func:`run_task`, or kcode's own for the task in its meta). ``model``, ``tools``,
+    ``store`` and ``subscribers`` as for :func:`run_task` (the prompt is the logged
+    conversation)."""
     store = SessionStore() if store is None else store
     tools = default_tools() if tools is None else tools
     meta = store.resolve(session_id, repo_root(repo) if repo else None)
     _refuse_running(store, meta)
     recovered = recover(store.log_path(meta.session_id))
     state = recovered.last
+    opening = store.read_opening(meta.session_id)  # run_task's prompt; None: kcode's own
     cancel = cancel or CancelToken()
     # the run's own settings, then what the caller changes (e.g. a bigger --max-steps)
     config = load_config(Path(meta.repo), {**meta.options, **{k: v for k, v in (overrides or {}).items() if v is not None}})
@@ -406,7 +420,11 @@ def resume_task(
     model = _model(config, meta.session_id, notices) if model is None else model
     model.restore(state.model_state)
     workspace = Workspace(Path(meta.repo), Path(meta.workdir), meta.branch, meta.base_commit, meta.mode, state.head or meta.base_commit)
-    workspace.reopen()  # a run that ended left only its branch
+    # a run that ended left only its branch; one killed before its first step maybe not that
+    if recovered.snapshots:
+        workspace.reopen()
+    else:
+        workspace.open()
     workspace.move_to(workspace.head)  # undo what a step cut short had done
     try:
         log = SessionLog(store.log_path(meta.session_id))
@@ -422,9 +440,12 @@ def resume_task(
             ctx = _context(config, store, meta, workspace, cancel, bus)
             ctx.state.todo = list(state.todo)
             messages = state.conversation()
-            if not recovered.snapshots:  # no step had started: build (the rest of) the opening
-                messages = _opening(config, model, tools, workspace, meta.task, workspace.path, bus, logged=messages)
-            agent = _agent(config, model, tools, ctx, bus, workspace, messages, meta.task, workspace.path, step=state.step, elapsed_before=recovered.elapsed, usage=TokenUsage(*state.usage), state={**state.agent_state, "text_only": 0})  # a resumed run gets its nudges again
+            if not recovered.snapshots:  # no step had started: log (the rest of) the opening
+                if opening is None:
+                    messages = _opening(config, model, tools, workspace, meta.task, workspace.path, bus, logged=messages)
+                else:
+                    messages = _log_opening(bus, opening, logged=messages)
+            agent = _agent(config, model, tools, ctx, bus, workspace, messages, meta.task, workspace.path, repack=opening is None, step=state.step, elapsed_before=recovered.elapsed, usage=TokenUsage(*state.usage), state={**state.agent_state, "text_only": 0})  # a resumed run gets its nudges again
             return _finish(agent, meta, store, workspace, tests, apply=False)
         finally:
             log.close()

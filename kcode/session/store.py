@@ -1,5 +1,6 @@
-"""Where sessions live: ``<data dir>/sessions/<id>/`` with ``events.jsonl`` (the log) and
-``meta.json`` (a small summary for listing, rewritten atomically)."""
+"""Where sessions live: ``<data dir>/sessions/<id>/`` with ``events.jsonl`` (the log),
+``meta.json`` (a small summary for listing, rewritten atomically) and, for a run started with
+a prompt of its caller's, ``opening.json`` (those opening messages, for a resume)."""
 
 from __future__ import annotations
 
@@ -63,11 +64,36 @@ class SessionStore:
 
     def write_meta(self, meta: SessionMeta) -> None:
         meta.updated = time.time()
-        directory = self.dir(meta.session_id)
+        self._write(meta.session_id, "meta.json", json.dumps(asdict(meta), indent=2))
+
+    def write_opening(self, session_id: str, messages: list[dict]) -> None:
+        """The messages a run's conversation opens with, when its caller chose them (a
+        resume then opens with them too, whenever the run stopped)."""
+        self._write(session_id, "opening.json", json.dumps(messages, ensure_ascii=False))
+
+    def read_opening(self, session_id: str) -> list[dict] | None:
+        """The opening :meth:`write_opening` recorded; None for a run with kcode's own."""
+        path = self.dir(session_id) / "opening.json"
+        try:
+            messages = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except json.JSONDecodeError as error:
+            raise SessionError(f"{path} is corrupt: {error}") from error
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            raise SessionError(f"{path} is not a list of messages")
+        return messages
+
+    def _write(self, session_id: str, name: str, text: str) -> None:
+        """Write a file of the session atomically, durably: a kill leaves the old or the new."""
+        directory = self.dir(session_id)
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / "meta.json.tmp"
-        tmp.write_text(json.dumps(asdict(meta), indent=2), encoding="utf-8")
-        os.replace(tmp, directory / "meta.json")
+        tmp = directory / f"{name}.tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, directory / name)
 
     def read_meta(self, session_id: str) -> SessionMeta:
         path = self.dir(session_id) / "meta.json"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kcode.errors import VcsError
-from kcode.vcs.git import git
+from kcode.vcs.git import git, git_ok
 from kcode.vcs.worktree import WORKTREE_LOCK, add_worktree, move_branch, remove_worktree
 
 __all__ = ["Workspace", "CheckpointInfo", "snapshot_commit", "parse_name_status", "environment_dirs"]
@@ -118,22 +118,39 @@ class Workspace:
 
     @classmethod
     def create(cls, repo: Path, session_id: str, worktrees_dir: Path, *, in_place: bool = False) -> Workspace:
+        workspace = cls.planned(repo, session_id, worktrees_dir, in_place=in_place)
+        workspace.open()
+        return workspace
+
+    @classmethod
+    def planned(cls, repo: Path, session_id: str, worktrees_dir: Path, *, in_place: bool = False) -> Workspace:
+        """Where a new run will edit, with nothing made yet (no work tree, branch or ref; a
+        snapshot of uncommitted changes is only a commit object): a caller records it first,
+        then :meth:`open` makes it, so a process killed in between leaves nothing that no
+        record names."""
         head = _head(repo)
         if in_place:
             base, _ = snapshot_commit(repo, f"kcode {session_id}: start", head)
-            ref = f"refs/kcode/{session_id}"
-            git(["update-ref", ref, base], repo)
-            return cls(repo, repo, ref, base, "in-place", base)
+            return cls(repo, repo, f"refs/kcode/{session_id}", base, "in-place", base)
         base = head
         dirty = str(git(["status", "--porcelain", "--untracked-files=normal", "--", ".", *_environment_excludes(repo)], repo)).strip()
         if dirty or head is None:
             base, _ = snapshot_commit(repo, f"kcode {session_id}: start (your uncommitted changes)", head)
-        branch = f"kcode/{session_id}"
-        path = worktrees_dir / session_id
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with WORKTREE_LOCK:
-            git(["worktree", "add", "--quiet", "-b", branch, str(path), base], repo)
-        return cls(repo, path, branch, base, "worktree", base)
+        return cls(repo, worktrees_dir / session_id, f"kcode/{session_id}", base, "worktree", base)
+
+    def open(self) -> None:
+        """Make the branch (an in-place run's ref) at the base commit and the work tree of a
+        planned workspace; one whose branch exists already is checked out again (:meth:`reopen`)."""
+        ref = self.branch if self.mode == "in-place" else f"refs/heads/{self.branch}"
+        if git_ok(["rev-parse", "--verify", "--quiet", ref], self.repo):
+            self.reopen()
+        elif self.mode == "in-place":
+            git(["update-ref", ref, self.base_commit], self.repo)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with WORKTREE_LOCK:
+                git(["worktree", "prune"], self.repo)  # forget a work tree whose directory is gone
+                git(["worktree", "add", "--quiet", "-b", self.branch, str(self.path), self.base_commit], self.repo)
 
     def checkpoint(self, message: str) -> CheckpointInfo | None:
         """Commit whatever changed since the last checkpoint; None when nothing did."""

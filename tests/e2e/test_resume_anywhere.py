@@ -95,3 +95,30 @@ def test_a_session_logged_in_the_old_format_resumes_and_replays(kcode, tmp_path,
         jsonschema.validate(line, SCHEMA)
         assert line["agent_id"] == session_id
     assert [line["type"] for line in lines].count("thread.started") == 2 and lines[-1]["subtype"] == "success"
+
+
+# The same, with an opening of the caller's (run_task's ``prompt=`` seam): two messages, no pack.
+CUSTOM_PROMPT = [{"role": "system", "content": "You are the caller's agent. Fix what the user asks."}, {"role": "user", "content": TASK}]
+KILLED_WITH_PROMPT = KILLED_AT.replace(
+    "run_task(sys.argv[4], Config(model=f\"scripted:{script}\"), repo=repo, subscribers=[kill])",
+    "import json\nrun_task(sys.argv[4], Config(model=f\"scripted:{script}\"), repo=repo, subscribers=[kill], prompt=json.loads(sys.argv[5]))",
+)
+
+
+@pytest.mark.parametrize("kill_at", ["session.started", "message.added"])
+def test_a_run_with_its_callers_prompt_resumes_with_that_prompt(kill_at, kcode, calc_repo, fix_script, kcode_home):
+    """Killed before its opening was logged, or after its first message: the resume opens
+    with the caller's messages, not kcode's own system prompt and repository part."""
+    assert KILLED_WITH_PROMPT != KILLED_AT
+    args = [sys.executable, "-c", KILLED_WITH_PROMPT, kill_at, str(fix_script), str(calc_repo), TASK, json.dumps(CUSTOM_PROMPT)]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    directory = _session_dir(kcode_home)
+    logged = [json.loads(line) for line in (directory / "events.jsonl").read_text().splitlines()]
+    assert [e["message"] for e in logged if e["type"] == "message.added"] == CUSTOM_PROMPT[: 1 if kill_at == "message.added" else 0]
+    resumed = kcode("resume", cwd=calc_repo)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Status: finished after 5 steps" in resumed.stdout
+    conversation = recover(directory / "events.jsonl").last.conversation()
+    assert conversation[:2] == CUSTOM_PROMPT and conversation[2]["role"] == "assistant"
+    assert not any(e["type"] == "context.packed" for e in (json.loads(line) for line in (directory / "events.jsonl").read_text().splitlines()))

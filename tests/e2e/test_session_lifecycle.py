@@ -9,8 +9,11 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import git, write_script
 
@@ -142,3 +145,51 @@ def test_prune_removes_old_work_trees_keeps_branches_unless_asked_and_spares_run
     assert meta["session_id"] in kcode("sessions", cwd=calc_repo).stdout  # the record stays
     gone = kcode("resume", meta["session_id"], cwd=calc_repo)
     assert gone.returncode == 1 and "no longer exists" in gone.stderr
+
+
+# The real run_task, killed by SIGKILL just before or just after its `git worktree add`
+# (the real git runs; the process dies around it, as a kill at that instant would).
+KILLED_AROUND_WORKTREE_ADD = """
+import os, signal, sys
+from pathlib import Path
+import kcode.vcs.workspace as workspace
+from kcode.agent.runner import run_task
+from kcode.config import Config
+
+moment, script, repo = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+real_git = workspace.git
+
+def git(args, *rest, **options):
+    adding = list(args[:2]) == ["worktree", "add"]
+    if adding and moment == "before":
+        os.kill(os.getpid(), signal.SIGKILL)
+    out = real_git(args, *rest, **options)
+    if adding and moment == "after":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return out
+
+workspace.git = git
+run_task("fix", Config(model=f"scripted:{script}"), repo=repo)
+"""
+
+
+@pytest.mark.parametrize("moment", ["before", "after"])
+def test_a_run_killed_around_making_its_work_tree_leaves_a_session_that_names_it(moment, kcode, calc_repo, fix_script, kcode_home):
+    """The meta is written before the work tree is made: whatever the kill left, a session
+    names it, so prune removes the work tree and resume finishes the run."""
+    args = [sys.executable, "-c", KILLED_AROUND_WORKTREE_ADD, moment, str(fix_script), str(calc_repo)]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    meta = _only_session(kcode_home)
+    assert meta["status"] == "running" and meta["workdir"]
+    assert Path(meta["workdir"]).exists() == (moment == "after")
+    assert _worktrees(calc_repo) == [str(calc_repo)] + ([meta["workdir"]] if moment == "after" else [])
+    if moment == "after":
+        pruned = kcode("sessions", "--prune", "--older-than", "0", cwd=calc_repo)
+        assert pruned.returncode == 0 and f"removed work tree {meta['workdir']}" in pruned.stdout, pruned.stdout + pruned.stderr
+        assert not Path(meta["workdir"]).exists() and _worktrees(calc_repo) == [str(calc_repo)]
+    resumed = kcode("resume", cwd=calc_repo)  # no branch yet ("before"), or no work tree
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Status: finished after 5 steps" in resumed.stdout
+    assert "return a + b" in git(calc_repo, "show", f"{meta['branch']}:calc/__init__.py")
+    assert not Path(meta["workdir"]).exists() and _worktrees(calc_repo) == [str(calc_repo)]

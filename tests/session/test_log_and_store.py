@@ -53,3 +53,17 @@ def test_reopening_a_log_cuts_off_a_half_written_line(tmp_path):
     log(TurnCompleted(step=1, ts=2.0))
     log.close()
     assert [e["type"] for e in read_event_dicts(path)] == ["turn.started", "turn.completed"]
+
+
+def test_a_callers_opening_is_kept_and_a_broken_one_is_an_error(tmp_path):
+    store = SessionStore(tmp_path)
+    assert store.read_opening("s1") is None  # kcode's own opening
+    opening = [{"role": "system", "content": "Ünïcode {braces}"}, {"role": "user", "content": "task"}]
+    store.write_opening("s1", opening)
+    assert store.read_opening("s1") == opening and not list(store.dir("s1").glob("*.tmp"))
+    (store.dir("s1") / "opening.json").write_text("{not json")
+    with pytest.raises(SessionError, match="corrupt"):
+        store.read_opening("s1")
+    (store.dir("s1") / "opening.json").write_text('{"role": "user"}')
+    with pytest.raises(SessionError, match="not a list of messages"):
+        store.read_opening("s1")

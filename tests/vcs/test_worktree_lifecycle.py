@@ -111,3 +111,20 @@ def test_in_place_workspaces_have_no_work_tree_to_remove(calc_repo, tmp_path):
     assert ws.remove_worktree() is False
     ws.reopen()
     assert calc_repo.exists() and (calc_repo / "calc" / "__init__.py").exists()
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_a_planned_workspace_makes_nothing_until_it_is_opened(calc_repo, tmp_path, in_place):
+    (calc_repo / "calc" / "__init__.py").write_text("uncommitted\n")  # the base is a snapshot
+    before = (git(calc_repo, "for-each-ref"), git(calc_repo, "worktree", "list", "--porcelain"))
+    ws = Workspace.planned(calc_repo, "s9", tmp_path / "wt", in_place=in_place)
+    assert (git(calc_repo, "for-each-ref"), git(calc_repo, "worktree", "list", "--porcelain")) == before
+    assert not (tmp_path / "wt").exists() and ws.branch.endswith("s9")
+    ws.open()
+    assert git(calc_repo, "rev-parse", ws.branch).strip() == ws.base_commit
+    assert git(calc_repo, "show", f"{ws.base_commit}:calc/__init__.py") == "uncommitted\n"
+    if not in_place:
+        assert checked_out_at(calc_repo, ws.branch) == ws.path.resolve()
+        assert (ws.path / "calc" / "__init__.py").read_text() == "uncommitted\n"
+    ws.open()  # opened already: nothing changes
+    assert git(calc_repo, "rev-parse", ws.branch).strip() == ws.base_commit
