@@ -445,7 +445,7 @@ def resume_task(
                     messages = _opening(config, model, tools, workspace, meta.task, workspace.path, bus, logged=messages)
                 else:
                     messages = _log_opening(bus, opening, logged=messages)
-            agent = _agent(config, model, tools, ctx, bus, workspace, messages, meta.task, workspace.path, repack=opening is None, step=state.step, elapsed_before=recovered.elapsed, usage=TokenUsage(*state.usage), state={**state.agent_state, "text_only": 0})  # a resumed run gets its nudges again
+            agent = _agent(config, model, tools, ctx, bus, workspace, messages, meta.task, workspace.path, repack=opening is None, step=state.step, elapsed_before=recovered.elapsed, usage=TokenUsage(*state.usage), state=state.agent_state)
             return _finish(agent, meta, store, workspace, tests, apply=False)
         finally:
             log.close()

@@ -158,3 +158,25 @@ def test_a_session_saved_in_the_old_form_resumes_where_it_stopped(calc_repo, tmp
     sent_back = [n for n in notes if "the last test run failed" in n]
     assert len(sent_back) == 1 and "tests/test_calc.py::test_add" in sent_back[0]
     assert second.result.status == "finished" and second.result.steps == 5  # a lost state accepts it at step 4
+
+
+def test_a_resumed_run_gets_its_nudges_again(calc_repo, tmp_path):
+    """Three answers without a tool call, then a budget stop; the session's steps saved in the
+    old flat form, which counted them (``text_only``). The resumed run's first answer
+    without a tool call is nudged (a fourth in a row would stop the run), and it goes on."""
+    text = {"content": "I think add() is fine."}
+    fix = {"tool_calls": [{"name": "edit_file", "arguments": {"path": "calc/__init__.py", "old": "return a - b", "new": "return a + b"}}]}
+    script = write_script(tmp_path / "script.json", [text, text, text, text, fix, RUN_TESTS, FINISH])
+    first = run_task("Fix the failing test in calc", Config(model=f"scripted:{script}", max_steps=3), repo=calc_repo)
+    assert (first.result.status, first.result.steps) == ("budget_exhausted", 3)
+    log = SessionStore().log_path(first.meta.session_id)
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    for event in events:
+        if event["type"] == "turn.completed":
+            event["agent_state"] = {"guard": event["agent_state"]["guard"], "text_only": 3}
+    log.write_text("".join(json.dumps(event) + "\n" for event in events))
+    resumed = []
+    second = resume_task(first.meta.session_id, {"max_steps": 10}, subscribers=[resumed.append])
+    notes = [e.message["content"] for e in resumed if isinstance(e, MessageAdded) and e.message["role"] == "user"]
+    assert sum("did not call a tool" in note for note in notes) == 1
+    assert (second.result.status, second.result.steps) == ("finished", 7)
