@@ -76,6 +76,32 @@ def _session(home: Path) -> tuple[Path, str, Path]:
     return Path(meta["workdir"]), meta["branch"], sessions[0] / "events.jsonl"
 
 
+def _kill_when(proc: subprocess.Popen, moment, seconds: float) -> bool:
+    """SIGKILL ``proc`` as soon as ``moment()`` is true (polled every 5 ms); False when the
+    run ended, or ``seconds`` passed, first."""
+    deadline = time.monotonic() + seconds
+    while proc.poll() is None and time.monotonic() < deadline:
+        if moment():
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=30)
+            return True
+        time.sleep(0.005)
+    proc.communicate(timeout=30)
+    return False
+
+
+def _resume_to_the_reference(home: Path, repo: Path, reference: dict) -> None:
+    """``kcode resume`` the killed session: it finishes in the uninterrupted run's state, and
+    leaves nothing behind."""
+    workdir, branch, log = _session(home)
+    resumed = _kcode(home, "resume", cwd=repo)
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err[-3000:]
+    assert _tree(repo, branch) == reference["tree"]
+    assert _completed_steps(log) == reference["steps"]
+    _nothing_left_behind(repo, workdir)
+
+
 def _repo(base: Path) -> Path:
     repo = base / "repo"
     repo.mkdir(parents=True)
@@ -115,25 +141,25 @@ def test_killed_and_resumed_equals_uninterrupted(run, reference, tmp_path):
     proc = _kcode(home, "run", "write the files", "--model", f"scripted:{reference['script']}", "--pack", "none", cwd=repo)
     # the moment counts from the session's creation (any later moment resumes, the very next
     # one included), so a slow start on a loaded machine cannot make it land before it
-    sessions, deadline = home / "data" / "sessions", time.monotonic() + 120
-    while not any(sessions.glob("*/meta.json")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    time.sleep(rng.uniform(0.0, reference["duration"] * 0.9))
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
-    assert (home / "data" / "sessions").exists(), "killed before the session was created: kill later"
+    sessions = home / "data" / "sessions"
+    created = {}
+
+    def later() -> bool:  # a random moment after the session's meta was written
+        if "at" not in created and any(sessions.glob("*/meta.json")):
+            created["at"] = time.monotonic() + rng.uniform(0.0, reference["duration"] * 0.9)
+        return time.monotonic() >= created.get("at", float("inf"))
+
+    _kill_when(proc, later, 120 + reference["duration"])
+    assert sessions.exists(), "killed before the session was created: kill later"
     workdir, branch, log = _session(home)
-    finished = [e for e in read_event_dicts(log) if e["type"] == "session.finished"]
+    finished = [e for e in read_event_dicts(log) if e["type"] == "session.finished"] if log.exists() else []
     if finished and finished[-1]["status"] == "finished":  # the run had ended
         if workdir.exists():  # killed between its last event and removing the work tree
             assert git(workdir, "status", "--porcelain") == ""
-    else:  # killed before the run ended
-        resumed = _kcode(home, "resume", cwd=repo)
-        out, err = resumed.communicate(timeout=300)
-        assert resumed.returncode == 0, err[-3000:]
-        _nothing_left_behind(repo, workdir)
-    assert _tree(repo, branch) == reference["tree"]
-    assert _completed_steps(log) == reference["steps"]
+        assert _tree(repo, branch) == reference["tree"]
+        assert _completed_steps(log) == reference["steps"]
+    else:  # killed before the run ended (or it ended by itself before the moment came)
+        _resume_to_the_reference(home, repo, reference)
 
 
 def _events_so_far(log: Path) -> list[dict]:
@@ -147,29 +173,19 @@ def test_killed_in_the_middle_of_a_tool_call_resumes_to_the_same_state(reference
     home = tmp_path / "home"
     repo = _repo(tmp_path)
     proc = _kcode(home, "run", "write the files", "--model", f"scripted:{reference['script']}", "--pack", "none", cwd=repo)
-    sessions, deadline = home / "data" / "sessions", time.monotonic() + 240
-    killed = False
-    while not killed and proc.poll() is None and time.monotonic() < deadline:
+    sessions = home / "data" / "sessions"
+
+    def in_a_slow_call() -> bool:  # the slow call of step 12 or later: some checkpoints exist by then
         logs = list(sessions.glob("*/events.jsonl")) if sessions.exists() else []
         events = _events_so_far(logs[0]) if logs else []
         last = events[-1] if events else {}
-        # the slow call of step 12 (every fourth step sleeps): some checkpoints exist by then
-        if last.get("type") == "tool.started" and last.get("step", 0) >= 12 and "sleep" in json.dumps(last.get("arguments")):
-            proc.send_signal(signal.SIGKILL)
-            killed = True
-        else:
-            time.sleep(0.005)
-    proc.communicate(timeout=30)
-    assert killed, "the run ended (or timed out) before a slow tool call was seen running"
+        return last.get("type") == "tool.started" and last.get("step", 0) >= 12 and "sleep" in json.dumps(last.get("arguments"))
+
+    assert _kill_when(proc, in_a_slow_call, 240), "the run ended (or timed out) before a slow tool call was seen running"
     workdir, branch, log = _session(home)
     assert any(e["type"] == "tool.started" for e in _tail_after_last_completed(log)), "killed between two steps"
     assert workdir.exists()  # a killed run leaves its work tree, with the cut-short step's effects
-    resumed = _kcode(home, "resume", cwd=repo)
-    out, err = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, err[-3000:]
-    assert _tree(repo, branch) == reference["tree"]
-    assert _completed_steps(log) == reference["steps"]
-    _nothing_left_behind(repo, workdir)
+    _resume_to_the_reference(home, repo, reference)
 
 
 @pytest.mark.parametrize("cut", [0.35, 0.6, 0.85])
@@ -187,11 +203,6 @@ def test_log_cut_mid_line_resumes_to_the_same_state(cut, reference, tmp_path):
         position += 1
     log.write_bytes(data[:position])  # ends inside a line
     assert not log.read_bytes().endswith(b"\n")
-    resumed = _kcode(home, "resume", cwd=repo)
-    out, err = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, err[-3000:]
-    assert _tree(repo, branch) == reference["tree"]
-    assert _completed_steps(log) == reference["steps"]
-    _nothing_left_behind(repo, workdir)
+    _resume_to_the_reference(home, repo, reference)
     for line in log.read_text().splitlines():  # the half line was cut off, not glued to the next event
         json.loads(line)
