@@ -9,7 +9,7 @@ the loop records when it stops.
     ├── ConfigError(UsageError)
     ├── ModelError              anything the model backend reports
     │   ├── TransientModelError rate limits, 5xx, timeouts, cut streams, no connection:
-    │   │   │                   retried by the agent loop (kcode.agent.loop.RetryPolicy)
+    │   │   │                   retried by the agent loop (kcode.agent.retry.RetryPolicy)
     │   │   ├── RateLimited
     │   │   ├── ServerError
     │   │   ├── ModelTimeout

@@ -11,7 +11,7 @@ from typing import Any
 _HOMES = {
     "RunOutcome": "runner", "run_task": "runner", "resume_task": "runner", "rewind_session": "runner",
     "apply_session": "runner", "process_start": "runner",
-    "Agent": "loop", "Budget": "loop", "RunResult": "loop", "RetryPolicy": "loop", "EXIT_CODES": "loop",
+    "Agent": "loop", "Budget": "loop", "RunResult": "loop", "RetryPolicy": "retry", "EXIT_CODES": "loop",
     "Pruned": "prune", "prune_sessions": "prune",
 }  # fmt: skip
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import InitVar, dataclass, field
+from dataclasses import InitVar, dataclass, field, replace
 from typing import Any
 
 from kcode.agent.budgets import Budget, BudgetWatch
@@ -21,7 +21,9 @@ from kcode.agent.compaction import CompactionPolicy, compact, conversation_token
 from kcode.agent.guards import LoopGuard, canonical_call
 from kcode.agent.notes import format_instructions_note, malformed_call_note
 from kcode.agent.plan_reminder import PlanReminder
+from kcode.agent.retry import RetryPolicy
 from kcode.agent.verify import Verification, WorkTree
+from kcode.cancel import CancelToken
 from kcode.errors import BudgetExhausted, Interrupted, KcodeError, ModelError, Submitted, TransientModelError
 from kcode.events import (
     AssistantMessage,
@@ -48,7 +50,7 @@ from kcode.tools.plan import finish_result
 from kcode.tools.testing import detect_test_command
 from kcode.vcs.workspace import Workspace
 
-__all__ = ["Agent", "Budget", "RunResult", "RetryPolicy", "EXIT_CODES"]  # Budget: kcode.agent.budgets'
+__all__ = ["Agent", "Budget", "RunResult", "RetryPolicy", "EXIT_CODES"]  # Budget, RetryPolicy: their modules'
 
 EXIT_CODES = {"finished": 0, "error": 1, "budget_exhausted": 3, "interrupted": 130}
 
@@ -65,20 +67,6 @@ class RunResult:
     @property
     def exit_code(self) -> int:
         return EXIT_CODES[self.status]
-
-
-@dataclass
-class RetryPolicy:
-    """kcode's one retry layer: a step whose model call raised a TransientModelError is
-    called again, up to ``attempts`` calls in all, after the server's Retry-After or a
-    jittered exponential backoff; then the run ends with an error. Backends make one attempt
-    per call. It lives here, not in the HTTP backend, because only the loop can redo a step
-    whose stream broke after output came, it serves every backend (HTTP, llama.cpp, chaos),
-    and each retry is a ``model_retry`` event the user sees."""
-
-    attempts: int = 6
-    base_delay: float = 1.0
-    max_delay: float = 30.0
 
 
 @dataclass
@@ -108,6 +96,7 @@ class Agent:
     _started: float = field(default=0.0, init=False)
     _last_text: str = field(default="", init=False)
     _prompt_tokens: int = field(default=0, init=False)  # size of the last prompt plus what was added since
+    _call_cancel: CancelToken | None = field(default=None, init=False)  # the running tool call's
 
     def __post_init__(self, state: dict[str, Any] | None) -> None:
         saved = state or {}
@@ -228,6 +217,14 @@ class Agent:
 
     # -- tools ---------------------------------------------------------------------------
 
+    def interrupt_tool_call(self) -> bool:
+        """Stop the running tool call (a command's process group is killed), not the run: the
+        model gets its result, cancelled, and the run goes on. From any thread; False: none ran."""
+        token = self._call_cancel
+        if token is not None:
+            token.cancel()
+        return token is not None
+
     def _run_calls(self, calls: list[ToolCall]) -> tuple[list[ToolResult], Submitted | None]:
         """Run the step's calls in order, the plan reminder (when due) on the last one's
         result. A finish raises Submitted: its result is stored like any other (a finish
@@ -246,10 +243,13 @@ class Agent:
         self.bus.emit(ToolCallStarted(step=self.step, call_id=call.id, name=call.name, arguments=call.arguments))
         started = time.monotonic()
         submitted = None
+        self._call_cancel = self.ctx.cancel.child()  # the run's cancel reaches the call, not back
         try:
-            result = self.tools.execute(call, self.ctx)
+            result = self.tools.execute(call, replace(self.ctx, cancel=self._call_cancel))
         except Submitted as handed_in:  # the finish tool: its result is stored, then the step goes on
             result, submitted = finish_result(), handed_in
+        finally:
+            self._call_cancel = None
         duration = round((time.monotonic() - started) * 1000, 1)
         self.bus.emit(ToolCallFinished(step=self.step, call_id=call.id, name=call.name, arguments=call.arguments, output=result.output, is_error=result.is_error, data=result.data, duration_ms=duration))
         if record:

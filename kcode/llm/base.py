@@ -154,7 +154,7 @@ class ChatModel(Protocol):
     ``stream`` yields :class:`TextChunk` / :class:`ReasoningChunk` and ends with exactly one
     :class:`StepEnd`. It makes one attempt and never retries: it raises
     :class:`kcode.errors.TransientModelError` for failures worth retrying (the agent loop
-    retries them: ``kcode.agent.loop.RetryPolicy``) and other
+    retries them: ``kcode.agent.retry.RetryPolicy``) and other
     :class:`kcode.errors.ModelError` subclasses for fatal ones. It must stop promptly when
     ``cancel`` is set.
 

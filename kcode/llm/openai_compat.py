@@ -19,7 +19,7 @@ is retried here. A failure worth retrying raises a
 ``Retry-After``, :class:`ServerError` for 5xx, :class:`ModelTimeout`,
 :class:`ModelUnreachable` when no connection is made, :class:`StreamTruncated` for a stream
 that stops before ``[DONE]`` or a finish reason), and the agent loop retries the step with
-backoff (:class:`kcode.agent.loop.RetryPolicy`, the one retry layer: it serves every backend
+backoff (:class:`kcode.agent.retry.RetryPolicy`, the one retry layer: it serves every backend
 and can also redo a step whose stream broke after output). Other 4xx answers are
 :class:`ModelRequestError` with the server's own message.
 """

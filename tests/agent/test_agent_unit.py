@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from kcode.agent.loop import Agent, Budget
 from kcode.cancel import CancelToken
-from kcode.events import Event, EventBus, ToolCallFinished
+from kcode.events import Event, EventBus, ToolCallFinished, ToolCallStarted
 from kcode.llm.scripted import ScriptedModel
 from kcode.sandbox import LocalSandbox
 from kcode.tools import default_tools
@@ -89,3 +91,55 @@ def test_cancelling_the_parent_token_stops_an_agent_holding_a_child(tmp_path: Pa
     assert (result.status, result.steps, result.exit_code) == ("interrupted", 1, 130)
     assert agent.ctx.cancel.cancelled and parent.cancelled
     assert (tmp_path / "greeting.txt").read_text() == "hello\n"  # the second step never ran
+
+
+SLOW_TURNS = [
+    {"tool_calls": [{"name": "bash", "arguments": {"command": "sleep 30; echo too late"}}]},
+    {"tool_calls": [{"name": "bash", "arguments": {"command": "echo after the interrupt"}}]},
+    {"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]},
+]
+
+
+def _when_the_sleep_starts(agent: Agent, action) -> None:
+    """Run ``action`` in another thread once the slow call has started (as a frontend's
+    key press would come)."""
+
+    def started(event: Event) -> None:
+        if isinstance(event, ToolCallStarted) and "sleep 30" in event.arguments.get("command", ""):
+            threading.Thread(target=action, daemon=True).start()
+
+    agent.bus.subscribe(started)
+
+
+def test_interrupting_a_tool_call_stops_it_and_the_run_goes_on(tmp_path: Path) -> None:
+    events: list[Event] = []
+    run_token = CancelToken()
+    agent = make_agent(tmp_path, SLOW_TURNS, events, cancel=run_token)
+    assert agent.interrupt_tool_call() is False  # no call is running
+
+    def interrupt() -> None:
+        while not agent.interrupt_tool_call():  # until the call's own token exists
+            time.sleep(0.01)
+
+    _when_the_sleep_starts(agent, interrupt)
+    started = time.monotonic()
+    result = agent.run()
+    assert time.monotonic() - started < 20
+    assert (result.status, result.steps) == ("finished", 3) and not run_token.cancelled
+    outputs = [event.output for event in events if isinstance(event, ToolCallFinished)]
+    assert "[cancelled; the process group was killed]" in outputs[0] and "too late" not in outputs[0]
+    assert "after the interrupt" in outputs[1]
+    assert agent.interrupt_tool_call() is False
+
+
+def test_cancelling_the_run_stops_the_running_tool_call(tmp_path: Path) -> None:
+    events: list[Event] = []
+    run_token = CancelToken()
+    agent = make_agent(tmp_path, SLOW_TURNS, events, cancel=run_token)
+    _when_the_sleep_starts(agent, lambda: (time.sleep(0.3), run_token.cancel()))
+    started = time.monotonic()
+    result = agent.run()
+    assert time.monotonic() - started < 20
+    assert (result.status, result.steps) == ("interrupted", 1)
+    [finished] = [event for event in events if isinstance(event, ToolCallFinished)]
+    assert "[cancelled; the process group was killed]" in finished.output
