@@ -23,7 +23,8 @@ from kcode.context.excerpt import Excerpt, format_ranges
 from kcode.context.history import NEWEST, TRUNCATED, commit_times, read_head
 from kcode.context.layout import CORE_CHARS_PER_TOKEN, render_sequence, render_tail
 from kcode.context.index import RefreshStats, RepoIndex
-from kcode.context.rank import PathIndex, Ranker, Ranking, quoted_matches, quoted_spans, seeds_from_task
+from kcode.context.rank import Ranker, Ranking
+from kcode.context.seeds import PathIndex, quoted_matches, quoted_spans, seeds_from_task
 from kcode.context.render import MapCost, render_file
 from kcode.errors import UsageError
 

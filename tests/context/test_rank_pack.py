@@ -195,7 +195,7 @@ def test_a_code_span_the_report_quotes_finds_the_file_that_holds_it(tmp_path, tr
 
 
 def test_quoted_matches_weighs_rare_spans_and_ignores_common_ones():
-    from kcode.context.rank import quoted_matches, quoted_spans
+    from kcode.context.seeds import quoted_matches, quoted_spans
 
     assert quoted_spans("use `a`, `  foo(x=1) `, `foo(x=1)` and ```") == ["foo(x=1)"]
     texts = [(f"f{i}.py", "common()\n" + ("rare()\n" if i == 0 else "")) for i in range(200)]
