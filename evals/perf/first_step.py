@@ -114,7 +114,7 @@ def bench_prefill(model_path: Path, best: dict, rounds: int = 3) -> dict:
     messages, tools = _prompt_messages()
     ours = create_model(str(model_path), ModelOptions(temperature=0.0, max_output_tokens=1, llamacpp=LlamaCppOptions(ctx=4096, prefix_cache="off")))
     prompt = ours._template.render(messages, tools)
-    tokens = ours._tokenize(prompt, first=True)
+    tokens = ours.vocabulary.tokenize(prompt, first=True)
     bare = llama_cpp.Llama(str(model_path), n_ctx=4096, n_gpu_layers=0, verbose=False, **best)
 
     def run_bare() -> float:

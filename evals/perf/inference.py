@@ -63,7 +63,7 @@ def bench_generation(path: str, n_tokens: int = 128, repeats: int = 3) -> dict:
                                             "utility functions for strings and lists."}]
     model = create_model(path, ModelOptions(temperature=0.0, max_output_tokens=n_tokens, llamacpp=LlamaCppOptions(ctx=2048, threads=threads)))
     prompt = model._template.render(messages, [])
-    tokens = model._tokenize(prompt, first=True)
+    tokens = model.vocabulary.tokenize(prompt, first=True)
     direct = llama_cpp.Llama(path, n_ctx=2048, n_batch=512, n_ubatch=512, n_gpu_layers=0, n_threads=threads,
                              n_threads_batch=threads, flash_attn=False, verbose=False)
 

@@ -56,8 +56,8 @@ def test_renders_the_gguf_template_with_tools_calls_and_results(model):
     assert "## Return of functions.read_file:0\ndef add(): ..." in prompt
     assert prompt.endswith("<|im_assistant|>assistant<|im_middle|>")
     # markers are single control tokens, and decoding keeps them
-    ids = model._tokenize("<|tool_call_begin|>functions")
-    assert len(ids) < len("<|tool_call_begin|>") and model._detokenize(ids) == "<|tool_call_begin|>functions"
+    ids = model.vocabulary.tokenize("<|tool_call_begin|>functions")
+    assert len(ids) < len("<|tool_call_begin|>") and model.vocabulary.detokenize(ids) == "<|tool_call_begin|>functions"
 
 
 def test_a_step_streams_then_ends_with_usage(model):
@@ -93,7 +93,7 @@ def test_generated_ids_are_kept_when_the_template_reproduces_them(model):
     suffix = "<|im_end|><|im_user|>user<|im_middle|>go on<|im_end|>"
     tokens = model._prompt_tokens(turn_text + suffix, messages, TOOLS)
     assert tokens[: len(turn_tokens)] == turn_tokens  # generated ids reused verbatim
-    assert tokens[len(turn_tokens):] == model._tokenize(suffix)
+    assert tokens[len(turn_tokens):] == model.vocabulary.tokenize(suffix)
 
 
 SHORT_TOOLS = [  # bounded strings, so that random weights finish a call within the budget
@@ -110,12 +110,12 @@ def test_grammar_forces_valid_kimi_calls_even_from_random_weights(tiny_deepseek2
     prompt = model._template.render([SYSTEM, USER], SHORT_TOOLS) + KIMI_SECTION_BEGIN
     grammar = llama_cpp.LlamaGrammar.from_string(tool_call_grammar(SHORT_TOOLS, KIMI_SECTION_BEGIN), verbose=False)
     out = []
-    tokens = model._tokenize(prompt, first=True)
+    tokens = model.vocabulary.tokenize(prompt, first=True)
     for token in model._llm.generate(tokens, grammar=grammar, temp=1.0, top_k=0, top_p=1.0, min_p=0.0):
-        if model._is_end_of_turn(token) or len(out) > 400:
+        if model.vocabulary.is_end_of_turn(token) or len(out) > 400:
             break
         out.append(token)
-    text = model._detokenize(out)
+    text = model.vocabulary.detokenize(out)
     # checked against the unbounded schemas: the grammar counts a "<x" pair as one character
     parsed = parse_output(KIMI_SECTION_BEGIN + text, TOOLS)
     assert text.endswith("<|tool_calls_section_end|>"), text
@@ -188,6 +188,6 @@ def test_a_required_tool_call_is_constrained_from_the_first_token(tiny_llama_moe
 
 def test_a_new_turn_marker_ends_the_step(model):
     user_turn = model._llm.tokenize(b"<|im_user|>", add_bos=False, special=True)
-    assert len(user_turn) == 1 and model._is_end_of_turn(user_turn[0])
+    assert len(user_turn) == 1 and model.vocabulary.is_end_of_turn(user_turn[0])
     middle = model._llm.tokenize(b"<|im_middle|>", add_bos=False, special=True)
-    assert not model._is_end_of_turn(middle[0])
+    assert not model.vocabulary.is_end_of_turn(middle[0])

@@ -5,9 +5,9 @@ GGUF's own chat template, but tokenizes only what is new: when the new prompt te
 the previous prompt plus what the model generated, the previous token ids (including the
 generated ones, never re-tokenized) are kept and only the suffix is tokenized, so llama.cpp
 evaluates just the new tokens. Tokens are decoded with special tokens kept (Kimi's tool-call
-markers are CONTROL tokens), streamed as reasoning/text, and parsed into tool calls at the
-end of the step. ``--constrain-tools`` switches to a GBNF grammar once a tool-call opener
-appears.
+markers are CONTROL tokens; :mod:`kcode.llm.llamacpp._vocab`), streamed as reasoning/text,
+and parsed into tool calls at the end of the step. ``--constrain-tools`` switches to a GBNF
+grammar once a tool-call opener appears.
 
 The prompt's head is tokenized layer by layer (the first system message with the tool schemas;
 then every leading system message), so each layer is a token prefix of the prompt. With a
@@ -21,8 +21,6 @@ prefill's speed, from llama.cpp's own counters, refreshes the stored prefill spe
 from __future__ import annotations
 
 import codecs
-import ctypes
-import functools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -50,6 +48,7 @@ from kcode.llm.llamacpp._prefix_cache import (
     prefix_cache_dir,
 )
 from kcode.llm.llamacpp._streaming import OutputSplitter
+from kcode.llm.llamacpp._vocab import Vocabulary
 from kcode.llm.prefill import (
     EMA_WEIGHT,
     MIN_SAMPLE_TOKENS,
@@ -149,14 +148,9 @@ class LlamaCppModel:
                 on_notice(notice)
         self.settings = loaded.settings
         metadata = self._llm.metadata
-        self._vocab = self._llm._model.vocab
-        self._pieces: dict[int, bytes] = {}
-        self._template = ChatTemplate(
-            metadata.get("tokenizer.chat_template", ""),
-            bos_token=self._token_text(self._llm.token_bos()),
-            eos_token=self._token_text(self._llm.token_eos()),
-        )
-        self._add_bos = metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
+        self.vocabulary = Vocabulary(self._llm, add_bos=metadata.get("tokenizer.ggml.add_bos_token", "false") == "true")
+        self._template = ChatTemplate(metadata.get("tokenizer.chat_template", ""), bos_token=self.vocabulary.bos_text,
+                                      eos_token=self.vocabulary.eos_text)
         self._constrain_tools = options.constrain_tools
         self._identity = model_identity(self.path, self.settings)
         cache_folder = prefix_cache_dir(options.prefix_cache)
@@ -188,12 +182,12 @@ class LlamaCppModel:
         return self._n_ctx
 
     def count_tokens(self, text: str) -> int:
-        return len(self._tokenize(text))
+        return len(self.vocabulary.tokenize(text))
 
     def count_prompt_tokens(self, messages: list[Message], tools: list[ToolSpec]) -> int:
         """Tokens of ``messages`` and ``tools`` as this model's chat template renders them."""
         text = self._template.render(messages, tools, add_generation_prompt=False, thinking=self._thinking)
-        return len(self._tokenize(text, first=True))
+        return len(self.vocabulary.tokenize(text, first=True))
 
     def state(self) -> dict[str, Any]:
         return {}  # the KV cache is rebuilt (or restored from the prefix cache) on resume
@@ -245,9 +239,9 @@ class LlamaCppModel:
                 generator.close()
                 raise Interrupted("interrupted by the user")
             generated.append(token)
-            if self._is_end_of_turn(token):
+            if self.vocabulary.is_end_of_turn(token):
                 break
-            yield from self._chunks(splitter.feed(decoder.decode(self._piece(token))))
+            yield from self._chunks(splitter.feed(decoder.decode(self.vocabulary.piece(token))))
             if len(generated) >= budget:
                 finish_reason = "length"
                 break
@@ -262,8 +256,8 @@ class LlamaCppModel:
         self._save_head()
         yield from self._chunks(splitter.feed(decoder.decode(b"", final=True)))
         yield from self._chunks(splitter.finish())
-        text = self._detokenize(generated)
-        body = self._detokenize([t for t in generated if not self._is_end_of_turn(t)])
+        text = self.vocabulary.detokenize(generated)
+        body = self.vocabulary.detokenize([t for t in generated if not self.vocabulary.is_end_of_turn(t)])
         self._last_prompt = (prompt, tokens)
         self._last_turn = (prompt + text, tokens + generated)
         parsed = parse_output(body, tools, id_prefix=f"call_{self._step}")
@@ -296,7 +290,7 @@ class LlamaCppModel:
         """Time a prefill of ``n_tokens`` tokens from an empty context (a few seconds on a
         CPU) and store it. The context is emptied; the next step restores or re-evaluates."""
         llm = self._llm
-        tokens = self._tokenize(calibration_text(n_tokens + 8), first=True)
+        tokens = self.vocabulary.tokenize(calibration_text(n_tokens + 8), first=True)
         llm.reset()
         llm.eval(tokens[:8])  # the first decode allocates buffers; keep it out of the figure
         evaluated, seconds = self._timed_eval(tokens[8 : 8 + min(n_tokens, self._n_ctx - 16)])
@@ -315,7 +309,7 @@ class LlamaCppModel:
         following prompt head belongs to (the repository) in the cache entries written later."""
         self._label = label
         text = self._template.render(messages, tools, add_generation_prompt=False, thinking=self._thinking)
-        tokens = self._tokenize(text, first=True)
+        tokens = self.vocabulary.tokenize(text, first=True)
         if self._store is None or len(tokens) < _MIN_LAYER_TOKENS:
             return PrefixStatus(len(tokens), False)
         if self._store.find(self._identity, tokens) is not None:
@@ -350,7 +344,7 @@ class LlamaCppModel:
         conversation is tokenized layer by layer so that each layer is a token prefix."""
         for known_text, known_tokens in (self._last_turn, self._last_prompt):
             if known_text and prompt.startswith(known_text):
-                return known_tokens + self._tokenize(prompt[len(known_text):])
+                return known_tokens + self.vocabulary.tokenize(prompt[len(known_text):])
         heads = 0
         while heads < len(messages) and messages[heads].get("role") == "system":
             heads += 1
@@ -361,11 +355,11 @@ class LlamaCppModel:
             layer = self._template.render(messages[:count], tools, add_generation_prompt=False,
                                           thinking=self._thinking, raw_arguments=self._raw_arguments)
             if len(layer) > len(done) and prompt.startswith(layer) and layer.startswith(done):
-                tokens += self._tokenize(layer[len(done):], first=not done)
+                tokens += self.vocabulary.tokenize(layer[len(done):], first=not done)
                 done = layer
             ends.append(len(tokens))
         self._layers = (ends[0], ends[-1]) if ends else (0, 0)
-        return tokens + self._tokenize(prompt[len(done):], first=not done)
+        return tokens + self.vocabulary.tokenize(prompt[len(done):], first=not done)
 
     def _common_with_context(self, tokens: list[int]) -> int:
         held = self._llm.input_ids[: self._llm.n_tokens]
@@ -461,53 +455,6 @@ class LlamaCppModel:
             return  # restored whole: the entry is there already
         self._store.save(self._llm, self._identity, self.path.name, stable_tokens=head_end,
                          fixed_tokens=fixed_end, label=self._label, note=self._note)
-
-    # --- tokens and text ------------------------------------------------------------------
-
-    def _tokenize(self, text: str, *, first: bool = False) -> list[int]:
-        add_bos = first and self._add_bos and not (
-            self._template.bos_token and text.startswith(self._template.bos_token))
-        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
-
-    def _piece(self, token: int) -> bytes:
-        """The bytes of one token with special tokens kept (llama-cpp-python's own
-        detokenize uses a 32-byte buffer; long pieces need more)."""
-        piece = self._pieces.get(token)
-        if piece is None:
-            import llama_cpp
-
-            size = 64
-            while True:
-                buffer = ctypes.create_string_buffer(size)
-                n = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, size, 0, True)
-                if n >= 0:
-                    piece = buffer.raw[:n]
-                    break
-                size = -n
-            self._pieces[token] = piece
-        return piece
-
-    def _detokenize(self, tokens: list[int]) -> str:
-        return b"".join(self._piece(t) for t in tokens).decode("utf-8", errors="replace")
-
-    def _token_text(self, token: int) -> str:
-        return self._piece(token).decode("utf-8", errors="replace") if token >= 0 else ""
-
-    def _is_end_of_turn(self, token: int) -> bool:
-        import llama_cpp
-
-        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token)) or token in self._turn_openers
-
-    @functools.cached_property
-    def _turn_openers(self) -> frozenset[int]:
-        """Control tokens that open a new chat turn. A model that emits one has finished its
-        own turn (small models sometimes skip the end-of-turn token and start the next)."""
-        openers = set()
-        for text in ("<|im_start|>", "<|im_user|>", "<|im_assistant|>", "<|im_system|>", "<|start_header_id|>"):
-            tokens = self._llm.tokenize(text.encode(), add_bos=False, special=True)
-            if len(tokens) == 1:
-                openers.add(tokens[0])
-        return frozenset(openers)
 
     def _grammar(self, tools: list[ToolSpec], opener: str, *, include_opener: bool = False) -> Any:
         import llama_cpp
