@@ -149,7 +149,6 @@ class Workspace:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with WORKTREE_LOCK:
-                git(["worktree", "prune"], self.repo)  # forget a work tree whose directory is gone
                 git(["worktree", "add", "--quiet", "-b", self.branch, str(self.path), self.base_commit], self.repo)
 
     def checkpoint(self, message: str) -> CheckpointInfo | None:
