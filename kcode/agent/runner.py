@@ -405,6 +405,7 @@ def resume_task(
     ``store`` and ``subscribers`` as for :func:`run_task` (the prompt is the logged
     conversation)."""
     store = SessionStore() if store is None else store
+    owns_tools = tools is None
     tools = default_tools() if tools is None else tools
     meta = store.resolve(session_id, repo_root(repo) if repo else None)
     _refuse_running(store, meta)
@@ -438,6 +439,8 @@ def resume_task(
             for call in recovered.interrupted_calls:
                 bus.emit(ErrorEvent(message=f"tool call {call} was in flight when the session stopped; its effects were rolled back to the last checkpoint and the step will run again", kind="interrupted_tool", step=state.step + 1))
             ctx = _context(config, store, meta, workspace, cancel, bus)
+            if owns_tools:
+                tools = _with_subagents(config, tools, model, store, meta, workspace, bus, cancel)
             ctx.state.todo = list(state.todo)
             messages = state.conversation()
             if not recovered.snapshots:  # no step had started: log (the rest of) the opening

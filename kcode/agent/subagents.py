@@ -199,6 +199,9 @@ class Subagents:
         self.started = sum(1 for entry in self._registry.values() if entry.get("session_id"))
         self.steps_used = sum(int(entry.get("steps", 0)) for entry in self._registry.values())
         self._reserved = 0
+        # sub-agents of this parent from before a resume, by their task: one killed before the
+        # registry learned its id is continued, not started again
+        self._earlier = {m.task: m.session_id for m in store.list() if m.parent_id == meta.session_id}
 
     # ---- limits and the registry ----
     def _load_registry(self) -> dict[str, dict]:
@@ -249,6 +252,8 @@ class Subagents:
             if report.mode == "edit" and report.merged and report.head:
                 self._merge(report, report.base, report.head)  # a resumed parent went back to before the merge
             return report
+        if not entry.get("session_id") and _child_task(spec) in self._earlier:
+            entry["session_id"] = self._earlier[_child_task(spec)]
         steps = self._reserve(spec, fresh=not entry.get("session_id"))
         report = SubagentReport(spec.description, spec.mode)
         try:
@@ -315,6 +320,10 @@ class Subagents:
     def _start(self, spec, key, resume_id, steps, config, model, tools, cancel, subscribers) -> SubagentReport:
         from kcode.agent.runner import resume_task, run_task
 
+        if resume_id:
+            done = self.store.read_meta(resume_id)
+            if done.status == "finished":  # it finished, and the parent was killed before it heard
+                return self._finished_report(spec, done)
         self._tree.acquire()  # released once the sub-agent's session has started (its work tree made)
         self._making.held = True
         try:
@@ -335,6 +344,18 @@ class Subagents:
                 self._merge(report, report.base, report.head)
             except KcodeError as error:  # its work stays on its branch
                 report.error = f"could not merge (its work is on {report.branch}): {error}"
+        return report
+
+    def _finished_report(self, spec: SubagentSpec, meta: SessionMeta) -> SubagentReport:
+        from kcode.vcs.git import git
+
+        report = SubagentReport(spec.description, spec.mode, session_id=meta.session_id, status=meta.status, summary=meta.summary,
+                                steps=meta.steps, branch=meta.branch, reused=True)
+        if spec.mode == "edit":
+            repo = Path(meta.repo)
+            report.base, report.head = meta.base_commit, str(git(["rev-parse", meta.branch], repo)).strip()
+            report.changed_files = str(git(["diff", "--name-only", report.base, report.head], repo)).split()
+            self._merge(report, report.base, report.head)
         return report
 
     def _tree_made(self) -> None:
