@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -109,7 +110,8 @@ class SpeedStore:
         data = self._read()
         data[key] = asdict(speed)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        # per process and thread: sub-agents in threads record their speeds at the same time
+        partial = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         partial.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
         os.replace(partial, self.path)
 
