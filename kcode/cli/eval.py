@@ -133,6 +133,28 @@ def report_command(
             typer.echo(f"kcode eval report: wrote {html}", err=True)
 
 
+@app.command("support")
+def support_command(
+    dataset: Annotated[str, typer.Option("--dataset", help="The dataset (as for eval run).")],
+    split: Annotated[str | None, typer.Option(help="The split.")] = None,
+    filter: Annotated[str | None, typer.Option("--filter", help="Instances whose id matches this regular expression.")] = None,
+    repos: Annotated[Path | None, typer.Option("--repos", help="Also require a local mirror in this folder.")] = None,
+    ids: Annotated[bool, typer.Option("--ids", help="List the supported instance ids, one per line.")] = False,
+) -> None:
+    """Which instances run and grade here without Docker, and why the others do not."""
+    from kcode.cli.run import _errors
+    from kcode.evals.dataset import load_dataset, select
+    from kcode.evals.support import check_support, render_support
+
+    with _errors():
+        chosen = select(load_dataset(_resolve_dataset(dataset), split), filter=filter)
+        verdicts = check_support(chosen, repos.resolve() if repos else None)
+    if ids:
+        typer.echo("\n".join(v.instance_id for v in verdicts if v.supported))
+    else:
+        typer.echo(render_support(verdicts))
+
+
 def _register_grading() -> None:
     """``grade`` and ``build-suite`` (kcode/cli/eval_grade.py)."""
     from kcode.cli import eval_grade
