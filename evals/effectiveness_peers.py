@@ -33,7 +33,7 @@ __all__ = [
 PEER_VERSIONS = {"mini": ("mini-swe-agent", "2.4.6"), "aider": ("aider-chat", "0.86.2")}
 INSTALLED = ".kcode-installed"
 # what an agent leaves in a checkout that is not part of its patch
-PATCH_EXCLUDES = (".aider*", ".kcode/**", "**/__pycache__/**", "**/*.pyc", "**/.pytest_cache/**", ".mini-*")
+PATCH_EXCLUDES = (".aider*", ".aider*/**", ".kcode/**", "**/__pycache__/**", "**/*.pyc", "**/.pytest_cache/**", ".mini-*")
 
 
 @dataclass

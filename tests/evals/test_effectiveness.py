@@ -69,6 +69,8 @@ def test_the_patch_holds_edits_and_new_files_but_not_the_agents_droppings(bench,
     (calc_repo / "calc" / "__init__.py").write_text((calc_repo / "calc" / "__init__.py").read_text().replace("a - b", "a + b"))
     (calc_repo / "repro.py").write_text("print(1)\n")
     (calc_repo / ".aider.chat.history.md").write_text("chat\n")
+    (calc_repo / ".aider.tags.cache.v4").mkdir()
+    (calc_repo / ".aider.tags.cache.v4" / "cache.db").write_bytes(b"\0")
     (calc_repo / "calc" / "__pycache__").mkdir()
     (calc_repo / "calc" / "__pycache__" / "x.pyc").write_bytes(b"\0")
     patch = take_patch(calc_repo, base)
