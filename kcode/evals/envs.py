@@ -28,7 +28,9 @@ from pathlib import Path
 from kcode import paths
 from kcode.errors import KcodeError
 
-__all__ = ["Env", "EnvError", "EnvStats", "PythonNotFound", "ensure_env", "env_lock", "find_python", "offline_install"]
+__all__ = [
+    "Env", "EnvError", "EnvStats", "PythonNotFound", "download_build_requires", "ensure_env", "env_lock", "find_python", "missing_requirements", "offline_install", "top_up",
+]
 
 
 class EnvError(KcodeError):
@@ -67,6 +69,11 @@ class Env:
     @property
     def bin(self) -> Path:
         return self.venv / "bin"
+
+    @property
+    def wheels(self) -> Path:
+        """The build requirements, so installs after the build need no network."""
+        return self.root / "wheels"
 
     @property
     def testbed(self) -> Path:
@@ -134,45 +141,84 @@ def ensure_env(
     source: Path,
     requirements_paths: list[str] = (),  # type: ignore[assignment]
     install: str = "",
+    extra_env: dict[str, str] | None = None,
     cache_dir: Path | None = None,
     stats: EnvStats | None = None,
     log: list[str] | None = None,
 ) -> Env:
     """The environment ``key``, built when missing or built from something else.
 
-    ``source`` is a checkout of the repository (its requirements files and build
-    requirements are read from it; ``install``, the repository's own install command, runs
-    in it once with the network, so the project's dependencies are in the env). The caller
+    ``source`` is a checkout of the repository: its requirements files are read from it,
+    and ``install`` (the repository's own install command) runs in it with the network, so
+    the project's dependencies and build requirements are in the env. That install runs
+    Later checkouts of the same env get missing dependencies from :func:`top_up`. The caller
     holds :func:`env_lock` of the env's root.
     """
     env = Env(key, envs_dir(cache_dir) / key)
     requirements = "\n".join(_read(source / p) for p in requirements_paths if (source / p).is_file())
-    build_requires = _build_requires(source)
-    stamp = fingerprint(python, packages + [install], requirements, build_requires)
-    meta = env.root / "env.json"
-    if meta.is_file() and json.loads(meta.read_text()).get("fingerprint") == stamp and (env.bin / "python").exists():
-        if stats is not None:
-            stats.record(key, built=False)
-        return env
-    interpreter = find_python(python)
-    shutil.rmtree(env.venv, ignore_errors=True)
-    meta.unlink(missing_ok=True)
-    _step([str(interpreter), "-m", "venv", str(env.venv)], "create the venv", log)
-    pip = [str(env.bin / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    wanted = list(packages) + build_requires
-    if wanted:
-        _step(pip + wanted, "install the packages", log)
-    if requirements.strip():
-        req_file = env.root / "requirements.txt"
-        req_file.write_text(_clean_requirements(requirements))
-        _step(pip + ["-r", str(req_file)], "install the requirements", log)
-    if install:
-        venv_env = {**os.environ, "PATH": f"{env.bin}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(env.venv)}
-        _step(["bash", "-c", install], "run the repository's install", log, cwd=source, env=venv_env)
-    meta.write_text(json.dumps({"fingerprint": stamp, "python": python, "packages": packages, "build_requires": build_requires}, indent=1))
+    stamp = fingerprint(python, packages, requirements, [])
+    meta_file = env.root / "env.json"
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    built = not (meta.get("fingerprint") == stamp and (env.bin / "python").exists())
+    if built:
+        interpreter = find_python(python)
+        shutil.rmtree(env.venv, ignore_errors=True)
+        meta_file.unlink(missing_ok=True)
+        meta = {}
+        _step([str(interpreter), "-m", "venv", str(env.venv)], "create the venv", log)
+        pip = [str(env.bin / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+        if packages:
+            _step(pip + list(packages), "install the packages", log)
+        if requirements.strip():
+            req_file = env.root / "requirements.txt"
+            req_file.write_text(_clean_requirements(requirements))
+            _step(pip + ["-r", str(req_file)], "install the requirements", log)
+        meta = {"fingerprint": stamp, "python": python, "packages": packages, "top_ups": 0}
+    deps = _packaging_hash(source, install)
+    if built or not meta.get("deps"):
+        build_requires = _build_requires(source)
+        if install:
+            venv_env = {**os.environ, **(extra_env or {}), "PATH": f"{env.bin}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(env.venv)}
+            _step(["bash", "-c", install], "run the repository's install", log, cwd=source, env=venv_env)
+        download_build_requires(env, source, log)
+        meta.update(deps=deps, build_requires=build_requires, top_ups=meta.get("top_ups", -1) + 1)
+        meta_file.write_text(json.dumps(meta, indent=1))
     if stats is not None:
-        stats.record(key, built=True)
+        stats.record(key, built=built)
     return env
+
+
+def download_build_requires(env: Env, source: Path, log: list[str] | None = None) -> list[str]:
+    """Put the checkout's build requirements into the env's wheel directory (the network)."""
+    requires = _build_requires(source)
+    download = [str(env.bin / "python"), "-m", "pip", "download", "--disable-pip-version-check", "-q", "--dest", str(env.wheels)]
+    _step(download + requires + ["wheel"], "download the build requirements", log)
+    return requires
+
+
+def missing_requirements(env: Env, timeout: float = 120) -> list[str]:
+    """The requirements ``pip check`` finds missing in the env (the project's own included)."""
+    done = subprocess.run([str(env.bin / "python"), "-m", "pip", "check", "--disable-pip-version-check"], capture_output=True, text=True, timeout=timeout)
+    missing = re.findall(r"^\S+ [\w.+!-]+ requires ([\w.-]+), which is not installed", done.stdout, re.MULTILINE)
+    return sorted(set(missing))
+
+
+def top_up(env: Env, requirements: list[str], log: list[str] | None = None) -> None:
+    """Install requirements a later checkout needs (the network; no repository code runs)."""
+    _step([str(env.bin / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q", *requirements], "install the missing dependencies", log)
+    meta_file = env.root / "env.json"
+    meta = json.loads(meta_file.read_text())
+    meta["top_ups"] = meta.get("top_ups", 0) + 1
+    meta_file.write_text(json.dumps(meta, indent=1))
+
+
+def _packaging_hash(source: Path, install: str) -> str:
+    """What the project's dependencies and build depend on: its packaging files."""
+    digest = hashlib.sha256(install.encode())
+    for name in ("setup.py", "setup.cfg", "pyproject.toml", "requirements.txt"):
+        path = source / name
+        digest.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"-"))
+    return digest.hexdigest()[:16]
 
 
 def _read(path: Path) -> str:
@@ -187,8 +233,7 @@ def _clean_requirements(text: str) -> str:
 
 
 def _build_requires(source: Path) -> list[str]:
-    """What ``pip install --no-build-isolation`` needs: pyproject's build requirements, or
-    setuptools and wheel."""
+    """What building the repository needs: pyproject's build requirements, or setuptools."""
     pyproject = source / "pyproject.toml"
     requires: list[str] = []
     if pyproject.is_file():
@@ -214,12 +259,13 @@ def _step(argv: list[str], what: str, log: list[str] | None, cwd: Path | None = 
 _PIP_INSTALL_SELF = re.compile(r"^(python -m pip|pip) install (-e )?\.(\[[\w,.-]+\])?$")
 
 
-def offline_install(command: str) -> str:
+def offline_install(command: str, env: Env) -> str:
     """The repository's install command made to work offline in a built environment: the
-    official ``pip install [-e] .[extras]`` becomes an editable install without build
-    isolation and without dependencies (they are in the env already)."""
+    official ``pip install [-e] .[extras]`` becomes an editable install without dependencies
+    (they are in the env already) whose isolated build takes its requirements from the
+    env's wheel directory, never the index."""
     match = _PIP_INSTALL_SELF.match(command.strip())
     if match is None:
         return command
     extras = match.group(3) or ""
-    return f"python -m pip install --disable-pip-version-check -q --no-build-isolation --no-deps -e .{extras}"
+    return f"python -m pip install --disable-pip-version-check -q --no-index --find-links {env.wheels} --no-deps -e .{extras}"

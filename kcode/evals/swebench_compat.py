@@ -119,6 +119,7 @@ class RepoSpec:
     eval_commands: list[str] = field(default_factory=list)
     parser: Callable[[str, Any], dict[str, str]] | None = None
     official: bool = False
+    env: dict[str, str] = field(default_factory=dict)  # variables for the install and the tests
 
     @property
     def env_key(self) -> str:
@@ -171,6 +172,10 @@ def _from_official(inst: Any, base: dict, sw: types.SimpleNamespace) -> RepoSpec
     test_cmd = base["test_cmd"]
     spec.test_cmd = test_cmd[-1] if isinstance(test_cmd, list) else test_cmd
     spec.eval_commands = list(base.get("eval_commands", []))
+    if re.fullmatch(r"\d+\.\d+", inst.version or ""):
+        # the checkout has no tags (the official one keeps the older ones): setuptools_scm
+        # would call the project 0.1.dev, which breaks minversion checks
+        spec.env["SETUPTOOLS_SCM_PRETEND_VERSION"] = f"{inst.version}.0"
     spec.parser = sw.parsers.get(inst.repo)
     if spec.parser is None:
         raise UnsupportedInstance(f"{inst.repo}: no official log parser")
