@@ -33,7 +33,10 @@ from kcode.errors import KcodeError
 from kcode.evals import envs, swebench_compat
 from kcode.evals.schemas import load_predictions
 
-__all__ = ["GIT_APPLY_CMDS", "GradeError", "InstanceReport", "grade", "grade_one", "load_predictions", "patch_guard"]
+__all__ = [
+    "GIT_APPLY_CMDS", "GradeError", "InstanceReport", "TestRun", "exit_code_disagrees", "grade", "grade_one", "load_predictions",
+    "patch_guard", "run_tests",
+]
 
 GIT_APPLY_CMDS = ["git apply --verbose", "git apply --verbose --reject", "patch --batch --fuzz=5 -p1 -i"]
 APPLY_PATCH_FAIL = ">>>>> Patch Apply Failed"
@@ -160,6 +163,8 @@ def grade_one(
     inst_dir = Path(out_dir) / inst.instance_id
     inst_dir.mkdir(parents=True, exist_ok=True)
     (inst_dir / "patch.diff").write_text(patch or "")
+    if patch is not None and not patch.endswith("\n"):
+        patch += "\n"  # git apply rejects a last line without its newline
     log: list[str] = []
     result = InstanceReport(inst.instance_id, False, None, _empty_report(inst.instance_id, patch), 0.0)
     try:
@@ -177,19 +182,27 @@ def grade_one(
     return result
 
 
-def _grade(inst, patch, inst_dir, result, log, *, cache_dir, timeout, repos_dir, stats) -> None:
+@dataclass
+class TestRun:
+    """The test command's run in the sandbox: only this output is ever parsed."""
+
+    command: str
+    output: str
+    exit_code: int
+    timed_out: bool
+    spec: swebench_compat.RepoSpec
+
+
+def run_tests(inst, patch: str | None, inst_dir: Path, log: list[str], *, cache_dir=None, timeout: float = 1800,
+              repos_dir=None, stats=None, env_info: dict | None = None) -> TestRun:
+    """Check out, apply ``patch`` (None: the base as it is), install, restore the test files,
+    apply ``test_patch`` and run the tests; raises GradeError when a step fails."""
     spec = swebench_compat.repo_spec(inst)
     directives = swebench_compat.test_directives(inst)
     if not directives:
         raise GradeError("no test files to run (test_patch touches none and no test_files given)")
-    body = result.report[inst.instance_id]
-    reason = patch_guard(inst, patch, directives)
-    if reason:
-        result.reason = reason
-        body["tests_status"] = swebench_compat.tests_report(inst, {})[0]
-        log.append(f"guard: {reason}")
-        return
     timeout = float(inst.overrides.get("timeout", timeout)) if getattr(inst, "overrides", None) else timeout
+    env_info = {} if env_info is None else env_info
     root = envs.envs_dir(cache_dir) / spec.env_key
     with envs.env_lock(root):
         testbed = root / "testbed"
@@ -199,13 +212,15 @@ def _grade(inst, patch, inst_dir, result, log, *, cache_dir, timeout, repos_dir,
             spec.env_key, spec.python, spec.packages, source=testbed, requirements_paths=spec.requirements_paths,
             install=spec.install, extra_env=spec.env, cache_dir=cache_dir, stats=stats, log=log,
         )
-        result.env = {"key": env.key, "built": bool(stats and len(stats.built) > before)}
-        patch_file = inst_dir / "patch.diff"
-        applied = _apply_chain(testbed, patch_file.resolve(), log)
-        if applied is None:
-            log.append(APPLY_PATCH_FAIL)
-            raise GradeError("patch does not apply")
-        log.append(f"{APPLY_PATCH_PASS} ({applied})")
+        env_info.update(key=env.key, built=bool(stats and len(stats.built) > before))
+        if patch is not None:
+            patch_file = inst_dir / "patch.diff"
+            patch_file.write_text(patch)
+            applied = _apply_chain(testbed, patch_file.resolve(), log)
+            if applied is None:
+                log.append(APPLY_PATCH_FAIL)
+                raise GradeError("patch does not apply")
+            log.append(f"{APPLY_PATCH_PASS} ({applied})")
         sandbox = _sandbox(testbed, env)
         path_env = {"PATH": f"{env.bin}:/usr/local/bin:/usr/bin:/bin", "VIRTUAL_ENV": str(env.venv), "PYTHONDONTWRITEBYTECODE": "1", **spec.env}
         setup = [*spec.eval_commands, *spec.pre_install]
@@ -222,7 +237,7 @@ def _grade(inst, patch, inst_dir, result, log, *, cache_dir, timeout, repos_dir,
             if missing:
                 log.append(f"top-up: {' '.join(missing)}")
                 envs.top_up(env, missing, log)
-                result.env["top_up"] = missing
+                env_info["top_up"] = missing
         test_files = swebench_compat.modified_files(inst.test_patch or "")
         if test_files:
             _run(["git", "checkout", inst.base_commit, "--", *test_files], testbed, log)
@@ -238,18 +253,42 @@ def _grade(inst, patch, inst_dir, result, log, *, cache_dir, timeout, repos_dir,
     (inst_dir / "test_output.txt").write_text(text)
     if done.timed_out:
         log.append(TESTS_TIMEOUT)
-        body["tests_status"] = swebench_compat.tests_report(inst, {})[0]
         raise GradeError(f"tests timed out after {timeout:g}s")
     region = text.split(start + "\n", 1)[1].rsplit("\n" + end, 1)[0]
-    status = swebench_compat.parse_test_output(inst, spec, region)
+    return TestRun(command, region, done.exit_code, done.timed_out, spec)
+
+
+_PYTEST_SUMMARY = re.compile(r"^=+ .*\bin [\d.]+s\b.* =+$")
+
+
+def exit_code_disagrees(run: TestRun, status: dict[str, str]) -> str | None:
+    """Why the test command's exit code (or its end) contradicts the parsed outcome."""
+    if _runner_crashed(run.spec.test_cmd, run.exit_code):
+        return f"the test command crashed or was interrupted (exit {run.exit_code})"
+    if "pytest" not in run.spec.test_cmd:
+        return None
+    if run.exit_code != 0 and not any(v in ("FAILED", "ERROR") for v in status.values()):
+        return f"the test command exited {run.exit_code} but its output reports no failure"
+    lines = [line for line in run.output.splitlines() if line.strip()]
+    if not lines or not _PYTEST_SUMMARY.match(lines[-1].strip()):
+        return "the test run did not finish: its output does not end with pytest's summary line"
+    return None
+
+
+def _grade(inst, patch, inst_dir, result, log, *, cache_dir, timeout, repos_dir, stats) -> None:
+    body = result.report[inst.instance_id]
+    body["tests_status"] = swebench_compat.tests_report(inst, {})[0]
+    reason = patch_guard(inst, patch, swebench_compat.test_directives(inst))
+    if reason:
+        result.reason = reason
+        log.append(f"guard: {reason}")
+        return
+    run = run_tests(inst, patch, inst_dir, log, cache_dir=cache_dir, timeout=timeout, repos_dir=repos_dir, stats=stats, env_info=result.env)
+    status = swebench_compat.parse_test_output(inst, run.spec, run.output)
     tests_status, resolved = swebench_compat.tests_report(inst, status)
     body["patch_successfully_applied"] = True
     body["tests_status"] = tests_status
-    failed_any = any(v in ("FAILED", "ERROR") for v in status.values())
-    if _runner_crashed(spec.test_cmd, done.exit_code):
-        result.reason = f"the test command crashed or was interrupted (exit {done.exit_code})"
-    elif done.exit_code != 0 and "pytest" in spec.test_cmd and not failed_any:
-        result.reason = f"the test command exited {done.exit_code} but its output reports no failure"
+    result.reason = exit_code_disagrees(run, status)
     body["resolved"] = resolved and result.reason is None
 
 
