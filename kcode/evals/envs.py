@@ -180,7 +180,8 @@ def ensure_env(
         if install:
             venv_env = {**os.environ, **(extra_env or {}), "PATH": f"{env.bin}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(env.venv)}
             _step(["bash", "-c", install], "run the repository's install", log, cwd=source, env=venv_env)
-        download_build_requires(env, source, log)
+        if _PIP_INSTALL_SELF.match(install.strip()):  # offline_install will build in isolation
+            download_build_requires(env, source, log)
         meta.update(deps=deps, build_requires=build_requires, top_ups=meta.get("top_ups", -1) + 1)
         meta_file.write_text(json.dumps(meta, indent=1))
     if stats is not None:

@@ -125,6 +125,10 @@ def _checkout(inst: Any, dest: Path, repos_dir: Path | None) -> None:
 
     if dest.exists():
         shutil.rmtree(dest)
+    if repos_dir is None and inst.repo.startswith("pypi/"):
+        from kcode.evals.suite import default_repos_dir
+
+        repos_dir = default_repos_dir()  # the built-in suite's repositories (kcode eval build-suite)
     repos.checkout(inst, dest, repos_dir)
 
 
