@@ -32,7 +32,7 @@ from typing import Any
 from kcode import paths
 from kcode.errors import KcodeError
 
-__all__ = ["Library", "SuiteError", "Task", "build_suite", "default_repos_dir", "load_suite"]
+__all__ = ["Library", "SuiteError", "Task", "build_suite", "default_repos_dir", "fetch_sdist", "label_tests", "library_repo", "load_suite", "task_commit"]
 
 _GIT_ID = {
     "GIT_AUTHOR_NAME": "kcode suite", "GIT_AUTHOR_EMAIL": "suite@kcode.invalid", "GIT_AUTHOR_DATE": "2024-01-01T00:00:00+0000",
