@@ -125,6 +125,7 @@ def main() -> None:
     parser.add_argument("--repos", help="mirrors (default: the suite's build folder)")
     parser.add_argument("--cache", default=None, help="kcode's cache (environments); default: the user cache")
     parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--instances", default="", help="comma-separated instance ids")
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--out", default="/tmp/kcode-eval-grading")
     parser.add_argument("--skip-agreement", action="store_true")
@@ -132,6 +133,9 @@ def main() -> None:
     instances = load_dataset(Path(args.dataset))
     if args.repo:
         instances = [i for i in instances if i.repo == args.repo]
+    if args.instances:
+        wanted = set(args.instances.split(","))
+        instances = [i for i in instances if i.instance_id in wanted]
     if args.limit:
         instances = instances[: args.limit]
     cache = Path(args.cache) if args.cache else None

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import shlex
 import shutil
 import subprocess
 import time
@@ -44,7 +45,7 @@ APPLY_PATCH_PASS = ">>>>> Applied Patch"
 TESTS_TIMEOUT = ">>>>> Tests Timed Out"
 _OUTPUT_BYTES = 4_000_000
 _CONFIG_FILES = {"pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml", ".pytest.ini"}
-_STARTUP_FILES = {"sitecustomize.py", "usercustomize.py", "conftest.py"}
+_STARTUP_FILES = {"sitecustomize.py", "usercustomize.py"}
 
 
 class GradeError(KcodeError):
@@ -95,11 +96,18 @@ def patch_guard(inst: Any, patch: str, directives: Iterable[str]) -> str | None:
             if path in protected:
                 return f"the patch modifies {path}, a test file the grading runs"
             if name in _STARTUP_FILES or name.endswith(".pth"):
-                return f"the patch changes {path}, which pytest or Python loads at start-up"
+                return f"the patch changes {path}, which Python loads at start-up"
+            if name == "conftest.py" and (re.search(r"(?m)^new file mode", block) or _above_any(path, protected)):
+                return f"the patch {'adds' if 'new file mode' in block else 'changes'} {path}, which pytest loads for the graded tests"
             changed = "\n".join(line for line in block.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---")))
             if name in _CONFIG_FILES and re.search(r"pytest|addopts|testpaths|python_files", changed):
                 return f"the patch changes the pytest configuration in {path}"
     return None
+
+
+def _above_any(conftest: str, tests: set[str]) -> bool:
+    folder = conftest.rsplit("/", 1)[0] + "/" if "/" in conftest else ""
+    return any(t.startswith(folder) for t in tests)
 
 
 def _run(argv: list[str] | str, cwd: Path, log: list[str], *, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -113,7 +121,7 @@ def _apply_chain(testbed: Path, patch_file: Path, log: list[str]) -> str | None:
     """The official chain; the command that applied the patch, or None. The tree is reset
     between tries, so a partial ``--reject`` does not leave hunks behind."""
     for command in GIT_APPLY_CMDS:
-        if _run(f"{command} {patch_file}", testbed, log).returncode == 0:
+        if _run(f"{command} {shlex.quote(str(patch_file))}", testbed, log).returncode == 0:
             return command
         _run(["git", "checkout", "--", "."], testbed, log)
         _run(["git", "clean", "-fdq", "-e", "*.egg-info"], testbed, log)
