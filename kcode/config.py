@@ -74,6 +74,7 @@ class Config:
     test_command: str | None = None
     # sandbox profile name (see the top-level sandbox/ folder)
     sandbox: str = "workspace-write"
+    sandbox_readable: list[str] = dataclasses.field(default_factory=list)  # host paths commands also see, read-only (e.g. an eval's environment)
     # llama.cpp in process: its settings keep their own names (gpu_layers = 10, KCODE_GPU_LAYERS)
     llamacpp: LlamaCppOptions = dataclasses.field(default_factory=LlamaCppOptions)
     # sampling, any backend (None: the backend's default)

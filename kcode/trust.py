@@ -126,7 +126,7 @@ def check_project_settings(config: Config, root: Path, load_profile: ProfileLoad
         raise ConfigError(f"{source} comes with the repository and {what}; {TRUST_HINT}")
 
     values = settings(config)
-    for key in ("base_url", "prefix_cache"):
+    for key in ("base_url", "prefix_cache", "sandbox_readable"):
         if key in chosen and values[key]:
             refuse(f"sets {key} (only your own settings may)")
     if "model" in chosen and config.model and "://" in config.model:

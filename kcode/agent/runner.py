@@ -77,7 +77,7 @@ def _context(config: Config, store: SessionStore, meta: SessionMeta, workspace: 
     # How commands see the project: the work tree at the checkout's path, its environment first.
     view = discover_project(workspace.repo, workspace.path)
     # The work tree's .kcode/ is the repository's: trusted as the user's repository is.
-    sandbox = create_sandbox(config.sandbox, workspace.path, extra_writable=[scratch], trusted=is_trusted(meta.repo), view=view)
+    sandbox = create_sandbox(config.sandbox, workspace.path, extra_writable=[scratch], extra_readable=config.sandbox_readable, trusted=is_trusted(meta.repo), view=view)
     note = ""
     if view.remapped and isinstance(sandbox, LocalSandbox):
         note = ("with --sandbox off, commands see the work tree at its own path, so an editable install "

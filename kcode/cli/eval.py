@@ -85,6 +85,7 @@ def run_command(
     grade: Annotated[bool, typer.Option("--grade/--no-grade", help="Grade each patch as it is made (no Docker; see kcode eval grade).")] = False,
     redo: Annotated[bool, typer.Option("--redo", help="Run finished instances again.")] = False,
     keep_checkouts: Annotated[bool, typer.Option("--keep-checkouts", help="Keep each instance's checkout under OUT/work/.")] = False,
+    agent_env: Annotated[bool, typer.Option("--agent-env/--no-agent-env", help="Give the agent the instance's environment as .venv/ in its checkout.")] = True,
 ) -> None:
     """Run the agent on each instance, headless: OUT/preds.jsonl, a trajectory per instance, OUT/manifest.json."""
     from kcode.cli.run import _cancel_on_signals, _errors
@@ -98,7 +99,7 @@ def run_command(
             raise typer.BadParameter("no instance selected")
         out_dir = (out or Path("kcode-eval") / path.stem).resolve()
         config = {k: v for k, v in {"max_steps": max_steps, "max_time": max_time, "max_tokens": max_tokens, "base_url": base_url}.items() if v is not None}
-        options = EvalOptions(str(out_dir), model=model, repos_dir=str(repos.resolve()) if repos else None, config=config, grade=grade, keep_checkouts=keep_checkouts)
+        options = EvalOptions(str(out_dir), model=model, repos_dir=str(repos.resolve()) if repos else None, config=config, grade=grade, keep_checkouts=keep_checkouts, agent_env=agent_env)
         already = 0 if redo else sum(1 for inst in chosen if inst.instance_id in load_results(out_dir))
         typer.echo(f"kcode eval run: {len(chosen)} instances ({already} done already), {workers} workers ({executor}), out {out_dir}", err=True)
         progress = _Progress(len(chosen), already)
@@ -163,7 +164,4 @@ def _register_grading() -> None:
     app.command("build-suite")(eval_grade.build_suite)
 
 
-try:
-    _register_grading()
-except ImportError:  # pragma: no cover - during the build-out only
-    pass
+_register_grading()

@@ -54,6 +54,7 @@ class EvalOptions:
     grade: bool = False
     keep_checkouts: bool = False
     grade_timeout: float = 1800.0
+    agent_env: bool = True  # the instance's environment in the checkout's .venv (kcode.evals.agent_env)
 
 
 @dataclass
@@ -72,6 +73,7 @@ class InstanceResult:
     grade_error: str | None = None
     tier: str = ""
     repo: str = ""
+    env: str = ""  # the agent's environment: "ready", or why there was none
 
     @property
     def failed(self) -> bool:
@@ -152,6 +154,10 @@ def run_instance(row: dict[str, Any], options: EvalOptions, cancel: CancelToken 
     try:
         repo = checkout(inst, work / "repo", Path(options.repos_dir) if options.repos_dir else None)
         overrides = dict(options.config)
+        if options.agent_env:
+            result.env, env_root = _agent_env(inst, repo, options)
+            if env_root:  # commands see the grading environment the overlay .venv builds on, read-only
+                overrides["sandbox_readable"] = [*overrides.get("sandbox_readable", []), env_root]
         if options.model:
             overrides["model"] = options.model
         config = load_config(repo, overrides)
@@ -193,6 +199,18 @@ def run_instance(row: dict[str, Any], options: EvalOptions, cancel: CancelToken 
     data = asdict(result)
     _write_json(out / RESULT, data)
     return data
+
+
+def _agent_env(inst: Instance, repo: Path, options: EvalOptions) -> tuple[str, str | None]:
+    """Set up the agent's environment: ("ready", the grading env's folder), or (why not,
+    None): a failure is noted and the run goes on without one."""
+    try:
+        from kcode.evals.agent_env import prepare_agent_env
+
+        _, env_root = prepare_agent_env(inst, repo, repos_dir=Path(options.repos_dir) if options.repos_dir else None)
+    except (ImportError, KcodeError) as exc:
+        return f"none: {type(exc).__name__}: {str(exc)[:200]}", None
+    return "ready", str(env_root)
 
 
 def _grade(inst: Instance, patch: str, out: Path, options: EvalOptions, result: InstanceResult) -> None:

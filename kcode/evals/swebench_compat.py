@@ -19,6 +19,7 @@ datasets at import time, so its ten lines are restated here, with the official
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import re
 import sys
@@ -80,6 +81,9 @@ def _load() -> types.SimpleNamespace:
         module = types.ModuleType(name)
         module.__path__ = [root + name[len("swebench") :].replace(".", "/")]
         module.__package__ = name
+        # a spec, so importlib.util.find_spec("swebench") keeps working for everyone else
+        module.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+        module.__spec__.submodule_search_locations = list(module.__path__)
         sys.modules[name] = module
     stand_in = "swebench.harness.test_spec.test_spec"
     if stand_in not in sys.modules:
@@ -140,7 +144,10 @@ def repo_spec(inst: Any) -> RepoSpec:
             raise UnsupportedInstance(f"{inst.repo} has no official spec for version {inst.version!r}")
         spec = _from_official(inst, base, sw)
     else:
-        spec = RepoSpec(repo=inst.repo, version=inst.version, python=overrides.get("python", "3.11"), install="python -m pip install -e .")
+        # a repository the specs do not know: pip install -e . and pytest (the test command's
+        # runner must be in the env), unless the instance says otherwise
+        spec = RepoSpec(repo=inst.repo, version=inst.version, python=overrides.get("python", "3.11"), install="python -m pip install -e .",
+                        packages=["pytest"])
         spec.parser = sw.parsers_module.parse_log_pytest
     if "python" in overrides:
         spec.python = str(overrides["python"])

@@ -7,6 +7,8 @@ the reason and the fix. It never falls back to running commands unsandboxed.
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -70,6 +72,7 @@ def create_sandbox(
     root: Path,
     *,
     extra_writable: Iterable[Path] = (),
+    extra_readable: Iterable[Path | str] = (),
     head_bytes: int = 5000,
     tail_bytes: int = 5000,
     trusted: bool | None = None,
@@ -77,7 +80,8 @@ def create_sandbox(
 ) -> Sandbox:
     """The sandbox for ``profile`` (a name from ``sandbox/``, the user's or the project's
     profiles) confined to the repository at ``root``; ``extra_writable`` adds host paths the
-    commands may write (a scratch directory).
+    commands may write (a scratch directory), ``extra_readable`` paths they may read (under a
+    hidden home too).
 
     Raises :class:`kcode.errors.ConfigError` for an unknown or invalid profile and
     :class:`SandboxError` when bubblewrap is unusable. ``trusted``: whether the repository's
@@ -87,6 +91,8 @@ def create_sandbox(
     """
     root = Path(root).resolve()
     policy = load_policy(profile, root, trusted=trusted)
+    if extra_readable:
+        policy = dataclasses.replace(policy, readable=(*policy.readable, *(str(Path(p)) for p in extra_readable)))
     if policy.mode == "off":
         prefix = view.path_prefix if view is not None else ()
         return UnsandboxedSandbox(root, policy=policy, head_bytes=head_bytes, tail_bytes=tail_bytes, path_prefix=prefix)

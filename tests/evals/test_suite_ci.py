@@ -54,3 +54,27 @@ def test_a_fast_subset_builds_and_gold_resolves_all_and_empty_none(tmp_path: Pat
     empty = grade(instances, "empty", tmp_path / "empty", workers=2, cache_dir=tmp_path / "cache", repos_dir=tmp_path / "repos")
     assert gold["resolved_ids"] == sorted(picked), gold["kcode"]
     assert empty["resolved_instances"] == 0 and empty["empty_patch_ids"] == sorted(picked)
+    # the built suite matches the committed one: same base commits, same test labels
+    committed = {i.instance_id: i for i in load_dataset(suite_dir().parent / "pypi-bugs.jsonl")}
+    for inst in instances:
+        assert inst.base_commit == committed[inst.instance_id].base_commit
+        assert inst.fail_to_pass == committed[inst.instance_id].fail_to_pass
+
+    # the agent's environment in an instance's checkout: the project imported from the
+    # checkout, its tests runnable, the bug visible (a FAIL_TO_PASS test fails)
+    import subprocess
+
+    from kcode.evals.agent_env import prepare_agent_env
+    from kcode.evals.repos import checkout
+
+    inst = instances[0]
+    repo = checkout(inst, tmp_path / "agent" / "repo", tmp_path / "repos")
+    venv, env_root = prepare_agent_env(inst, repo, repos_dir=tmp_path / "repos", cache_dir=tmp_path / "cache")
+    assert env_root.parent.name == "envs"
+    assert venv == repo / ".venv" and subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout == ""
+    test_id = inst.fail_to_pass[0]
+    run = subprocess.run([str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", test_id], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and "1 failed" in run.stdout, run.stdout[-2000:]
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import importlib, sys; m = importlib.import_module(sys.argv[1]); print(m.__file__)",
+                            inst.repo.split("/")[1].replace("-", "_")], cwd=tmp_path, capture_output=True, text=True)
+    assert where.stdout.startswith(str(repo)), where.stdout + where.stderr
