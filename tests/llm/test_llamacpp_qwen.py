@@ -54,3 +54,29 @@ def test_plain_answers_are_reused_token_for_token(qwen):
     # the first prompt and every generated token stay in the context
     assert second.usage.cached_input_tokens >= first.usage.input_tokens + first.usage.output_tokens - 1
     assert second.usage.input_tokens <= 20
+
+
+def test_the_grammar_checked_last_picks_what_the_grammar_on_every_token_picks(qwen_0_5b):
+    """kcode samples free and checks the token against the tool-call grammar, resampling under
+    the grammar only when it is rejected; under greedy sampling that must give exactly the
+    tokens of llama-cpp-python's order (the grammar applied to the whole vocabulary first).
+    Each order gets a fresh model, so both prefills run the same batches."""
+    from kcode.tools import default_tools
+
+    tools = default_tools().specs()
+    messages = [SYSTEM, {"role": "user", "content": "Explain in two paragraphs what a linked list is."}]
+    outputs = []
+    for grammar_first in (False, True):
+        model = create_model(str(qwen_0_5b), ModelOptions(temperature=0.0, max_output_tokens=64, llamacpp=LlamaCppOptions(ctx=4096, prefix_cache="off")))
+        try:
+            model.require_tool_call, model._grammar_first = True, grammar_first
+            chunks, end = step(model, messages, tools)
+            resampled = model.last_step.resampled_tokens
+        finally:
+            model.close()
+        outputs.append((end.content, [(c.name, c.arguments) for c in end.tool_calls], end.usage.output_tokens))
+        assert end.content == "" and not any(isinstance(c, TextChunk) for c in chunks)
+        assert end.tool_calls and end.tool_calls[0].name in {t.name for t in tools}
+        if not grammar_first:
+            assert resampled >= 1  # the prose the model wanted to write first was refused
+    assert outputs[0] == outputs[1]

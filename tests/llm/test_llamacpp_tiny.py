@@ -179,9 +179,12 @@ def test_a_required_tool_call_is_constrained_from_the_first_token(tiny_llama_moe
     model.require_tool_call = True
     for attempt in range(3):
         chunks, end = run_step(model, [SYSTEM, {"role": "user", "content": f"Attempt {attempt}."}], SHORT_TOOLS)
-        assert end.content == "" and end.tool_calls and end.finish_reason == "tool_calls"
-        for call in end.tool_calls:
+        # random weights may go on calling tools until the output cap: then only the last call is cut
+        assert end.content == "" and end.tool_calls and end.finish_reason in ("tool_calls", "length")
+        complete = end.tool_calls if end.finish_reason == "tool_calls" else end.tool_calls[:-1]
+        for call in complete:
             assert call.name in ("read_file", "bash") and call.arguments, call
+            assert call.error is None or "is too long" in call.error, call  # maxLength is approximate
         assert not any(isinstance(c, TextChunk) for c in chunks)
     model.close()
 

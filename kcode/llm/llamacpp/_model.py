@@ -47,6 +47,7 @@ from kcode.llm.llamacpp._prefix_cache import (
     model_identity,
     prefix_cache_dir,
 )
+from kcode.llm.llamacpp._sampler import TokenSampler
 from kcode.llm.llamacpp._streaming import OutputSplitter
 from kcode.llm.llamacpp._vocab import Vocabulary
 from kcode.llm.prefill import (
@@ -94,6 +95,7 @@ class StepTimings:
     prefill_seconds: float = 0.0  # llama.cpp's t_p_eval + t_eval over the prefill
     started_at: float = 0.0  # time.perf_counter() when the step began
     first_token_at: float | None = None  # time.perf_counter() when the first token was sampled
+    resampled_tokens: int = 0  # tokens the tool-call grammar rejected (sampled again under it)
 
 
 @dataclass
@@ -174,6 +176,7 @@ class LlamaCppModel:
         # The next step must call a tool (the grammar starts at once): the loop sets it after an
         # answer without a tool call, whatever constrain_tools says.
         self.require_tool_call = False
+        self._grammar_first = False  # llama-cpp-python's order (the grammar on the whole vocabulary): benchmarks only
 
     # --- ChatModel -------------------------------------------------------------------------
 
@@ -218,41 +221,30 @@ class LlamaCppModel:
         generated: list[int] = []
         finish_reason = "stop"
         budget = min(self._max_output_tokens, self._n_ctx - len(tokens) - 1)
-        constrained = False
-        grammar = None
-        if self.require_tool_call and tools:  # set by the loop after an answer without a tool call
-            opener = _OPENERS.get(self._template.tool_call_format)
-            if opener is not None:  # the whole step is a tool call, opener included
-                grammar = self._grammar(tools, opener, include_opener=True)
-                constrained = True
-        generator = self._llm.generate(tokens, grammar=grammar, **self._sampling.kwargs)
-        while True:
-            try:
-                token = next(generator)
-            except StopIteration:
-                break
-            except RuntimeError as error:  # llama_decode failed (e.g. no KV cache slot left)
-                raise ModelRequestError(f"llama.cpp failed while generating: {error}") from error
-            if timings.first_token_at is None:
-                timings.first_token_at = time.perf_counter()
-            if cancel is not None and cancel.cancelled:
-                generator.close()
-                raise Interrupted("interrupted by the user")
-            generated.append(token)
-            if self.vocabulary.is_end_of_turn(token):
-                break
-            yield from self._chunks(splitter.feed(decoder.decode(self.vocabulary.piece(token))))
-            if len(generated) >= budget:
-                finish_reason = "length"
-                break
-            if (self._constrain_tools and tools and not constrained
-                    and splitter.tool_opener is not None):
-                generator.close()
-                grammar = self._grammar(tools, splitter.tool_opener)
-                generator = self._llm.generate(tokens + generated, grammar=grammar,
-                                               **self._sampling.kwargs)
-                constrained = True
-        generator.close()
+        sampler = TokenSampler(self._llm, self._sampling.kwargs, grammar_first=self._grammar_first)
+        try:
+            if self.require_tool_call and tools:  # set by the loop after an answer without a tool call
+                opener = _OPENERS.get(self._template.tool_call_format)
+                if opener is not None:  # the whole step is a tool call, opener included
+                    sampler.constrain(tool_call_grammar(tools, opener, include_opener=True))
+            for token in self._generate(sampler):
+                if timings.first_token_at is None:
+                    timings.first_token_at = time.perf_counter()
+                if cancel is not None and cancel.cancelled:
+                    raise Interrupted("interrupted by the user")
+                generated.append(token)
+                if self.vocabulary.is_end_of_turn(token):
+                    break
+                yield from self._chunks(splitter.feed(decoder.decode(self.vocabulary.piece(token))))
+                if len(generated) >= budget:
+                    finish_reason = "length"
+                    break
+                if (self._constrain_tools and tools and not sampler.constrained
+                        and splitter.tool_opener is not None):
+                    sampler.constrain(tool_call_grammar(tools, splitter.tool_opener))
+        finally:
+            self.last_step.resampled_tokens = sampler.resampled
+            sampler.close()
         self._save_head()
         yield from self._chunks(splitter.feed(decoder.decode(b"", final=True)))
         yield from self._chunks(splitter.finish())
@@ -456,11 +448,16 @@ class LlamaCppModel:
         self._store.save(self._llm, self._identity, self.path.name, stable_tokens=head_end,
                          fixed_tokens=fixed_end, label=self._label, note=self._note)
 
-    def _grammar(self, tools: list[ToolSpec], opener: str, *, include_opener: bool = False) -> Any:
-        import llama_cpp
-
-        text = tool_call_grammar(tools, opener, include_opener=include_opener)
-        return llama_cpp.LlamaGrammar.from_string(text, verbose=False)
+    def _generate(self, sampler: TokenSampler) -> Iterator[int]:
+        """Tokens sampled one by one after the evaluated prompt, each evaluated before the next."""
+        llm = self._llm
+        while True:
+            token = sampler.sample()
+            yield token
+            try:
+                llm.eval([token])
+            except RuntimeError as error:  # llama_decode failed (e.g. no KV cache slot left)
+                raise ModelRequestError(f"llama.cpp failed while generating: {error}") from error
 
     @staticmethod
     def _chunks(pairs: list[tuple[str, str]]) -> Iterator[StreamChunk]:
