@@ -41,6 +41,7 @@ from kcode.sandbox import LocalSandbox, create_sandbox, discover_project, load_p
 from kcode.paths import data_dir
 from kcode.session import SessionLog, SessionMeta, SessionStore, log_in_use, new_session_id
 from kcode.tools import SessionState, ToolContext, ToolRegistry, default_tools
+from kcode.tools.files import seen_files
 from kcode.trust import check_project_settings, is_trusted
 from kcode.vcs import ApplyReport, Workspace, apply_result, git, repo_root
 
@@ -443,6 +444,7 @@ def resume_task(
                 tools = _with_subagents(config, tools, model, store, meta, workspace, bus, cancel)
             ctx.state.todo = list(state.todo)
             messages = state.conversation()
+            ctx.state.seen_files = seen_files(messages, ctx.root)  # what write_file may overwrite
             if not recovered.snapshots:  # no step had started: log (the rest of) the opening
                 if opening is None:
                     messages = _opening(config, model, tools, workspace, meta.task, workspace.path, bus, logged=messages)

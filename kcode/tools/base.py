@@ -46,6 +46,9 @@ class SessionState:
     """State the tools share with the loop and that is saved with the session."""
 
     todo: list[dict[str, str]] = field(default_factory=list)
+    # files the model has seen whole or in part (read_file) or written itself (write_file), by
+    # their shown path: only those may be overwritten (kcode.tools.files.WriteFileTool)
+    seen_files: set[str] = field(default_factory=set)
 
 
 @dataclass

@@ -1,10 +1,18 @@
-"""``read_file``, ``list_files`` and ``write_file``."""
+"""``read_file``, ``list_files`` and ``write_file``.
+
+``write_file`` refuses to replace most of an existing file unless the model asks for it: a
+file of ``GUARDED_LINES`` lines or more whose new content keeps less than half of its
+non-blank lines (``replaces_most``) is only overwritten when the model has read it (or written
+it) in this session and passes ``overwrite: true``; otherwise the error points to ``edit_file``.
+Small models otherwise "fix" an 890-line module by writing a 3-line one.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import re
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 from pydantic import Field
@@ -15,10 +23,20 @@ from kcode.tools.base import Params, Tool, ToolContext, ToolResult
 from kcode.tools.lint import check_python_edit
 from kcode.tools.paths import display_path, is_binary, resolve_path
 
-__all__ = ["ReadFileTool", "ListFilesTool", "WriteFileTool", "read_text_file", "refuse_generated"]
+__all__ = [
+    "ReadFileTool",
+    "ListFilesTool",
+    "WriteFileTool",
+    "read_text_file",
+    "refuse_generated",
+    "replaces_most",
+    "seen_files",
+    "GUARDED_LINES",
+]
 
 _MAX_LINE_CHARS = 2000
 _MAX_LISTED = 500
+GUARDED_LINES = 20  # a file shorter than this may be rewritten freely
 
 
 def read_text_file(path: Path, shown: str) -> str:
@@ -64,6 +82,7 @@ class ReadFileTool(Tool):
         path = resolve_path(ctx.root, params.path)
         shown = display_path(ctx.root, path)
         lines = read_text_file(path, shown).splitlines()
+        ctx.state.seen_files.add(shown)
         total = len(lines)
         if total == 0:
             return ToolResult(f"{shown}: empty file (0 lines)", data={"path": shown, "total_lines": 0})
@@ -135,6 +154,42 @@ class ListFilesTool(Tool):
 class WriteFileParams(Params):
     path: str = Field(description="File path, relative to the repository root. Parent directories are created.")
     content: str = Field(description="The complete new content of the file.")
+    overwrite: bool = Field(
+        default=False,
+        description="true to replace most of an existing file (read it with read_file first); to change part of a file use edit_file.",
+    )
+
+
+def replaces_most(before: str, after: str) -> tuple[bool, int, int]:
+    """(whether ``after`` replaces most of ``before``, the non-blank lines of ``before``, how
+    many of them ``after`` keeps). Most: ``before`` has ``GUARDED_LINES`` lines or more and
+    less than half of its non-blank lines (compared without surrounding spaces, each as
+    often as it occurs) are still there."""
+    old = [line.strip() for line in before.splitlines() if line.strip()]
+    if len(before.splitlines()) < GUARDED_LINES or not old:
+        return False, len(old), len(old)
+    remaining = Counter(line.strip() for line in after.splitlines() if line.strip())
+    kept = 0
+    for line in old:
+        if remaining[line] > 0:
+            remaining[line] -= 1
+            kept += 1
+    return kept * 2 < len(old), len(old), kept
+
+
+def seen_files(messages: list[dict], root: Path) -> set[str]:
+    """The files the conversation's ``read_file`` and ``write_file`` calls named, as shown
+    paths (what a resumed session has seen)."""
+    seen = set()
+    for message in messages:
+        for call in message.get("tool_calls") or []:
+            path = (call.get("arguments") or {}).get("path") if call.get("name") in ("read_file", "write_file") else None
+            if isinstance(path, str):
+                try:
+                    seen.add(display_path(root, resolve_path(root, path, for_write=True)))
+                except ToolError:
+                    continue
+    return seen
 
 
 class WriteFileTool(Tool):
@@ -150,9 +205,28 @@ class WriteFileTool(Tool):
         existed = path.exists()
         before = path.read_text(encoding="utf-8", errors="replace") if existed else None
         refuse_generated(shown, before or "", ctx.task)
+        if before is not None:
+            _refuse_destructive(shown, before, params, ctx.state.seen_files)
         problems = check_python_edit(path, shown, before, params.content)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(params.content, encoding="utf-8")
+        ctx.state.seen_files.add(shown)
         lines = params.content.count("\n") + (0 if params.content.endswith("\n") or not params.content else 1)
         verb = "overwrote" if existed else "created"
         return ToolResult(f"{verb} {shown} ({lines} lines){problems}", data={"path": shown, "created": not existed})
+
+
+def _refuse_destructive(shown: str, before: str, params: WriteFileParams, seen: set[str]) -> None:
+    most, old, kept = replaces_most(before, params.content)
+    if not most or (params.overwrite and shown in seen):
+        return
+    missing = []
+    if shown not in seen:
+        missing.append(f"read it first with read_file(path={shown!r})")
+    if not params.overwrite:
+        missing.append("pass overwrite: true")
+    raise ToolError(
+        f"{shown}: not written: this would replace most of the file (it has {old} non-blank lines; "
+        f"the new content keeps {kept}). To change part of a file use edit_file (old -> new) on just "
+        f"that part. To really replace the whole file, {' and '.join(missing)}."
+    )
