@@ -49,7 +49,9 @@ class LlamaCppOptions:
     flash_attn: bool | None = None  # None: on (measured: same prefill, faster load)
     repack: bool = True  # CPU weight repacking (off: loads ~3 s faster, generates ~20 % slower)
     # generation
-    constrain_tools: bool = False  # a GBNF grammar for tool calls once the model opens one
+    # a GBNF grammar for tool calls once the model opens one (a step after an answer without a
+    # tool call is constrained from its first token either way)
+    constrain_tools: bool = True
     thinking: bool = False  # the chat template's `thinking` switch
     # KV states of prompt prefixes, kept across runs
     prefix_cache: str | None = None  # None: the cache folder's prefix/; "off": none

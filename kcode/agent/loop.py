@@ -19,7 +19,7 @@ from typing import Any
 from kcode.agent.budgets import Budget, BudgetWatch
 from kcode.agent.compaction import CompactionPolicy, compact, conversation_tokens
 from kcode.agent.guards import LoopGuard, canonical_call
-from kcode.agent.notes import format_instructions_note, malformed_call_note
+from kcode.agent.notes import answer_notes, format_instructions_note
 from kcode.agent.plan_reminder import PlanReminder
 from kcode.agent.retry import RetryPolicy
 from kcode.agent.verify import Verification, WorkTree
@@ -143,7 +143,7 @@ class Agent:
         results, submitted = self._run_calls(calls)
         for call in broken:
             self.bus.emit(ErrorEvent(message=f"malformed call to {call.name}: {call.error}", kind="format_error", step=self.step))
-        notes = [malformed_call_note(broken, self.tools.names)] if broken else []
+        notes = answer_notes(end.finish_reason, end.usage.output_tokens, broken, self.tools.names)
         changed = any(result.changed_files for result in results) and self._checkpoint()
         check = self.verify.check_step([call.name for call in calls], results, malformed=bool(broken), changed=changed, submitted=submitted, last_text=self._last_text, work=self._work)
         verdict = self.guard.observe(self.step, [canonical_call(call.name, call.arguments) for call in calls], len(broken), check.progressed)

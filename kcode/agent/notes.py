@@ -21,6 +21,7 @@ __all__ = [
     "note_prefix",
     "malformed_call_note",
     "format_instructions_note",
+    "answer_notes",
 ]
 
 # every file in prompts/loop/ (without ".md") and the fields it takes
@@ -36,6 +37,7 @@ LOOP_NOTES: dict[str, tuple[str, ...]] = {
     "loop_stopped": ("count",),  # ... until kcode forces a change
     "alternating_calls": ("period", "window"),  # A B A B A B
     "no_progress": ("steps",),  # no file changed, no new test result
+    "output_cut": ("tokens",),  # the step reached the output cap (max_output_tokens)
 }
 
 # every file in prompts/compaction/ and the fields it takes
@@ -84,6 +86,13 @@ def malformed_call_note(broken: list[ToolCall], tool_names: list[str]) -> str:
     """Why the model's calls in ``broken`` could not be run (they were not)."""
     problems = "\n".join(f"- {call.name or '(no name)'}: {call.error}" for call in broken)
     return loop_note("malformed_call", problems=problems, tools=", ".join(tool_names))
+
+
+def answer_notes(finish_reason: str, output_tokens: int, broken: list[ToolCall], tool_names: list[str]) -> list[str]:
+    """What the model hears about its answer itself: that it was cut at the output cap
+    (``finish_reason`` "length"), and why calls in ``broken`` were not run."""
+    notes = [loop_note("output_cut", tokens=output_tokens)] if finish_reason == "length" else []
+    return notes + ([malformed_call_note(broken, tool_names)] if broken else [])
 
 
 def format_instructions_note(specs: list[ToolSpec]) -> str:

@@ -175,7 +175,7 @@ def register(app: typer.Typer) -> None:
         override_tensor: Annotated[list[str] | None, typer.Option("--override-tensor", help="llama.cpp: REGEX=BUFFER tensor placement (repeatable, first match wins).")] = None,
         kv_type: Annotated[str | None, typer.Option(help="llama.cpp: KV cache type f16, q8_0 or q4_0 (turns on flash attention).")] = None,
         threads: Annotated[int | None, typer.Option(min=1, help="llama.cpp: CPU threads.")] = None,
-        constrain_tools: Annotated[bool, typer.Option("--constrain-tools", help="llama.cpp: constrain tool calls with a GBNF grammar.")] = False,
+        constrain_tools: Annotated[bool | None, typer.Option("--constrain-tools/--no-constrain-tools", help="llama.cpp: constrain tool calls with a GBNF grammar once the model opens one (default on).")] = None,
         prefix_cache: Annotated[str | None, typer.Option(help="llama.cpp: directory to save/restore the stable prefix's KV state.")] = None,
         pack: Annotated[str | None, typer.Option(help="Repository in the prompt: auto (whole repo if it fits, else map + top files), map, full, none.")] = None,
         pack_budget: Annotated[int | None, typer.Option(min=0, help="Tokens for the repository pack (default: a share of the model's window).")] = None,
@@ -195,7 +195,7 @@ def register(app: typer.Typer) -> None:
                 repo, model=model, base_url=base_url, max_steps=max_steps, max_time=max_time, max_tokens=max_tokens,
                 test_command=test_command, sandbox=sandbox, pack=pack, pack_budget=pack_budget,
                 ctx=ctx, context_window=ctx, temperature=temperature, seed=seed, max_output_tokens=max_output_tokens, gpu_layers=gpu_layers, cpu_moe=cpu_moe or None, n_cpu_moe=n_cpu_moe, override_tensor=override_tensor or None,
-                kv_type=kv_type, threads=threads, constrain_tools=constrain_tools or None, prefix_cache=prefix_cache,
+                kv_type=kv_type, threads=threads, constrain_tools=constrain_tools, prefix_cache=prefix_cache,
             )
             if ci:
                 from kcode.headless.ci import ci_preflight

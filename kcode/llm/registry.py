@@ -39,7 +39,7 @@ class ModelOptions:
     # sampling, any backend (None: the backend's default)
     temperature: float | None = None  # llama.cpp: 0.6
     seed: int | None = None
-    max_output_tokens: int | None = None  # per step; None: 8192
+    max_output_tokens: int | None = None  # per step; None: llama.cpp 2048 (DEFAULT_MAX_OUTPUT_TOKENS), a server its own
     llamacpp: LlamaCppOptions = field(default_factory=LlamaCppOptions)  # PATH.gguf and catalog models
     # what the backend reports instead of printing (None: not reported)
     on_progress: ProgressCallback | None = None  # pulling a catalog model
@@ -97,7 +97,7 @@ def create_model(spec: str | None, options: ModelOptions | None = None) -> ChatM
 
 
 def _llamacpp_model(path: Path, options: ModelOptions) -> ChatModel:
-    from kcode.llm.llamacpp import LlamaCppModel, Sampling
+    from kcode.llm.llamacpp import DEFAULT_MAX_OUTPUT_TOKENS, LlamaCppModel, Sampling
 
     llamacpp = options.llamacpp
     if llamacpp.ctx is None and options.context_window:
@@ -105,7 +105,7 @@ def _llamacpp_model(path: Path, options: ModelOptions) -> ChatModel:
     sampling = Sampling(seed=options.seed) if options.temperature is None else Sampling(options.temperature, seed=options.seed)
     return LlamaCppModel(
         path, llamacpp, sampling=sampling, speed_store=speed_store_path(),
-        max_output_tokens=options.max_output_tokens or 8192, on_notice=options.on_notice,
+        max_output_tokens=options.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS, on_notice=options.on_notice,
     )
 
 

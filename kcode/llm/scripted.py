@@ -5,7 +5,8 @@ Script file (JSON)::
     {"turns": [{"content": "...", "reasoning": "...",
                 "tool_calls": [{"name": "read_file", "arguments": {"path": "x.py"}}]}]}
 
-``arguments`` may also be a string, passed through as the raw JSON the model "wrote" (so a
+A turn's ``finish_reason`` (default ``tool_calls`` or ``stop``) is what the step reports, e.g.
+``length`` for an answer cut at the output cap. ``arguments`` may also be a string, passed through as the raw JSON the model "wrote" (so a
 script can contain malformed calls). The position is part of the session state: a resumed
 session continues with the next unconsumed turn. When the turns run out the step fails with
 :class:`~kcode.errors.ModelUnavailable` instead of hanging.
@@ -156,4 +157,4 @@ class ScriptedModel:
             input_tokens=_prompt_estimate(messages),
             output_tokens=estimate_tokens(reasoning + content + "".join(c.raw for c in calls)),
         )
-        yield StepEnd(content, reasoning, calls, usage, "tool_calls" if calls else "stop")
+        yield StepEnd(content, reasoning, calls, usage, str(turn.get("finish_reason") or ("tool_calls" if calls else "stop")))

@@ -194,3 +194,16 @@ def test_a_new_turn_marker_ends_the_step(model):
     assert len(user_turn) == 1 and model.vocabulary.is_end_of_turn(user_turn[0])
     middle = model._llm.tokenize(b"<|im_middle|>", add_bos=False, special=True)
     assert not model.vocabulary.is_end_of_turn(middle[0])
+
+
+def test_a_local_model_caps_each_step_at_2048_tokens_by_default_and_the_cap_ends_the_step(tiny_llama_moe):
+    from kcode.llm.llamacpp import DEFAULT_MAX_OUTPUT_TOKENS
+
+    default = create_model(str(tiny_llama_moe), ModelOptions(llamacpp=LlamaCppOptions(ctx=2048)))
+    assert DEFAULT_MAX_OUTPUT_TOKENS == 2048 and default._max_output_tokens == 2048
+    default.close()
+    capped = create_model(str(tiny_llama_moe), ModelOptions(temperature=1.0, seed=1, max_output_tokens=5, llamacpp=LlamaCppOptions(ctx=2048, constrain_tools=False)))
+    ends = [run_step(capped, [SYSTEM, {"role": "user", "content": f"Attempt {n}."}])[1] for n in range(4)]
+    capped.close()
+    assert all(end.usage.output_tokens <= 5 for end in ends)
+    assert any(end.finish_reason == "length" and end.usage.output_tokens == 5 for end in ends)

@@ -15,11 +15,12 @@ from kcode.llm.llamacpp._loader import (
     load_llama,
     physical_cores,
 )
-from kcode.llm.llamacpp._model import LlamaCppModel, PrefixStatus, Sampling, StepTimings
+from kcode.llm.llamacpp._model import DEFAULT_MAX_OUTPUT_TOKENS, LlamaCppModel, PrefixStatus, Sampling, StepTimings
 from kcode.llm.llamacpp._prefix_cache import CacheEntry, PrefixStore, prefix_cache_dir
 from kcode.llm.llamacpp._tokenizer import GgufTokenizer, default_model_tokenizer
 
 __all__ = [
+    "DEFAULT_MAX_OUTPUT_TOKENS",
     "PREFILL_DEFAULTS",
     "CacheEntry",
     "GgufTokenizer",

@@ -65,10 +65,13 @@ from kcode.llm.toolcall_parse import (
     parse_output,
 )
 
-__all__ = ["LlamaCppModel", "Sampling", "StepTimings", "PrefixStatus", "decode_counters"]
+__all__ = ["LlamaCppModel", "Sampling", "StepTimings", "PrefixStatus", "decode_counters", "DEFAULT_MAX_OUTPUT_TOKENS"]
 
 _OPENERS = {"kimi": KIMI_SECTION_BEGIN, "hermes": HERMES_BEGIN}
 _MIN_LAYER_TOKENS = 32  # a prompt layer shorter than this is not worth a cache entry
+# A step's output cap unless --max-output-tokens says otherwise: a small local model can write
+# prose until the wall-clock cap; 2048 tokens hold any tool call worth making (~8 KB of code).
+DEFAULT_MAX_OUTPUT_TOKENS = 2048
 
 
 def decode_counters(llm: Any) -> tuple[int, float]:
@@ -132,7 +135,7 @@ class LlamaCppModel:
         *,
         sampling: Sampling | None = None,
         speed_store: Path | str | None = None,
-        max_output_tokens: int = 8192,
+        max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
         on_notice: Callable[[str], None] | None = None,
     ) -> None:
         options = options or LlamaCppOptions()
