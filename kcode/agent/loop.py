@@ -104,7 +104,7 @@ class Agent:
         self.plan = PlanReminder.restore(saved)
         self.verify = Verification.restore(saved, task=self.task, auto_test=self.auto_test)
         self._budgets = BudgetWatch(self.budget)
-        self._work = WorkTree(run_tests=self._auto_tests, checkpoint=self._checkpoint, changed_paths=self._changed_paths)
+        self._work = WorkTree(run_tests=self._auto_tests, checkpoint=self._checkpoint, changes=lambda: None if self.workspace is None else self.workspace.changed_files())
 
     # -- the run -------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ LOOP_NOTES: dict[str, tuple[str, ...]] = {
     "no_tool_call": (),  # an answer without a tool call
     "auto_tests": ("output",),  # kcode ran the tests for the model
     "finish_empty": (),  # a finish without changes, sent back
+    "finish_added_only": ("files",),  # a finish whose changes only add files, sent back
     "finish_failing": ("failing",),  # a finish after a failing test run, sent back
     "plan_reminder": ("plan",),  # the plan, every few steps
     "malformed_call": ("problems", "tools"),  # calls that could not be run

@@ -6,7 +6,10 @@
 - **a finish sent back:** the ``finish`` tool raises :class:`~kcode.errors.Submitted`, and the
   loop hands it here before it ends the run. With no changes on a task that asks for one it
   is sent back once (reproduce the problem, find the code, change it, or say why nothing needs
-  to change); the next finish is accepted and the summary says "no changes". After a failing
+  to change); the next finish is accepted and the summary says "no changes". One whose changes
+  only *add* files (a reproduction script, a new test) while no file that was there is changed
+  is sent back once too, unless the task names an added file: the fix of a bug is in existing
+  code. After a failing
   test run (the model's own ``run_tests`` or kcode's) it is sent back up to
   ``FAILING_BLOCKS`` times, then accepted (the failures may be unrelated to the task);
 - **answers without a tool call:** each draws a nudge. Small local models often "finish" by
@@ -36,6 +39,7 @@ __all__ = [
     "TestRun",
     "FinishReview",
     "asks_for_change",
+    "names_a_file",
     "FAILING_BLOCKS",
     "NO_CHANGES_NOTE",
     "TEXT_ONLY_FINISH",
@@ -105,14 +109,17 @@ class FinishReview:
 
     empty_sent_back: bool = False
     failing_sent_back: int = 0
+    added_only_sent_back: bool = False
 
     def saved(self) -> dict[str, Any]:
-        return {"empty_sent_back": self.empty_sent_back, "failing_sent_back": self.failing_sent_back}
+        return {"empty_sent_back": self.empty_sent_back, "failing_sent_back": self.failing_sent_back,
+                "added_only_sent_back": self.added_only_sent_back}
 
     @classmethod
     def restore(cls, saved: dict[str, Any], finish_blocks: int = 0) -> FinishReview:
         """``finish_blocks``: the count of failing send-backs in sessions saved before."""
-        return cls(bool(saved.get("empty_sent_back")), int(saved.get("failing_sent_back", finish_blocks)))
+        return cls(bool(saved.get("empty_sent_back")), int(saved.get("failing_sent_back", finish_blocks)),
+                   bool(saved.get("added_only_sent_back")))
 
     def failing(self, failing_tests: tuple[str, ...]) -> str | None:
         """The note for a finish after a failing test run, or None to accept it."""
@@ -129,16 +136,33 @@ class FinishReview:
         self.empty_sent_back = True
         return loop_note("finish_empty")
 
+    def added_only(self, task: str, added: list[str]) -> str | None:
+        """The note for a finish whose changes only add files, or None to accept it."""
+        if self.added_only_sent_back or not asks_for_change(task) or names_a_file(task, added):
+            return None
+        self.added_only_sent_back = True
+        return loop_note("finish_added_only", files=", ".join(added[:5]) + (" …" if len(added) > 5 else ""))
+
+
+def names_a_file(task: str, paths: list[str]) -> bool:
+    """Whether ``task`` names one of ``paths`` (by path or file name)."""
+    return any(path in task or re.search(rf"(?<![\w.-]){re.escape(path.rsplit('/', 1)[-1])}(?![\w-])", task) for path in paths)
+
 
 @dataclass(frozen=True)
 class WorkTree:
     """What verification may ask of the loop: run the tests as kcode (None: there is no test
-    command), commit a checkpoint (True when files had changed), the paths changed since the
-    session's base (None: no workspace, nothing to compare)."""
+    command), commit a checkpoint (True when files had changed), the changes since the
+    session's base (``{"path", "kind"}`` with kind add, update or delete; None: no workspace,
+    nothing to compare)."""
 
     run_tests: Callable[[], ToolResult | None]
     checkpoint: Callable[[], bool]
-    changed_paths: Callable[[], list[str] | None]
+    changes: Callable[[], list[dict[str, str]] | None]
+
+    def changed_paths(self) -> list[str] | None:
+        changes = self.changes()
+        return None if changes is None else [change["path"] for change in changes]
 
 
 @dataclass
@@ -217,13 +241,15 @@ class Verification:
     def _review_finish(self, submitted: Submitted, work: WorkTree, notes: list[str]) -> Submitted | None:
         """The finish, accepted (its summary says when nothing changed), or None: sent back
         with a note."""
-        paths = work.changed_paths()
-        changed = paths is None or bool(paths)
+        changes = work.changes()
+        changed = changes is None or bool(changes)
         note = None
         if self.last_tests is not None and not self.last_tests.ok:
             note = self.review.failing(self.last_tests.failing)
         elif not changed:
             note = self.review.empty(self.task)
+        elif changes and all(change["kind"] == "add" for change in changes):
+            note = self.review.added_only(self.task, [change["path"] for change in changes])
         if note:
             notes.append(note)
             return None

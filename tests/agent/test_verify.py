@@ -180,3 +180,47 @@ def test_a_resumed_run_gets_its_nudges_again(calc_repo, tmp_path):
     notes = [e.message["content"] for e in resumed if isinstance(e, MessageAdded) and e.message["role"] == "user"]
     assert sum("did not call a tool" in note for note in notes) == 1
     assert (second.result.status, second.result.steps) == ("finished", 7)
+
+
+REPRO = {"tool_calls": [{"name": "write_file", "arguments": {"path": "repro.py", "content": "from calc import mul\nprint(mul(-2, 3))\n"}}]}
+
+
+@pytest.fixture
+def passing_calc(calc_repo):
+    """The calc package with add fixed: its own tests pass (the bug to fix is not covered by them)."""
+    from tests.conftest import git
+
+    init = calc_repo / "calc" / "__init__.py"
+    init.write_text(init.read_text().replace("return a - b", "return a + b"))
+    git(calc_repo, "commit", "-qam", "fix add")
+    return calc_repo
+
+
+def test_a_finish_that_only_added_a_reproduction_script_is_sent_back_once(passing_calc, tmp_path):
+    fix = {"tool_calls": [{"name": "edit_file", "arguments": {"path": "calc/__init__.py", "old": "return a * b", "new": "return b * a"}}]}
+    outcome, notes = _run(passing_calc, tmp_path, "mul() gives wrong results for negative numbers", [REPRO, FINISH, fix, FINISH])
+    sent_back = [n for n in notes if "only add new files" in n]
+    assert len(sent_back) == 1 and "(repro.py)" in sent_back[0] and "edit_file" in sent_back[0]
+    assert outcome.result.status == "finished" and outcome.result.steps == 4
+    assert {c["path"] for c in outcome.changed_files} == {"repro.py", "calc/__init__.py"}
+
+
+def test_after_the_send_back_a_second_finish_with_only_new_files_is_accepted(passing_calc, tmp_path):
+    outcome, notes = _run(passing_calc, tmp_path, "mul() gives wrong results for negative numbers", [REPRO, FINISH, FINISH])
+    assert len([n for n in notes if "only add new files" in n]) == 1
+    assert outcome.result.status == "finished" and outcome.result.steps == 3
+
+
+def test_new_files_the_task_names_or_a_question_are_accepted_at_once(passing_calc, tmp_path):
+    outcome, notes = _run(passing_calc, tmp_path, "Write repro.py, a script that shows what mul(-2, 3) returns", [REPRO, FINISH])
+    assert outcome.result.status == "finished" and outcome.result.steps == 2
+    assert not [n for n in notes if "only add new files" in n]
+    outcome, notes = _run(passing_calc, tmp_path, "What does calc.mul return for negative numbers?", [REPRO, FINISH])
+    assert outcome.result.steps == 2 and not [n for n in notes if "only add new files" in n]
+
+
+def test_the_added_only_send_back_is_saved_with_the_step():
+    verification = Verification(task="fix it")
+    assert verification.review.added_only("fix it", ["repro.py"]) is not None
+    again = Verification.restore({"verify": verification.saved()}, task="fix it")
+    assert again.review.added_only_sent_back and again.review.added_only("fix it", ["repro.py"]) is None
