@@ -8,8 +8,8 @@
   is sent back once (reproduce the problem, find the code, change it, or say why nothing needs
   to change); the next finish is accepted and the summary says "no changes". One whose changes
   only *add* files (a reproduction script, a new test) while no file that was there is changed
-  is sent back once too, unless the task names an added file: the fix of a bug is in existing
-  code. After a failing
+  is sent back once too on a task that reports a problem (``asks_for_fix``), unless the task
+  names an added file: the fix of a bug is in existing code. After a failing
   test run (the model's own ``run_tests`` or kcode's) it is sent back up to
   ``FAILING_BLOCKS`` times, then accepted (the failures may be unrelated to the task);
 - **answers without a tool call:** each draws a nudge. Small local models often "finish" by
@@ -39,6 +39,7 @@ __all__ = [
     "TestRun",
     "FinishReview",
     "asks_for_change",
+    "asks_for_fix",
     "names_a_file",
     "FAILING_BLOCKS",
     "NO_CHANGES_NOTE",
@@ -64,6 +65,13 @@ _CHANGE_WORDS = re.compile(
     re.IGNORECASE,
 )
 _QUESTION_CHARS = 400  # a bug report or a feature request is longer; a question to answer is short
+# A task that reports a problem: its fix is a change to code that is already there.
+_FIX_WORDS = re.compile(
+    r"\b(fix(es|ed)?|bugs?|buggy|errors?|fail(s|ed|ing|ure)?|wrong|broken|breaks?|crash(es|ed)?|"
+    r"raises?|exceptions?|traceback|incorrect(ly)?|regression|mis(behaves|handles)|"
+    r"(does|do|is|are)( not|n't) (work|return|handle|respect|raise))\b",
+    re.IGNORECASE,
+)
 
 
 def asks_for_change(task: str) -> bool:
@@ -74,6 +82,12 @@ def asks_for_change(task: str) -> bool:
         return False
     question = len(text) <= _QUESTION_CHARS and _QUESTION_START.match(text) and not _CHANGE_WORDS.search(text)
     return not question
+
+
+def asks_for_fix(task: str) -> bool:
+    """Whether ``task`` reports a problem to fix (a bug report, a failing test), not a feature
+    or a file to write."""
+    return asks_for_change(task) and bool(_FIX_WORDS.search(task))
 
 
 @dataclass(frozen=True)
@@ -138,7 +152,7 @@ class FinishReview:
 
     def added_only(self, task: str, added: list[str]) -> str | None:
         """The note for a finish whose changes only add files, or None to accept it."""
-        if self.added_only_sent_back or not asks_for_change(task) or names_a_file(task, added):
+        if self.added_only_sent_back or not asks_for_fix(task) or names_a_file(task, added):
             return None
         self.added_only_sent_back = True
         return loop_note("finish_added_only", files=", ".join(added[:5]) + (" …" if len(added) > 5 else ""))

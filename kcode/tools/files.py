@@ -152,12 +152,9 @@ class ListFilesTool(Tool):
 
 
 class WriteFileParams(Params):
-    path: str = Field(description="File path, relative to the repository root. Parent directories are created.")
+    path: str = Field(description="Path relative to the repository root; parent directories are created.")
     content: str = Field(description="The complete new content of the file.")
-    overwrite: bool = Field(
-        default=False,
-        description="true to replace most of an existing file (read it with read_file first); to change part of a file use edit_file.",
-    )
+    overwrite: bool = False  # the tool's description says when it is needed (the fixed prompt is a budget)
 
 
 def replaces_most(before: str, after: str) -> tuple[bool, int, int]:

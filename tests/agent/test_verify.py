@@ -8,7 +8,7 @@ import pytest
 
 from kcode.agent.plan_reminder import PlanReminder
 from kcode.agent.runner import resume_task, run_task
-from kcode.agent.verify import TestRun, Verification, asks_for_change
+from kcode.agent.verify import TestRun, Verification, asks_for_change, asks_for_fix
 from kcode.config import Config
 from kcode.events import MessageAdded
 from kcode.session import SessionStore
@@ -54,7 +54,8 @@ def test_an_empty_finish_is_sent_back_exactly_once(calc_repo, tmp_path):
 
 def test_a_question_is_answered_without_changes(calc_repo, tmp_path):
     outcome, notes = _run(calc_repo, tmp_path, "What does calc.mul do?", [READ, FINISH])
-    assert outcome.result.status == "finished" and outcome.result.steps == 2 and notes == []
+    assert outcome.result.status == "finished" and outcome.result.steps == 2
+    assert not [n for n in notes if "only add new files" in n]
     assert outcome.result.summary == "Nothing was wrong."
 
 
@@ -220,7 +221,27 @@ def test_new_files_the_task_names_or_a_question_are_accepted_at_once(passing_cal
 
 
 def test_the_added_only_send_back_is_saved_with_the_step():
-    verification = Verification(task="fix it")
-    assert verification.review.added_only("fix it", ["repro.py"]) is not None
-    again = Verification.restore({"verify": verification.saved()}, task="fix it")
-    assert again.review.added_only_sent_back and again.review.added_only("fix it", ["repro.py"]) is None
+    task = "fix the crash in calc"
+    verification = Verification(task=task)
+    assert verification.review.added_only(task, ["repro.py"]) is not None
+    again = Verification.restore({"verify": verification.saved()}, task=task)
+    assert again.review.added_only_sent_back and again.review.added_only(task, ["repro.py"]) is None
+
+
+@pytest.mark.parametrize("task, expected", [
+    ("mul() gives wrong results for negative numbers", True),
+    ("Fix the failing test in calc", True),
+    ("QuerySet.union() raises TypeError when ordering by an annotation", True),
+    ("parse_date doesn't handle time zones", True),
+    ("Add a --json flag to the export command", False),
+    ("write", False),
+    ("Why does test_add fail?", False),  # a question
+])  # fmt: skip
+def test_asks_for_fix(task, expected):
+    assert asks_for_fix(task) is expected
+
+
+def test_a_feature_built_from_new_files_only_is_accepted_at_once(passing_calc, tmp_path):
+    outcome, notes = _run(passing_calc, tmp_path, "Add a small script that prints mul(-2, 3)", [REPRO, FINISH])
+    assert outcome.result.status == "finished" and outcome.result.steps == 2
+    assert not [n for n in notes if "only add new files" in n]
