@@ -109,7 +109,7 @@ class TokenSampler:
         llama_cpp.llama_sampler_apply(self._chain.sampler, ctypes.byref(candidates))
         if not 0 <= candidates.selected < candidates.size:
             raise ModelRequestError("llama.cpp's sampler selected no token")
-        return int(rows["id"][candidates.selected])
+        return int(candidates.data[candidates.selected].id)  # a sampler may point data elsewhere
 
     def _allowed(self, token: int) -> bool:
         """Whether the grammar admits ``token`` next (checked alone: microseconds)."""
