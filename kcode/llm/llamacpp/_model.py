@@ -226,10 +226,20 @@ class LlamaCppModel:
         budget = min(self._max_output_tokens, self._n_ctx - len(tokens) - 1)
         sampler = TokenSampler(self._llm, self._sampling.kwargs, grammar_first=self._grammar_first)
         try:
-            if self.require_tool_call and tools:  # set by the loop after an answer without a tool call
-                opener = _OPENERS.get(self._template.tool_call_format)
-                if opener is not None:  # the whole step is a tool call, opener included
-                    sampler.constrain(tool_call_grammar(tools, opener, include_opener=True))
+            opener = _OPENERS.get(self._template.tool_call_format) if self.require_tool_call and tools else None
+            if opener is not None:  # set by the loop after an answer without a tool call
+                # The step opens with the opener's own (special) token, put there rather than
+                # sampled: under a grammar matched by text it would be spelled in plain pieces
+                # ("<", "tool", "_call", ">"), each a token the grammar had to refuse first.
+                forced = self._tokenize(opener)
+                try:
+                    self._llm.eval(forced)
+                except RuntimeError as error:
+                    raise ModelRequestError(f"llama.cpp failed while generating: {error}") from error
+                generated += forced
+                timings.first_token_at = time.perf_counter()
+                yield from self._chunks(splitter.feed(decoder.decode(b"".join(self._piece(t) for t in forced))))
+                sampler.constrain(tool_call_grammar(tools, opener))
             for token in self._generate(sampler):
                 if timings.first_token_at is None:
                     timings.first_token_at = time.perf_counter()
