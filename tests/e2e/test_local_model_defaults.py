@@ -35,18 +35,18 @@ def test_no_constrain_tools_is_recorded_with_the_session(kcode, calc_repo, tmp_p
 @pytest.mark.slow
 @pytest.mark.skipif(not _SMALL.is_file(), reason="the 0.5B GGUF is not here: kcode models pull qwen2.5-coder-0.5b")
 def test_a_real_answer_cut_at_the_cap_is_noted_and_the_next_step_calls_a_tool(kcode, calc_repo):
-    """The 0.5B model asked for an explanation writes prose; with a 24-token cap the step ends
+    """The 0.5B model asked for an explanation writes prose; with a 64-token cap the step ends
     there, the model is told, and the next step (constrained) is a tool call."""
     proc = kcode("run", "Explain in detail, in several paragraphs, how a Python package is laid out.",
-                 "--model", str(_SMALL), "--max-output-tokens", "24", "--max-steps", "2", "--temperature", "0",
+                 "--model", str(_SMALL), "--max-output-tokens", "64", "--max-steps", "2", "--temperature", "0",
                  "--ctx", "8192", cwd=calc_repo, timeout=600)
-    assert proc.returncode == 3, proc.stderr[-2000:]  # the step budget, not an error
+    assert proc.returncode in (0, 3), proc.stderr[-2000:]  # finished (e.g. a finish call) or the step budget
     (meta,) = SessionStore().list()
     events = _jsonl(SessionStore().log_path(meta.session_id).read_text())
     turns = [e for e in events if e["type"] == "turn.completed"]
-    assert turns[0]["output_tokens"] == 24
+    assert turns[0]["output_tokens"] == 64
     notes = [e["message"]["content"] for e in events if e["type"] == "message.added" and e["message"]["role"] == "user"][1:]
-    assert "cut off" in notes[0] and "limit of 24 tokens" in notes[0]
+    assert "cut off" in notes[0] and "limit of 64 tokens" in notes[0]
     assistant = [e["message"] for e in events if e["type"] == "message.added" and e["message"]["role"] == "assistant"]
     assert assistant[0]["tool_calls"] == [] and assistant[1]["tool_calls"], assistant
     assert assistant[1]["content"] == ""  # constrained from the first token: no prose

@@ -71,7 +71,7 @@ def test_the_grammar_checked_last_picks_what_the_grammar_on_every_token_picks(qw
         try:
             model.require_tool_call, model._grammar_first = True, grammar_first
             chunks, end = step(model, messages, tools)
-            opener = model._tokenize("<tool_call>")
+            opener = model.vocabulary.tokenize("<tool_call>")
             generated = model._last_turn[1][len(model._last_prompt[1]):]
         finally:
             model.close()

@@ -231,14 +231,14 @@ class LlamaCppModel:
                 # The step opens with the opener's own (special) token, put there rather than
                 # sampled: under a grammar matched by text it would be spelled in plain pieces
                 # ("<", "tool", "_call", ">"), each a token the grammar had to refuse first.
-                forced = self._tokenize(opener)
+                forced = self.vocabulary.tokenize(opener)
                 try:
                     self._llm.eval(forced)
                 except RuntimeError as error:
                     raise ModelRequestError(f"llama.cpp failed while generating: {error}") from error
                 generated += forced
                 timings.first_token_at = time.perf_counter()
-                yield from self._chunks(splitter.feed(decoder.decode(b"".join(self._piece(t) for t in forced))))
+                yield from self._chunks(splitter.feed(decoder.decode(b"".join(self.vocabulary.piece(t) for t in forced))))
                 sampler.constrain(tool_call_grammar(tools, opener))
             for token in self._generate(sampler):
                 if timings.first_token_at is None:
