@@ -7,6 +7,7 @@ the loop records when it stops.
     KcodeError
     ├── UsageError              bad flags, bad config, unknown session (exit code 2)
     ├── ConfigError(UsageError)
+    ├── SkillError(UsageError)  an invalid skill, an unknown one, a SKILL.md that cannot be saved
     ├── ModelError              anything the model backend reports
     │   ├── TransientModelError rate limits, 5xx, timeouts, cut streams, no connection:
     │   │   │                   retried by the agent loop (kcode.agent.retry.RetryPolicy)
@@ -35,6 +36,7 @@ __all__ = [
     "KcodeError",
     "UsageError",
     "ConfigError",
+    "SkillError",
     "ModelError",
     "TransientModelError",
     "RateLimited",
@@ -67,6 +69,10 @@ class UsageError(KcodeError):
 
 class ConfigError(UsageError):
     """A configuration file or value is invalid."""
+
+
+class SkillError(UsageError):
+    """A skill is invalid or unknown, or a SKILL.md written for a session cannot be saved."""
 
 
 class ModelError(KcodeError):

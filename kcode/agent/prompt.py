@@ -3,13 +3,17 @@
 Layout, so that the KV state of the head can be cached and reused (kcode.llm.llamacpp: the prefix cache)::
 
     [system: prompts/system.md]         + the tool schemas (the chat template puts them here)
-    [system: prompts/repository.md]     the repository's name, AGENTS.md, the pack: first its
+    [system: prompts/repository.md]     the repository's name, AGENTS.md, the skills catalog
+                                        (prompts/skills/catalog.md), the pack: first its
                                         task-independent part, then the part for this task
     [user:   the task]
 
 The first message is the same in every repository and every run, so its state is cached
 once per model; the second starts the same for every run in a repository until its files
-change (the pack puts the files that change least first).
+change (the pack puts the files that change least first). The skills catalog is in the second
+message, not the first: which skills there are depends on the repository (its own, when it is
+trusted) and on the user's folders. Only whether there are any changes the first: the
+``skill`` tool's schema is among the tools then.
 Both are built once per session and never rewritten while the conversation grows (a
 summarizing compaction re-packs the repository part).
 """
@@ -72,11 +76,12 @@ def system_prompt() -> str:
     return read_prompt("system.md").strip() + "\n"
 
 
-def repository_prompt(*, repo_name: str, agents_md: str = "", repo_pack: str = "", task_pack: str = "") -> str:
-    """The repository part of the head: its name, AGENTS.md, the pack's task-independent part
-    (the same for every task), then the part packed for this task."""
+def repository_prompt(*, repo_name: str, agents_md: str = "", skills: str = "", repo_pack: str = "", task_pack: str = "") -> str:
+    """The repository part of the head: its name, AGENTS.md, the ``<available_skills>``
+    catalog (kcode.skills.render_catalog), the pack's task-independent part (the same for
+    every task), then the part packed for this task."""
     template = _ENV.from_string(read_prompt("repository.md"))
-    return template.render(repo_name=repo_name, agents_md=agents_md, repo_pack=repo_pack,
+    return template.render(repo_name=repo_name, agents_md=agents_md, skills=skills, repo_pack=repo_pack,
                            task_pack=task_pack).strip() + "\n"
 
 

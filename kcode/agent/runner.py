@@ -3,8 +3,9 @@
 Frontends call :func:`run_task` (a new session) or :func:`resume_task` (continue one from
 its log) with their event subscribers and a cancel token. The parts of a run can be passed
 in (the model, the tools, the prompt, the session store, the subscribers); the CLI passes
-none of them and gets the defaults: the configured model, ``default_tools()``, the prompt of
-:mod:`kcode.agent.prompt` with the repository pack, and ``SessionStore()``. A run's work tree
+none of them and gets the defaults: the configured model, ``default_tools()`` with the skills
+discovery finds (kcode.skills), the prompt of :mod:`kcode.agent.prompt` with the repository
+pack and the skills catalog, and ``SessionStore()``. A run's work tree
 exists while it runs: when the run ends its branch keeps the result and the work tree is
 removed; a resume checks the branch out there again.
 """
@@ -40,7 +41,8 @@ from kcode.llm.registry import ModelOptions, create_model
 from kcode.sandbox import LocalSandbox, create_sandbox, discover_project, load_policy
 from kcode.paths import data_dir
 from kcode.session import SessionLog, SessionMeta, SessionStore, log_in_use, new_session_id
-from kcode.tools import SessionState, ToolContext, ToolRegistry, default_tools
+from kcode.skills import SkillSet, discover_skills, render_catalog
+from kcode.tools import SessionState, SkillTool, ToolContext, ToolRegistry, default_tools
 from kcode.tools.files import seen_files
 from kcode.trust import check_project_settings, is_trusted
 from kcode.vcs import ApplyReport, Workspace, apply_result, git, repo_root
@@ -173,9 +175,11 @@ def _system_prompt(config: Config, model: ChatModel, tools: ToolRegistry, worksp
     """The repository part of the prompt head (the second system message; the first, the
     fixed system prompt, is the same for every repository: kcode.agent.prompt)."""
     agents_md = read_agents_md(workspace.path, agents_cwd)
-    overhead = model.count_tokens(repository_prompt(repo_name=repo_name, agents_md=agents_md))
+    skill_tool = tools.get("skill")  # the catalog of the skills the tool can load, if it is there
+    skills = render_catalog(skill_tool.skills, model.count_tokens, model.context_window, root=Path(workspace.repo)) if isinstance(skill_tool, SkillTool) else ""
+    overhead = model.count_tokens(repository_prompt(repo_name=repo_name, agents_md=agents_md, skills=skills))
     stable, for_task = _repo_pack(config, model, tools, workspace.path, task, bus, focus, failing, label=str(workspace.repo), overhead=overhead, started_at=started_at)
-    return repository_prompt(repo_name=repo_name, agents_md=agents_md, repo_pack=stable, task_pack=for_task)
+    return repository_prompt(repo_name=repo_name, agents_md=agents_md, skills=skills, repo_pack=stable, task_pack=for_task)
 
 
 def _opening(config: Config, model: ChatModel, tools: ToolRegistry, workspace: Workspace, task: str, agents_cwd: Path, bus: EventBus, logged: list = (), started_at: float | None = None) -> list:
@@ -232,6 +236,17 @@ def _with_subagents(config: Config, tools: ToolRegistry, model: ChatModel, store
     limits = SubagentLimits(max_agents=config.max_subagents, max_steps=config.max_swarm_steps, agent_steps=config.subagent_steps, max_parallel=config.max_parallel)
     subagents = Subagents(config=config, store=store, meta=meta, workspace=workspace, bus=bus, cancel=cancel, limits=limits, parent_model=model)
     return tools.with_tools(TaskTool(subagents), SwarmTool(subagents))
+
+
+def _default_tools(root: Path) -> tuple[ToolRegistry, SkillSet]:
+    """``default_tools()`` with the skills found for the repository at ``root``."""
+    found = discover_skills(root)
+    return default_tools(found.skills), found
+
+
+def _skill_notices(found: SkillSet | None, bus: EventBus) -> None:
+    for line in found.notices() if found is not None else ():
+        bus.emit(ErrorEvent(message=line, kind="notice"))
 
 
 def _check_settings(config: Config, root: Path) -> None:
@@ -308,7 +323,9 @@ def run_task(
 
     - ``model``: default, the one ``config`` names, closed when the run ends; a model passed
       in stays the caller's (open: an eval harness can keep one loaded for many runs);
-    - ``tools``: default ``default_tools()``;
+    - ``tools``: default ``default_tools()`` with the skills of the repository (when it is
+      trusted) and the user's (kcode.skills); their catalog is in the prompt when the tools
+      hold the ``skill`` tool;
     - ``prompt``: the messages the conversation starts with; default, the fixed system
       prompt, the repository part (AGENTS.md, the repository pack) and the task
       (:mod:`kcode.agent.prompt`). A prompt passed in is used as it is: no pack is built and
@@ -327,7 +344,7 @@ def run_task(
     cancel = cancel or CancelToken()
     store = SessionStore() if store is None else store
     owns_tools = tools is None  # kcode's own tool set gets the sub-agent tools; a caller's is used as it is
-    tools = default_tools() if tools is None else tools
+    tools, skills = _default_tools(root) if tools is None else (tools, None)
     session_id = new_session_id()
     _check_settings(config, root)
     owns_model = model is None
@@ -363,6 +380,7 @@ def run_task(
         try:
             bus.emit(SessionStarted(session_id=session_id, task=task, repo=str(root), workdir=str(workspace.path), branch=workspace.branch, base_commit=workspace.base_commit, model=model.name, mode=workspace.mode))
             notices.attach(bus)
+            _skill_notices(skills, bus)
             ctx = _context(config, store, meta, workspace, cancel, bus)
             if owns_tools:
                 tools = _with_subagents(config, tools, model, store, meta, workspace, bus, cancel)
@@ -407,8 +425,8 @@ def resume_task(
     conversation)."""
     store = SessionStore() if store is None else store
     owns_tools = tools is None
-    tools = default_tools() if tools is None else tools
     meta = store.resolve(session_id, repo_root(repo) if repo else None)
+    tools, skills = _default_tools(Path(meta.repo)) if tools is None else (tools, None)
     _refuse_running(store, meta)
     recovered = recover(store.log_path(meta.session_id))
     state = recovered.last
@@ -437,6 +455,7 @@ def resume_task(
             store.write_meta(meta)
             bus.emit(SessionStarted(session_id=meta.session_id, task=meta.task, repo=meta.repo, workdir=meta.workdir, branch=meta.branch, base_commit=meta.base_commit, model=model.name, mode=meta.mode, resumed=True))
             notices.attach(bus)
+            _skill_notices(skills, bus)
             for call in recovered.interrupted_calls:
                 bus.emit(ErrorEvent(message=f"tool call {call} was in flight when the session stopped; its effects were rolled back to the last checkpoint and the step will run again", kind="interrupted_tool", step=state.step + 1))
             ctx = _context(config, store, meta, workspace, cancel, bus)
