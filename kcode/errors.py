@@ -7,7 +7,6 @@ the loop records when it stops.
     KcodeError
     ├── UsageError              bad flags, bad config, unknown session (exit code 2)
     ├── ConfigError(UsageError)
-    ├── SkillError(UsageError)  an invalid skill, an unknown one, a SKILL.md that cannot be saved
     ├── ModelError              anything the model backend reports
     │   ├── TransientModelError rate limits, 5xx, timeouts, cut streams, no connection:
     │   │   │                   retried by the agent loop (kcode.agent.retry.RetryPolicy)
@@ -23,6 +22,8 @@ the loop records when it stops.
     ├── SandboxError            the sandbox cannot run commands at all
     ├── VcsError                git failed
     ├── SessionError            the session log is unreadable or missing
+    ├── SkillError              a skill is invalid, or the model's SKILL.md for a session is
+    │                           (kcode.skills; skipped with a warning in discovery)
     └── AgentStop               control flow in the loop (passes through tool execution)
         ├── Submitted           the finish tool hands the work in; the loop reviews it
         ├── BudgetExhausted
@@ -36,7 +37,6 @@ __all__ = [
     "KcodeError",
     "UsageError",
     "ConfigError",
-    "SkillError",
     "ModelError",
     "TransientModelError",
     "RateLimited",
@@ -51,6 +51,7 @@ __all__ = [
     "SandboxError",
     "VcsError",
     "SessionError",
+    "SkillError",
     "AgentStop",
     "Submitted",
     "BudgetExhausted",
@@ -69,10 +70,6 @@ class UsageError(KcodeError):
 
 class ConfigError(UsageError):
     """A configuration file or value is invalid."""
-
-
-class SkillError(UsageError):
-    """A skill is invalid or unknown, or a SKILL.md written for a session cannot be saved."""
 
 
 class ModelError(KcodeError):
@@ -133,6 +130,11 @@ class VcsError(KcodeError):
 
 class SessionError(KcodeError):
     """A session log is missing or unreadable."""
+
+
+class SkillError(KcodeError):
+    """A skill is invalid (its SKILL.md, or a file of its folder), or the SKILL.md a model
+    wrote for a session cannot be saved."""
 
 
 class AgentStop(KcodeError):
