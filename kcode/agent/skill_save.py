@@ -53,8 +53,8 @@ class SavedSkill:
     loaded: bool  # whether discovery will find it (a project skill needs a trusted repository)
 
 
-def _render(name: str, **values: object) -> str:
-    return _ENV.from_string(read_prompt(f"skills/{name}")).render(**values).strip()
+def _render(prompt: str, **values: object) -> str:
+    return _ENV.from_string(read_prompt(f"skills/{prompt}")).render(**values).strip()
 
 
 def skill_md_problems(text: str, name: str | None = None) -> list[str]:
