@@ -161,6 +161,8 @@ def save_session_skill(session_id: str | None, *, repo: Path | None = None, name
     if meta.status != "finished":
         raise UsageError(f"session {meta.session_id} ended {meta.status!r}; only a finished session can be saved as a skill")
     root = Path(meta.repo)
+    if scope == "project" and not root.is_dir():
+        raise UsageError(f"session {meta.session_id}'s repository {root} is gone; save the skill with --scope user")
     if name is not None:
         _refuse_existing(skill_folder(scope, root, name), force)
     events = list(read_events(store.log_path(meta.session_id)))

@@ -46,7 +46,7 @@ class SkillTool(Tool):
         except SkillError as error:
             raise ToolError(str(error)) from None
         files = [name for name in skill_files(skill) if name != "SKILL.md"]
-        header = f"Skill {skill.name} ({skill_location(skill, ctx.root)})"
+        header = f"Skill {skill.name} ({skill_location(skill)})"
         if files:
             shown = ", ".join(files[:_FILES_SHOWN]) + (f", ... {len(files) - _FILES_SHOWN} more" if len(files) > _FILES_SHOWN else "")
             header += f"\nIts files (read them with skill(name={skill.name!r}, file=...)): {shown}"
