@@ -32,7 +32,6 @@ from kcode.events import (
     Event,
     EventBus,
     MessageAdded,
-    Rewound,
     SessionStarted,
     Subscriber,
 )
@@ -45,7 +44,9 @@ from kcode.skills import SkillSet, discover_skills, render_catalog
 from kcode.tools import SessionState, SkillTool, ToolContext, ToolRegistry, default_tools
 from kcode.tools.files import seen_files
 from kcode.trust import check_project_settings, is_trusted
-from kcode.vcs import ApplyReport, Workspace, apply_result, git, repo_root
+from kcode.vcs import ApplyReport, Workspace, apply_result, repo_root
+
+from kcode.agent.session_ops import apply_session, rewind_session  # kept importable from here
 
 __all__ = ["RunOutcome", "process_start", "run_task", "resume_task", "rewind_session", "apply_session"]
 
@@ -481,47 +482,3 @@ def resume_task(
 def _refuse_running(store: SessionStore, meta: SessionMeta) -> None:
     if log_in_use(store.log_path(meta.session_id)):
         raise SessionError(f"session {meta.session_id} is running in another kcode process")
-
-
-def rewind_session(session_id: str | None, to_step: int, repo: Path | None = None) -> tuple[SessionMeta, Rewound]:
-    """Restore files and conversation to the end of ``to_step``; later steps stay in the log
-    (and their files under ``refs/kcode/abandoned/...``)."""
-    store = SessionStore()
-    meta = store.resolve(session_id, repo_root(repo) if repo else None)
-    if meta.mode != "worktree":
-        raise UsageError(f"session {meta.session_id} ran in place; rewind only restores sessions that ran in their own work tree")
-    _refuse_running(store, meta)
-    recovered = recover(store.log_path(meta.session_id))
-    target = recovered.snapshots.get(to_step)
-    if target is None:
-        last = recovered.step
-        raise UsageError(f"session {meta.session_id} has no completed step {to_step} (steps 0..{last})")
-    repo_path = Path(meta.repo)  # the branch, not the work tree: a run that ended has none
-    current_head = str(git(["rev-parse", meta.branch], repo_path)).strip()
-    abandoned = f"refs/kcode/abandoned/{meta.session_id}/step-{recovered.step}"
-    git(["update-ref", abandoned, current_head], repo_path)
-    workspace = Workspace(repo_path, Path(meta.workdir), meta.branch, meta.base_commit, meta.mode)
-    workspace.move_to(target.head or meta.base_commit)  # the branch, and the work tree if there is one
-    log = SessionLog(store.log_path(meta.session_id))
-    try:
-        event = Rewound(to_step=to_step, from_step=recovered.step, commit=workspace.head, abandoned_ref=abandoned)
-        EventBus(agent_id=meta.session_id, parent_id=meta.parent_id).emit(event)
-        log(event)
-    finally:
-        log.close()
-    meta.status, meta.steps = "rewound", to_step
-    store.write_meta(meta)
-    return meta, event
-
-
-def apply_session(session_id: str | None, repo: Path | None = None) -> tuple[SessionMeta, ApplyReport]:
-    store = SessionStore()
-    meta = store.resolve(session_id, repo_root(repo) if repo else None)
-    if meta.mode != "worktree":
-        raise UsageError(f"session {meta.session_id} ran in place; its changes are already in your checkout")
-    repo_path = Path(meta.repo)
-    head = str(git(["rev-parse", meta.branch], repo_path)).strip()
-    return meta, apply_result(repo_path, meta.base_commit, head)
-
-
-
