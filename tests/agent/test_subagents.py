@@ -214,3 +214,19 @@ def test_kill9_of_the_parent_mid_swarm_then_resume_runs_no_subagent_twice(calc_r
     head = store.read_meta(parent_meta.session_id)
     final = _tree(calc_repo, git(calc_repo, "rev-parse", head.branch).strip())
     assert {name: final[name] for name in final if name.startswith("gen/")} == {f"gen/{item}.txt": f"{item}\n" for item in items}
+
+
+def test_an_in_process_model_serves_its_subagents_one_at_a_time():
+    """A model that serves one conversation at a time (the in-process llama.cpp one) runs its
+    sub-agents in turn; a server's run them side by side."""
+    from kcode.agent.subagents import SubagentLimits, SubagentSpec, Subagents
+    from kcode.llm.llamacpp import LlamaCppModel
+
+    assert LlamaCppModel.serves_one_at_a_time is True
+    specs = [SubagentSpec(f"s{i}", "p") for i in range(4)]
+    for serial, expect_main in ((True, True), (False, False)):
+        sub = Subagents.__new__(Subagents)
+        sub.serial, sub.limits = serial, SubagentLimits(max_parallel=4)
+        sub.run = lambda spec: (time.sleep(0.05), threading.current_thread().name)[1]
+        names = sub.run_many(specs, 4)
+        assert all(n == threading.current_thread().name for n in names) is expect_main

@@ -128,6 +128,8 @@ class LlamaCppModel:
     ``on_notice`` hears what the user should know (a context lowered to fit the memory, an
     unusable cache entry); nothing is printed."""
 
+    serves_one_at_a_time = True  # one conversation at a time: sub-agents take turns on it (kcode.agent.subagents)
+
     def __init__(
         self,
         path: Path | str,
