@@ -199,7 +199,7 @@ def test_log_cut_mid_line_resumes_to_the_same_state(cut, reference, tmp_path):
     workdir, branch, log = _session(home)
     data = log.read_bytes()
     position = int(len(data) * cut)
-    while data[position : position + 1] in (b"\n", b""):
+    while data[position - 1 : position] == b"\n":  # the cut must fall inside a line, not just after one
         position += 1
     log.write_bytes(data[:position])  # ends inside a line
     assert not log.read_bytes().endswith(b"\n")
