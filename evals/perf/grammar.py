@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -35,11 +34,8 @@ from kcode.config import LlamaCppOptions  # noqa: E402
 from kcode.llm import ModelOptions, StepEnd, create_model  # noqa: E402
 from kcode.tools import default_tools  # noqa: E402
 
-DEFAULT_MODELS = (
-    os.environ.get("KCODE_TEST_MODEL_0_5B", ""),
-    "/root/.cache/kcode-models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-    str(Path.home() / ".cache/kcode/models/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from inference import DEFAULT_MODELS  # noqa: E402  (where the 0.5B GGUF may be)
 SYSTEM = "You are a coding agent working in a Python repository. Use the tools to do the task."
 PROMPTS = (
     "Read the file src/calc/core.py.",
