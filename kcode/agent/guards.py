@@ -4,6 +4,9 @@
   3, 5 and 8, a forced change of approach (a system note plus a compaction) at 12;
 - an alternation (A B A B A B, or A B C A B C) over 6 steps: a warning;
 - 3 malformed tool calls in a row: the format instructions are sent again;
+- a call made twice in a row: its tools are left out of the next step's grammar, for a local
+  model whose tool calls are constrained (:meth:`LoopGuard.repeated_tools`); with greedy
+  sampling a small model otherwise repeats it until the streak's notes stop the run;
 - no progress (no file changed, no new test result) for N steps: a nudge, and at 2N a stop.
 
 The notes' texts are in ``prompts/loop/`` (:mod:`kcode.agent.notes`).
@@ -42,6 +45,7 @@ class GuardVerdict:
 class LoopGuard:
     stuck_steps: int = 30  # no progress for this many steps → a nudge; twice as many → stop
     _last_call: str | None = None
+    _last_names: tuple[str, ...] = ()  # the tools of the last step's calls
     _streak: int = 0
     _recent: deque[str] = field(default_factory=lambda: deque(maxlen=ALTERNATION_WINDOW))
     _malformed: int = 0
@@ -54,12 +58,17 @@ class LoopGuard:
         verdict = GuardVerdict()
         self._check_malformed(malformed, verdict)
         if calls:
+            self._last_names = tuple(call.split(":", 1)[0] for call in calls)
             signature = "|".join(calls)
             self._check_repeats(signature, verdict)
             self._recent.append(signature)
             self._check_alternation(step, verdict)
         self._check_progress(progressed, verdict)
         return verdict
+
+    def repeated_tools(self) -> set[str]:
+        """The tools of a call the model has just made twice or more in a row."""
+        return set(self._last_names) if self._streak >= 2 and self._last_call else set()
 
     def _check_malformed(self, malformed: int, verdict: GuardVerdict) -> None:
         self._malformed = self._malformed + 1 if malformed else 0
@@ -99,11 +108,12 @@ class LoopGuard:
             verdict.stop = f"no progress for {self._idle} steps (no file changed, no new test result)"
 
     def state(self) -> dict[str, Any]:
-        return {"streak": self._streak, "last_call": self._last_call, "recent": list(self._recent), "malformed": self._malformed, "idle": self._idle}
+        return {"streak": self._streak, "last_call": self._last_call, "last_names": list(self._last_names), "recent": list(self._recent), "malformed": self._malformed, "idle": self._idle}
 
     def restore(self, state: dict[str, Any]) -> None:
         self._streak = int(state.get("streak", 0))
         self._last_call = state.get("last_call")
+        self._last_names = tuple(state.get("last_names", ()))
         self._recent = deque(state.get("recent", []), maxlen=ALTERNATION_WINDOW)
         self._malformed = int(state.get("malformed", 0))
         self._idle = int(state.get("idle", 0))

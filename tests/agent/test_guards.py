@@ -51,3 +51,20 @@ def test_state_round_trip():
     copy = LoopGuard()
     copy.restore(guard.state())
     assert copy.observe(5, ["x"], 0, False).notes  # streak 5 continues after a resume
+
+
+def test_a_call_made_twice_in_a_row_has_its_tool_withheld_next():
+    guard = LoopGuard(stuck_steps=1000)
+    write = canonical_call("write_file", {"path": "a.py", "content": "x|y"})
+    run(guard, [write])
+    assert guard.repeated_tools() == set()
+    run(guard, [write], start=2)
+    assert guard.repeated_tools() == {"write_file"}
+    copy = LoopGuard()
+    copy.restore(guard.state())
+    assert copy.repeated_tools() == {"write_file"}  # a resumed run withholds it too
+    run(guard, [canonical_call("read_file", {"path": "a.py"})], start=3)
+    assert guard.repeated_tools() == set()
+    guard.observe(4, [canonical_call("search", {"q": "a"}), canonical_call("read_file", {"path": "b"})], 0, False)
+    guard.observe(5, [canonical_call("search", {"q": "a"}), canonical_call("read_file", {"path": "b"})], 0, False)
+    assert guard.repeated_tools() == {"search", "read_file"}

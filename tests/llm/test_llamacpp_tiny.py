@@ -189,6 +189,30 @@ def test_a_required_tool_call_is_constrained_from_the_first_token(tiny_llama_moe
     model.close()
 
 
+def test_by_default_every_step_calls_a_tool_and_withheld_tools_are_left_out_of_the_grammar(tiny_llama_moe):
+    """Without thinking, tool_calls defaults to "required": each step opens with a tool call,
+    no prose. ``withheld_tools`` (the loop leaves finish out before the model has looked)
+    shapes the grammar only: the calls use the other tools, and the prompt is unchanged."""
+    options = ModelOptions(temperature=1.0, seed=5, max_output_tokens=300, llamacpp=LlamaCppOptions(ctx=2048, constrain_tools=False))
+    model = create_model(str(tiny_llama_moe), options)
+    assert not model.require_tool_call  # the default does it, not the loop's flag
+    model.withheld_tools = frozenset({"bash"})
+    names = set()
+    for attempt in range(3):
+        chunks, end = run_step(model, [SYSTEM, {"role": "user", "content": f"Attempt {attempt}."}], SHORT_TOOLS)
+        assert end.content == "" and end.tool_calls, end
+        complete = end.tool_calls if end.finish_reason == "tool_calls" else end.tool_calls[:-1]
+        names |= {call.name for call in complete}
+        assert not any(isinstance(c, TextChunk) for c in chunks)
+    assert names == {"read_file"}, names
+    model.close()
+    free = create_model(str(tiny_llama_moe), ModelOptions(temperature=1.0, seed=5, max_output_tokens=40,
+                                                          llamacpp=LlamaCppOptions(ctx=2048, constrain_tools=False, tool_calls="auto")))
+    ends = [run_step(free, [SYSTEM, {"role": "user", "content": f"Attempt {n}."}], SHORT_TOOLS)[1] for n in range(2)]
+    free.close()
+    assert any(end.content for end in ends)  # random weights write text when they may
+
+
 def test_a_new_turn_marker_ends_the_step(model):
     user_turn = model._llm.tokenize(b"<|im_user|>", add_bos=False, special=True)
     assert len(user_turn) == 1 and model.vocabulary.is_end_of_turn(user_turn[0])
