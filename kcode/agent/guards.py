@@ -4,9 +4,10 @@
   3, 5 and 8, a forced change of approach (a system note plus a compaction) at 12;
 - an alternation (A B A B A B, or A B C A B C) over 6 steps: a warning;
 - 3 malformed tool calls in a row: the format instructions are sent again;
-- a call made twice in a row: its tools are left out of the next step's grammar, for a local
-  model whose tool calls are constrained (:meth:`LoopGuard.repeated_tools`); with greedy
-  sampling a small model otherwise repeats it until the streak's notes stop the run;
+- a call made again with no progress since it was first made (nothing changed, no new test
+  result; in a row or not, A B A B): its tools are left out of the next step's grammar, for a
+  local model whose tool calls are constrained (:meth:`LoopGuard.repeated_tools`); a small
+  model otherwise repeats it until the streak's notes stop the run;
 - no progress (no file changed, no new test result) for N steps: a nudge, and at 2N a stop.
 
 The notes' texts are in ``prompts/loop/`` (:mod:`kcode.agent.notes`).
@@ -27,6 +28,7 @@ REPEAT_WARN_AT = (3, 5, 8)
 REPEAT_FORCE_AT = 12
 ALTERNATION_WINDOW = 6
 MALFORMED_LIMIT = 3
+SINCE_PROGRESS_KEPT = 40  # calls remembered for repeated_tools
 
 
 def canonical_call(name: str, arguments: dict[str, Any]) -> str:
@@ -46,6 +48,8 @@ class LoopGuard:
     stuck_steps: int = 30  # no progress for this many steps → a nudge; twice as many → stop
     _last_call: str | None = None
     _last_names: tuple[str, ...] = ()  # the tools of the last step's calls
+    _since_progress: list[str] = field(default_factory=list)  # calls made since the last progress
+    _repeated: bool = False  # the last step's calls had been made already since then
     _streak: int = 0
     _recent: deque[str] = field(default_factory=lambda: deque(maxlen=ALTERNATION_WINDOW))
     _malformed: int = 0
@@ -60,6 +64,8 @@ class LoopGuard:
         if calls:
             self._last_names = tuple(call.split(":", 1)[0] for call in calls)
             signature = "|".join(calls)
+            self._repeated = signature in self._since_progress
+            self._since_progress = (self._since_progress + [signature])[-SINCE_PROGRESS_KEPT:]
             self._check_repeats(signature, verdict)
             self._recent.append(signature)
             self._check_alternation(step, verdict)
@@ -67,8 +73,8 @@ class LoopGuard:
         return verdict
 
     def repeated_tools(self) -> set[str]:
-        """The tools of a call the model has just made twice or more in a row."""
-        return set(self._last_names) if self._streak >= 2 and self._last_call else set()
+        """The tools of the last step's call when it had been made already with no progress since."""
+        return set(self._last_names) if self._repeated else set()
 
     def _check_malformed(self, malformed: int, verdict: GuardVerdict) -> None:
         self._malformed = self._malformed + 1 if malformed else 0
@@ -100,6 +106,7 @@ class LoopGuard:
     def _check_progress(self, progressed: bool, verdict: GuardVerdict) -> None:
         if progressed:
             self._idle = 0
+            self._since_progress, self._repeated = [], False
             return
         self._idle += 1
         if self._idle == self.stuck_steps:
@@ -108,12 +115,15 @@ class LoopGuard:
             verdict.stop = f"no progress for {self._idle} steps (no file changed, no new test result)"
 
     def state(self) -> dict[str, Any]:
-        return {"streak": self._streak, "last_call": self._last_call, "last_names": list(self._last_names), "recent": list(self._recent), "malformed": self._malformed, "idle": self._idle}
+        return {"streak": self._streak, "last_call": self._last_call, "last_names": list(self._last_names),
+                "since_progress": self._since_progress, "repeated": self._repeated, "recent": list(self._recent), "malformed": self._malformed, "idle": self._idle}
 
     def restore(self, state: dict[str, Any]) -> None:
         self._streak = int(state.get("streak", 0))
         self._last_call = state.get("last_call")
         self._last_names = tuple(state.get("last_names", ()))
+        self._since_progress = list(state.get("since_progress", []))
+        self._repeated = bool(state.get("repeated", False))
         self._recent = deque(state.get("recent", []), maxlen=ALTERNATION_WINDOW)
         self._malformed = int(state.get("malformed", 0))
         self._idle = int(state.get("idle", 0))

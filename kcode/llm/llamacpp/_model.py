@@ -29,7 +29,7 @@ from typing import Any
 
 from kcode.cancel import CancelToken
 from kcode.config import LlamaCppOptions
-from kcode.errors import Interrupted, ModelRequestError
+from kcode.errors import ConfigError, Interrupted, ModelRequestError
 from kcode.llm.base import (
     Message,
     ReasoningChunk,
@@ -141,6 +141,8 @@ class LlamaCppModel:
         on_notice: Callable[[str], None] | None = None,
     ) -> None:
         options = options or LlamaCppOptions()
+        if options.tool_calls not in (None, "auto", "required"):
+            raise ConfigError(f"tool_calls must be 'auto' or 'required', not {options.tool_calls!r}")
         self.path = Path(path).expanduser()
         self.name = f"llamacpp:{self.path.name}"
         self._sampling = sampling or Sampling()
@@ -247,7 +249,7 @@ class LlamaCppModel:
                 generated += forced
                 timings.first_token_at = time.perf_counter()
                 yield from self._chunks(splitter.feed(decoder.decode(b"".join(self.vocabulary.piece(t) for t in forced))))
-                sampler.constrain(tool_call_grammar(allowed, opener))
+                sampler.constrain(tool_call_grammar(allowed, opener, single=True))  # one call, then the results
             for token in self._generate(sampler):
                 if timings.first_token_at is None:
                     timings.first_token_at = time.perf_counter()
