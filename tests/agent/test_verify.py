@@ -121,7 +121,8 @@ def test_a_local_model_cannot_finish_or_overwrite_before_looking_nor_finish_righ
 
     result = go("Fix the failing test in calc", [READ, FINISH, READ, FINISH])
     assert result.status == "finished" and result.summary.endswith("(no changes)")
-    assert withheld == [["finish", "write_file"], [], ["finish"], []]
+    # (the second read repeats the first with nothing changed since: the loop guard withholds it)
+    assert withheld == [["finish", "write_file"], [], ["finish"], ["read_file"]]
     result = go("What does calc.mul return?", [READ, FINISH])
     assert result.status == "finished" and withheld == [[], []]
     # a resumed session keeps whether the model had looked
