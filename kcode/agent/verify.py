@@ -51,6 +51,8 @@ FAILING_BLOCKS = 2  # times a finish with failing tests is sent back before it i
 NO_CHANGES_NOTE = "(no changes)"
 TEXT_ONLY_FINISH = 2  # answers in a row without a tool call that end a verified run
 TEXT_ONLY_STOP = 4  # ... that stop an unverified one
+FINISH_WITHHELD_STEPS = 3  # steps a local model cannot finish after an empty finish was sent back
+LOOKING_TOOLS = frozenset({"read_file", "search", "repo_map", "list_files", "bash", "run_tests"})
 
 # A task that only asks a question ("why does X fail?", "explain the parser") needs no change.
 _QUESTION_START = re.compile(
@@ -197,21 +199,22 @@ class Verification:
     edited_since_tests: bool = False
     text_only: int = 0  # answers in a row without a tool call (not saved: a resumed run nudges again)
     review: FinishReview = field(default_factory=FinishReview)
-    looked: bool = False  # the model has called a tool other than finish (read, searched, ran)
-    withhold_next: bool = False  # an empty finish was just sent back (not saved)
+    looked: bool = False  # the model has read, searched or run something (a call that worked)
+    finish_withheld: int = 0  # steps finish stays out of the grammar after an empty send-back (not saved)
 
     def withheld_tools(self) -> set[str]:
         """What a constrained step leaves out of its grammar (a local model's; the prompt is
         unchanged), on a task that asks for a change: ``finish`` and ``write_file`` before
         the model has looked at anything (read, searched or run something: small models
-        otherwise "fix" a file they have not seen, or finish at once), and ``finish`` in the
-        step right after an empty finish was sent back (its note asks to reproduce, find and
-        change first; small models answer it with the same finish). A later finish is free."""
+        otherwise "fix" a file they have not seen, or finish at once; a failed edit is not
+        looking), and ``finish`` for ``FINISH_WITHHELD_STEPS`` steps after an empty finish was
+        sent back, or until files change (its note asks to reproduce, find and change first;
+        small models answer it with the same finish). A later finish is free."""
         if not asks_for_change(self.task):
             return set()
         if not self.looked:
             return {"finish", "write_file"}
-        return {"finish"} if self.withhold_next else set()
+        return {"finish"} if self.finish_withheld else set()
 
     def check_step(self, calls: list[str], results: list[ToolResult], *, malformed: bool, changed: bool, submitted: Submitted | None, last_text: str, work: WorkTree) -> StepCheck:
         """A step has run ``calls`` (their names, in order; ``results`` of all but a finish),
@@ -219,8 +222,9 @@ class Verification:
         changed (a checkpoint was committed); ``submitted``: the finish tool was called."""
         if changed:
             self.edited_since_tests = True
-        self.withhold_next = False
-        if any(name != "finish" for name in calls):
+        self.finish_withheld = 0 if changed else max(0, self.finish_withheld - 1)
+        ran = [name for name in calls if name != "finish"]
+        if changed or any(name in LOOKING_TOOLS and not result.is_error for name, result in zip(ran, results)):
             self.looked = True
         if calls and calls[-1] == "run_tests":
             self.edited_since_tests = False
@@ -280,7 +284,7 @@ class Verification:
             note = self.review.failing(self.last_tests.failing)
         elif not changed:
             note = self.review.empty(self.task)
-            self.withhold_next = note is not None
+            self.finish_withheld = FINISH_WITHHELD_STEPS if note is not None else 0
         elif changes and all(change["kind"] == "add" for change in changes):
             note = self.review.added_only(self.task, [change["path"] for change in changes])
         if note:

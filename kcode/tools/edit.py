@@ -114,7 +114,8 @@ def apply_edit(text: str, old: str, new: str, *, replace_all: bool = False, show
     if old == "":
         raise ToolError("`old` is empty; use write_file to create or overwrite a file")
     if old == new:
-        raise ToolError("`old` and `new` are identical; nothing to change")
+        raise ToolError("`old` and `new` are identical, so nothing changed: `old` is the text as it is in the file "
+                        "now, `new` the corrected text that replaces it")
     outcome = _exact(text, old, new, replace_all, shown) or _fuzzy(text, old, new)
     if outcome is None:
         hint = _closest_region(text, old)

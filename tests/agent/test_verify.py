@@ -97,10 +97,11 @@ def test_after_an_answer_without_a_tool_call_the_next_step_must_call_one(calc_re
     assert required == [False, True, False]
 
 
-def test_a_local_model_cannot_finish_or_overwrite_before_looking_nor_finish_right_after_an_empty_send_back(calc_repo, tmp_path, monkeypatch):
+def test_a_local_model_cannot_finish_or_overwrite_before_looking_nor_finish_soon_after_an_empty_send_back(calc_repo, tmp_path, monkeypatch):
     """On a task that asks for a change, a local model's grammar leaves ``finish`` and
-    ``write_file`` out of the first step, and ``finish`` out of the step right after an empty
-    finish was sent back; other steps offer all. A question leaves them in throughout."""
+    ``write_file`` out until the model has looked at something, and ``finish`` out of the
+    steps after an empty finish was sent back; other steps offer all. A question leaves them
+    in throughout."""
     from kcode.agent import runner
     from kcode.llm.scripted import ScriptedModel
 
@@ -121,8 +122,17 @@ def test_a_local_model_cannot_finish_or_overwrite_before_looking_nor_finish_righ
 
     result = go("Fix the failing test in calc", [READ, FINISH, READ, FINISH])
     assert result.status == "finished" and result.summary.endswith("(no changes)")
-    # (the second read repeats the first with nothing changed since: the loop guard withholds it)
-    assert withheld == [["finish", "write_file"], [], ["finish"], ["read_file"]]
+    # finish stays out after the send-back (the scripted model finishes anyway: the second
+    # finish is accepted); the second read repeats the first with nothing changed since, so
+    # the loop guard withholds read_file too
+    assert withheld == [["finish", "write_file"], [], ["finish"], ["finish", "read_file"]]
+    bad_edit = {"tool_calls": [{"name": "edit_file", "arguments": {"path": "calc/__init__.py", "old": "return a -- b", "new": "x"}}]}
+    fix = {"tool_calls": [{"name": "edit_file", "arguments": {"path": "calc/__init__.py", "old": "return a - b", "new": "return a + b"}}]}
+    result = go("Fix the failing test in calc", [bad_edit, READ, FINISH, RUN_TESTS, fix, FINISH])
+    assert result.status == "finished" and not result.summary.endswith("(no changes)"), result.summary
+    # a failed edit is not looking; after the send-back finish is out for three steps, or
+    # (here) until files change
+    assert withheld == [["finish", "write_file"], ["finish", "write_file"], [], ["finish"], ["finish"], []]
     result = go("What does calc.mul return?", [READ, FINISH])
     assert result.status == "finished" and withheld == [[], []]
     # a resumed session keeps whether the model had looked
