@@ -4,7 +4,8 @@
     python evals/perf/retrieval.py heldout [SUITE.jsonl] --src DIR [--out F]
     python evals/perf/retrieval.py stability REPO [--task TEXT] [--commits N]
 
-Options for all: ``--budgets 3072,8192,32768``, ``--tokenizer qwen|estimate`` (default
+Options for all: ``--budgets 3072,8192,32768``, ``--tag-cache F`` (a tag cache kept between
+runs; default a fresh one), ``--tokenizer qwen|estimate`` (default
 ``qwen``: the default model's tokenizer, Qwen2.5-Coder-1.5B's GGUF vocabulary, loaded with
 ``vocab_only``; ``estimate`` is 4 characters per token), ``--no-bm25``, ``--limit N``.
 
@@ -22,7 +23,8 @@ map's signature lines do not count). A file the patch only adds to is judged by 
 context lines instead (the code around the insertion point). Reported per budget:
 ``all_lines`` (share of instances with every such line present), ``line_share`` (mean
 share of lines present), and ``anywhere`` (every line found anywhere in the pack text,
-map included: the laxer reading).
+map included: the laxer reading); and ``composition``: the mean share of the pack's
+characters that the map takes, and test files' blocks.
 
 **heldout**: the held-out set (``evals/swebench/heldout_suite.jsonl``; ``--src`` holds the
 extracted django and sympy sdists it was written against). Strict measure: the gold
@@ -116,6 +118,18 @@ def shown_lines(text: str) -> dict[str, set[str]]:
     return shown
 
 
+_MAP_BLOCK = re.compile(r"<repo_map>\n.*?</repo_map>\n", re.S)
+_TEST_FILE = re.compile(r"(^|/)(tests?|testing)/|(^|/)(test_[^/]*|[^/]*_tests?\.py|conftest\.py)$")
+
+
+def composition(text: str) -> dict:
+    """Shares of the pack's characters: the map, and test files' blocks (whole or excerpts)."""
+    total = max(len(text), 1)
+    tests = sum(len(m.group(0)) for m in re.finditer(r'<file path="([^"]+)"[^>]*>\n.*?</file>\n', text, re.S)
+                if _TEST_FILE.search(m.group(1)))  # fmt: skip
+    return {"map_share": round(sum(len(m) for m in _MAP_BLOCK.findall(text)) / total, 3), "test_share": round(tests / total, 3)}
+
+
 def line_scores(text: str, targets: dict[str, list[str]]) -> dict:
     shown = shown_lines(text)
     anywhere = {line.strip() for line in text.splitlines()}
@@ -172,7 +186,7 @@ def run_swebench(args, count, tokenizer: str) -> dict:
 
     instances = load_instances(args.instances, {"pytest-dev/pytest", "psf/requests", "sphinx-doc/sphinx"} if args.three else None)
     instances = instances[: args.limit] if args.limit else instances
-    cache_path = Path(tempfile.mkdtemp()) / "tags.sqlite"
+    cache_path = args.tag_cache or Path(tempfile.mkdtemp()) / "tags.sqlite"
     methods = ["kcode"] + ([] if args.no_bm25 else ["bm25"])
     rows, bm25_cache = [], {}
     started = time.perf_counter()
@@ -187,7 +201,7 @@ def run_swebench(args, count, tokenizer: str) -> dict:
         task = instance["problem_statement"]
         for budget in args.budgets:
             pack = packer.pack(task=task, count_tokens=count, budget=budget, tokenizer=tokenizer)
-            row["kcode"][str(budget)] = {**line_scores(pack.text, targets), "tokens": pack.stats["tokens"]}
+            row["kcode"][str(budget)] = {**line_scores(pack.text, targets), **composition(pack.text), "tokens": pack.stats["tokens"]}
             if "bm25" in methods:
                 text = bm25_pack(root, list(packer.index.files), task, count, budget, bm25_cache)
                 row["bm25"][str(budget)] = line_scores(text, targets)
@@ -196,6 +210,7 @@ def run_swebench(args, count, tokenizer: str) -> dict:
         brief = " ".join(f"{b}:{row['kcode'][str(b)]['line_share']:.2f}" for b in args.budgets)
         print(f"{instance['instance_id']:<40} {brief}", file=sys.stderr, flush=True)
     result = summarise(rows, methods, args.budgets, ("all_lines", "line_share", "anywhere"))
+    result["composition"] = summarise(rows, ["kcode"], args.budgets, ("map_share", "test_share"))["kcode"]
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["instances"] = rows
     return result
@@ -235,7 +250,7 @@ def run_heldout(args, count, tokenizer: str) -> dict:
             subprocess.run(["git", "init", "-q", str(root)], check=True)
             subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
             subprocess.run(["git", "-C", str(root), "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "sdist"], check=True)
-    cache_path = Path(tempfile.mkdtemp()) / "tags.sqlite"
+    cache_path = args.tag_cache or Path(tempfile.mkdtemp()) / "tags.sqlite"
     packers = {name: Packer(root, cache_path=cache_path) for name, root in roots.items()}
     methods = ["kcode"] + ([] if args.no_bm25 else ["bm25"])
     rows, bm25_cache = [], {}
@@ -351,6 +366,7 @@ def main() -> None:
     parser.add_argument("--no-bm25", action="store_true")
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--tag-cache", type=Path, help="tag cache file, kept between runs (default: a fresh one)")
     sub = parser.add_subparsers(dest="what", required=True)
     swe = sub.add_parser("swebench")
     swe.add_argument("instances", type=Path)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from kcode.context.index import IndexedFile
 from kcode.context.rank import BM25_B, BM25_K1, subwords
 
-__all__ = ["Excerpt", "ExcerptCost", "definition_order", "own_words", "build_excerpt", "render_excerpt", "format_ranges"]
+__all__ = ["Excerpt", "ExcerptCost", "definition_order", "own_words", "bm25_scores", "build_excerpt", "render_excerpt", "format_ranges"]
 
 MARK = "⋮"
 _GAP_FILL = 2  # ranges this few lines apart are joined (the lines cost less than a marker)
@@ -101,21 +101,7 @@ def definition_order(
         return []
     if words is None:
         words = own_words(indexed, lines)
-    query = sorted(set(task_words))  # a fixed order: float sums must not depend on the hash seed
-    lexical = [0.0] * n
-    if query:
-        lengths = [sum(w.values()) for w in words]
-        average = (sum(lengths) / n) or 1.0
-        df = Counter(word for w in words for word in query if word in w)
-        for i, w in enumerate(words):
-            norm = BM25_K1 * (1.0 - BM25_B + BM25_B * lengths[i] / average)
-            score = 0.0
-            for word in query:
-                tf = w.get(word)
-                if tf:
-                    idf = math.log(1.0 + (n - df[word] + 0.5) / (df[word] + 0.5))
-                    score += idf * tf * (BM25_K1 + 1.0) / (tf + norm)
-            lexical[i] = round(score, 9)
+    lexical = bm25_scores(words, task_words)
     fused = [0.0] * n
     for scores, everyone, weight in ((graph_scores, True, GRAPH_WEIGHT), (lexical, False, 1.0)):
         order = sorted(range(n), key=lambda i: (-scores[i], i))
@@ -125,6 +111,31 @@ def definition_order(
     for i, d in enumerate(defs):  # a name the task mentions: a third order, led by the rarest names
         fused[i] += _NAMED_WEIGHT * named.get(d.name, 0.0) / (_FUSION_K + 1.0)
     return sorted(range(n), key=lambda i: (-round(fused[i], 12), i))
+
+
+def bm25_scores(
+    documents: Sequence[Counter[str]], query_words: Sequence[str], weights: Mapping[str, float] | None = None
+) -> list[float]:
+    """BM25 of ``query_words`` against each of ``documents`` (word counts), the IDF taken over
+    ``documents`` themselves; ``weights``: extra weight of some query words (default 1)."""
+    n = len(documents)
+    query = sorted(set(query_words))  # a fixed order: float sums must not depend on the hash seed
+    scores = [0.0] * n
+    if not query or n == 0:
+        return scores
+    lengths = [sum(w.values()) for w in documents]
+    average = (sum(lengths) / n) or 1.0
+    df = Counter(word for w in documents for word in query if word in w)
+    idf = {word: math.log(1.0 + (n - df[word] + 0.5) / (df[word] + 0.5)) * (weights or {}).get(word, 1.0) for word in query}
+    for i, w in enumerate(documents):
+        norm = BM25_K1 * (1.0 - BM25_B + BM25_B * lengths[i] / average)
+        score = 0.0
+        for word in query:
+            tf = w.get(word)
+            if tf:
+                score += idf[word] * tf * (BM25_K1 + 1.0) / (tf + norm)
+        scores[i] = round(score, 9)
+    return scores
 
 
 def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

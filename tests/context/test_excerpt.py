@@ -130,3 +130,65 @@ def test_source_comes_before_a_test_file_that_ranks_close():
     assert source_first(ranked) == ["src/marshmallow/validate.py", "tests/test_validate.py", "src/marshmallow/fields.py",
                                     "docs/conf.py", "src/pkg/spec_helpers.py", "tests/conftest.py", "web/app.spec.ts",
                                     "lib/parser_test.go"]  # fmt: skip
+
+
+_CHECK = (
+    "def balance_ok(left, right):\n"
+    '    """Both sides agree."""\n'
+    "    if sum(left.values()) != sum(right.values()):\n"
+    '        raise AuditFailure("ledger total mismatch between reserved and shipped quantities")\n'
+    "    return True\n"
+)
+_SETTLE_TASK = (
+    "OrderBook.settle fails on a partially shipped order\n\n"
+    "Settling an order that shipped in two parcels stops with: ledger total mismatch between "
+    "reserved and shipped quantities. The totals are right; the check adds the reserved side twice."
+)
+
+
+def _settle_repo(tmp_path, tree_writer):
+    """The task names ``OrderBook.settle`` (a big class) and quotes, as plain words, an error
+    message that only a string in one function of another big module holds; files about
+    settling orders rank between the two."""
+    audit = ["from shop.errors import AuditFailure\n\n\n"]
+    audit += [f"def audit_step_{i}(entry):\n    return entry.amount * {i}\n\n\n" for i in range(30)]
+    audit.append(_CHECK + "\n\n")
+    audit += [f"def audit_after_{i}(entry):\n    return entry.amount - {i}\n\n\n" for i in range(30)]
+    book = ["class OrderBook:\n"]
+    book += [f"    def settle_part_{i}(self, order):\n        return order.total + {i}\n\n" for i in range(40)]
+    book.append("    def settle(self, order):\n        return [self.settle_part_0(order)]\n")
+    files = {"shop/audit.py": "".join(audit), "shop/book.py": "".join(book),
+             "shop/errors.py": "class AuditFailure(Exception):\n    pass\n"}  # fmt: skip
+    for i in range(6):
+        files[f"shop/orders/settle_{i:02d}.py"] = (
+            f"from shop.book import OrderBook\n\n\ndef settle_order_{i}(order, parcels):\n"
+            f"    return OrderBook().settle(order) + [parcels, {i}]\n"
+        )
+        files[f"shop/views_{i:02d}.py"] = (
+            f"from shop.book import OrderBook\n\n\ndef view_{i}(order):\n    return OrderBook().settle(order)\n"
+        )
+    return tree_writer(tmp_path / "repo", files)
+
+
+def test_the_function_a_report_describes_is_found_by_its_words_across_files(tmp_path, tree_writer):
+    # Definition-level retrieval: the definitions of the top files compete by their own text
+    # (BM25 over every definition's lines, strings included), not file after file. Here the
+    # file ranking puts the module with the error message low (its names say nothing of the
+    # task) and its function is one of 61; file-then-definition would spend the room on the
+    # named class's 41 methods and the settle modules first.
+    root = _settle_repo(tmp_path, tree_writer)
+    packer = Packer(root, cache_path=tmp_path / "t.sqlite")
+    audit = (root / "shop/audit.py").read_text()
+    for budget in (600, 800):
+        pack = packer.pack(task=_SETTLE_TASK, count_tokens=estimate_tokens, budget=budget)
+        ranked = packer.rank(_SETTLE_TASK).files
+        assert ranked.index("shop/audit.py") >= 5  # not near the top of the file ranking
+        assert estimate_tokens(audit) > budget  # its file cannot be whole
+        assert pack.stats["tokens"] <= budget
+        assert _CHECK in pack.text, budget  # the whole body, verbatim
+        assert "shop/audit.py" in pack.stats["files_excerpted"]
+        block = re.search(r'<file path="shop/audit.py" excerpt="[^"]+">\n(.*?)</file>\n', pack.text, re.S).group(1)
+        assert "from shop.errors import AuditFailure\n" in block  # with the file's imports
+        assert "def audit_step_0" not in block and "def audit_after_29" not in block  # not the whole file
+        # Whole files shown beside it all rank above it (none fills room from further down).
+        assert all(ranked.index(p) < ranked.index("shop/audit.py") for p in pack.stats["files_whole"])
