@@ -32,7 +32,7 @@ from kcode.context.index import IndexedFile
 from kcode.context.layout import quantize
 from kcode.context.rank import Ranking
 
-__all__ = ["Content", "choose_content", "CONTENT_SHARE", "NO_TASK_CONTENT_SHARE", "WHOLE_SHARE", "MIN_ROOM", "CANDIDATES"]
+__all__ = ["Content", "Units", "choose_content", "content_units", "CONTENT_SHARE", "NO_TASK_CONTENT_SHARE", "WHOLE_SHARE", "MIN_ROOM", "CANDIDATES"]
 
 CONTENT_SHARE = 0.8  # in "auto", the share of the budget offered to whole files and excerpts
 # Without a task nothing says which bodies matter: the map's outline of the whole repository
@@ -48,6 +48,11 @@ LEXICAL_DECAY = 1.0  # the g-th definition of the pool's lexical order is worth 
 MAX_UNITS = 3000  # units tried, best first
 TEST_DEMOTION = 3  # a test file's rank counts this many times (see source_first)
 FILE_DECAY, DEFINITION_DECAY = 1.0, 0.6  # a unit's worth: rank ** -FILE_DECAY * k ** -DEFINITION_DECAY
+
+
+# The pool's units best first, (path, rank, definition index; -1: a file without
+# definitions), and the lines and excerpt cost table of each file with definitions.
+Units = tuple[list[tuple[str, int, int]], dict[str, list[str]], dict[str, ExcerptCost]]
 
 
 @dataclass
@@ -79,6 +84,7 @@ def choose_content(
     estimate: Callable[[int], float],
     definers: Mapping[str, int] | None = None,
     file_cache: dict[str, tuple] | None = None,
+    units: Units | None = None,
 ) -> Content:
     """Whole files and excerpts of the best-ranked files within ``allowance`` tokens.
 
@@ -87,16 +93,14 @@ def choose_content(
     its whole-file block; ``definers``: how many files define each name (a name the task
     mentions counts for less the more files define it); ``file_cache``: what this computes
     per file content (its lines, definition words, cost table), kept by the caller between
-    packs (path -> (tags, lines, words, cost))."""
+    packs (path -> (tags, lines, words, cost)); ``units``: :func:`content_units` of the same
+    arguments, when the caller chooses more than once for one ranking."""
     content = Content()
     left = float(allowance)
-    seeds = ranking.seeds
-    named = {name: weight / max(1, (definers.get(name) or 1) if definers is not None else 1)
-             for name, weight in seeds.identifiers.items()}  # fmt: skip
     chars_per_token = 1000.0 / max(ratio * estimate(1000), 1e-6)
     tokens = lambda text: ratio * estimate(len(text))  # noqa: E731
     picked: dict[str, list[int]] = {}
-    units, lines_of, costs = _units(ranking, files, text_of, named, file_cache)
+    units, lines_of, costs = units or content_units(ranking, files, text_of, definers, file_cache)
     for path, r, j in units:
         if left < MIN_ROOM:
             break
@@ -148,13 +152,13 @@ def source_first(paths: list[str]) -> list[str]:
     return [path for _, _, path in sorted(keyed)]
 
 
-def _units(
+def content_units(
     ranking: Ranking,
     files: dict[str, IndexedFile],
     text_of: Callable[[str], str],
-    named: Mapping[str, float],
-    file_cache: dict[str, tuple] | None,
-) -> tuple[list[tuple[str, int, int]], dict[str, list[str]], dict[str, ExcerptCost]]:
+    definers: Mapping[str, int] | None = None,
+    file_cache: dict[str, tuple] | None = None,
+) -> Units:
     """The pool's units, best first: (path, rank, definition index; -1 for a file without
     definitions), and each file's lines and excerpt cost table.
 
@@ -165,6 +169,8 @@ def _units(
     found, file by file; the second finds the one function a bug report describes even
     deep in a 5,000-line module or in a file the ranking put 30th."""
     seeds = ranking.seeds
+    named = {name: weight / max(1, (definers.get(name) or 1) if definers is not None else 1)
+             for name, weight in seeds.identifiers.items()}  # fmt: skip
     pool = source_first(ranking.files[: POOL * 2])[:POOL]
     prior: list[tuple[float, int, int]] = []  # (-worth, rank, definition)
     documents: list[Counter[str]] = []

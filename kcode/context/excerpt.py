@@ -119,21 +119,25 @@ def bm25_scores(
     """BM25 of ``query_words`` against each of ``documents`` (word counts), the IDF taken over
     ``documents`` themselves; ``weights``: extra weight of some query words (default 1)."""
     n = len(documents)
-    query = sorted(set(query_words))  # a fixed order: float sums must not depend on the hash seed
+    query = set(query_words)
     scores = [0.0] * n
     if not query or n == 0:
         return scores
     lengths = [sum(w.values()) for w in documents]
     average = (sum(lengths) / n) or 1.0
-    df = Counter(word for w in documents for word in query if word in w)
-    idf = {word: math.log(1.0 + (n - df[word] + 0.5) / (df[word] + 0.5)) * (weights or {}).get(word, 1.0) for word in query}
+    # Per document only the query words it holds, in sorted order: the float sums must not
+    # depend on the hash seed (a document's words are tens, the task's hundreds).
+    hits = [sorted(query.intersection(w)) for w in documents]
+    df = Counter(word for held in hits for word in held)
+    idf = {word: math.log(1.0 + (n - df[word] + 0.5) / (df[word] + 0.5)) * (weights or {}).get(word, 1.0) for word in df}
     for i, w in enumerate(documents):
+        if not hits[i]:
+            continue
         norm = BM25_K1 * (1.0 - BM25_B + BM25_B * lengths[i] / average)
         score = 0.0
-        for word in query:
-            tf = w.get(word)
-            if tf:
-                score += idf[word] * tf * (BM25_K1 + 1.0) / (tf + norm)
+        for word in hits[i]:
+            tf = w[word]
+            score += idf[word] * tf * (BM25_K1 + 1.0) / (tf + norm)
         scores[i] = round(score, 9)
     return scores
 

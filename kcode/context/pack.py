@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from kcode.context.content import CONTENT_SHARE, MIN_ROOM, NO_TASK_CONTENT_SHARE, Content, choose_content
+from kcode.context.content import CONTENT_SHARE, MIN_ROOM, NO_TASK_CONTENT_SHARE, Content, choose_content, content_units
 from kcode.context.excerpt import Excerpt, format_ranges
 from kcode.context.history import NEWEST, TRUNCATED, commit_times, read_head
 from kcode.context.layout import CORE_CHARS_PER_TOKEN, render_sequence, render_tail
@@ -252,9 +252,10 @@ class Packer:
         definers = self.ranker.definers(files, self.index.version)
         if len(self._file_cache) > 512:
             self._file_cache.clear()
+        units = content_units(ranking, files, text_of, definers, self._file_cache)
         for _ in range(4):
             content = choose_content(
-                ranking, files, allowance, fitter.ratio, text_of, whole_of, _estimate, definers, self._file_cache
+                ranking, files, allowance, fitter.ratio, text_of, whole_of, _estimate, definers, self._file_cache, units
             )
             text, mapped, tokens = self._fit_map(ranking, content, budget, fitter, key)
             if tokens > budget and content.blocks:  # the estimates were low: learn, shrink, retry
