@@ -103,10 +103,34 @@ def _llamacpp_model(path: Path, options: ModelOptions) -> ChatModel:
     if llamacpp.ctx is None and options.context_window:
         llamacpp = dataclasses.replace(llamacpp, ctx=options.context_window)
     sampling = Sampling(seed=options.seed) if options.temperature is None else Sampling(options.temperature, seed=options.seed)
+    max_output = options.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS
+    served = _served_model(path, llamacpp, sampling, max_output, options)
+    if served is not None:
+        return served
     return LlamaCppModel(
         path, llamacpp, sampling=sampling, speed_store=speed_store_path(),
-        max_output_tokens=options.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS, on_notice=options.on_notice,
+        max_output_tokens=max_output, on_notice=options.on_notice,
     )
+
+
+def _served_model(path: Path, llamacpp: LlamaCppOptions, sampling: object, max_output: int, options: ModelOptions) -> ChatModel | None:
+    """The model on a kept-alive server (``keep_alive`` > 0), or None: in process (``keep_alive``
+    0, or a server that could not be started: a notice says why)."""
+    from kcode.errors import ModelError
+    from kcode.llm.serve import ServedModel, parse_keep_alive
+
+    keep_alive = parse_keep_alive(llamacpp.keep_alive)
+    if keep_alive <= 0:
+        return None
+    if not path.expanduser().is_file():
+        return None  # the in-process backend says what is wrong with the path
+    try:
+        return ServedModel(path.expanduser(), llamacpp, seed=sampling.seed, sampling=sampling.kwargs, keep_alive=keep_alive,
+                           max_output_tokens=max_output, speed_store=speed_store_path(), on_notice=options.on_notice)
+    except ModelError as error:
+        if options.on_notice is not None:
+            options.on_notice(f"could not use a kept-alive model server ({error}); running the model in process")
+        return None
 
 
 def speed_store_path() -> Path:
