@@ -63,6 +63,10 @@ class LlamaCppOptions:
     # request, for the next runs (ollama's keep_alive: 30s, 5m, 1h; -1 forever; 0 in each run's
     # own process); `kcode models ps|stop`
     keep_alive: str = "5m"
+    # parallel slots for sub-agents: above 0, the kept-alive server is llama.cpp's own
+    # llama-server with this many slots (its binary: llama_server, else the one on PATH)
+    parallel_slots: int = 0
+    llama_server: str | None = None
 
 
 @dataclass

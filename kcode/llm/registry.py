@@ -124,6 +124,10 @@ def _served_model(path: Path, llamacpp: LlamaCppOptions, sampling: object, max_o
         return None
     if not path.expanduser().is_file():
         return None  # the in-process backend says what is wrong with the path
+    if llamacpp.parallel_slots > 0:
+        slotted = _slots_model(path.expanduser(), llamacpp, sampling, max_output, keep_alive, options)
+        if slotted is not None:
+            return slotted
     try:
         return ServedModel(path.expanduser(), llamacpp, seed=sampling.seed, sampling=sampling.kwargs, keep_alive=keep_alive,
                            max_output_tokens=max_output, speed_store=speed_store_path(), on_notice=options.on_notice)
@@ -138,3 +142,34 @@ def speed_store_path() -> Path:
     from kcode.paths import cache_dir
 
     return cache_dir() / "prefill-speed.json"
+
+
+def _slots_model(path: Path, llamacpp: LlamaCppOptions, sampling: object, max_output: int, keep_alive: float,
+                 options: ModelOptions) -> ChatModel | None:
+    """The model on llama.cpp's own llama-server with ``parallel_slots`` slots (kept alive), or
+    None when there is no llama-server binary or it does not start (a notice says so)."""
+    from kcode.errors import ModelError
+    from kcode.llm.openai_compat import PROVIDERS, OpenAICompatModel
+    from kcode.llm.serve import connect
+    from kcode.llm.serve._slots import find_llama_server
+
+    notice = options.on_notice or (lambda text: None)
+    binary = find_llama_server(llamacpp.llama_server)
+    if binary is None:
+        notice(f"parallel_slots = {llamacpp.parallel_slots} needs llama.cpp's llama-server (on PATH, or llama_server = PATH); "
+               "the model serves one conversation at a time")
+        return None
+    try:
+        record, started = connect(path, llamacpp, sampling.seed, keep_alive, on_notice=notice, llama_server=binary)
+    except ModelError as error:
+        notice(f"llama-server with parallel slots did not start ({error}); the model serves one conversation at a time")
+        return None
+    body = {"temperature": sampling.kwargs["temp"], "seed": sampling.seed, "max_tokens": max_output}
+    model = OpenAICompatModel(PROVIDERS["llama-server"], path.name, base_url=f"{record.url}/v1", api_key=record.token,
+                              session_id=options.session_id, context_window=record.ctx,
+                              extra_body={k: v for k, v in body.items() if v is not None}, speed_store=speed_store_path())
+    model.parallel_slots = record.slots
+    how = "started now" if started else "already loaded"
+    model.serving = f"llama-server (kept alive by pid {record.pid}) on 127.0.0.1:{record.port} with {record.slots} parallel slots ({how})"
+    return model
+

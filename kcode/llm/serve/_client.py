@@ -61,6 +61,10 @@ def _request(record: ServerRecord, method: str, path: str, body: Any = None, tim
 
 
 def _healthy(record: ServerRecord) -> bool:
+    if record.kind == "llama-server":  # its /health says only ok
+        from kcode.llm.serve._slots import _get
+
+        return _get(f"{record.url}/health", record.token)[0] == 200
     try:
         health = _request(record, "GET", "/health", timeout=5.0)
     except ModelUnreachable:
@@ -73,7 +77,7 @@ def _reap(process: subprocess.Popen) -> None:
 
 
 def _start(key: str, path: Path, options: LlamaCppOptions, seed: int | None, keep_alive: float,
-           speed_store: Path | None) -> ServerRecord:
+           speed_store: Path | None, llama_server: str | None) -> ServerRecord:
     import dataclasses
 
     folder = servers_dir()
@@ -81,7 +85,7 @@ def _start(key: str, path: Path, options: LlamaCppOptions, seed: int | None, kee
     request = folder / f"{key}.request.json"
     spec = {"path": str(path.resolve()), "key": key, "options": dataclasses.asdict(options), "seed": seed,
             "keep_alive": -1 if keep_alive == float("inf") else keep_alive, "log": str(log),
-            "speed_store": str(speed_store) if speed_store else None}
+            "speed_store": str(speed_store) if speed_store else None, "llama_server": llama_server}
     fd = os.open(request, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(spec, handle)
@@ -105,10 +109,12 @@ def _start(key: str, path: Path, options: LlamaCppOptions, seed: int | None, kee
 
 
 def connect(path: Path, options: LlamaCppOptions, seed: int | None, keep_alive: float, *,
-            speed_store: Path | None = None, on_notice: Callable[[str], None] | None = None) -> tuple[ServerRecord, bool]:
+            speed_store: Path | None = None, on_notice: Callable[[str], None] | None = None,
+            llama_server: str | None = None) -> tuple[ServerRecord, bool]:
     """The server for ``path`` with these settings: (its record, whether it was started now).
-    A record whose server is gone is replaced, with a notice."""
-    key = server_key(path, options, seed)
+    A record whose server is gone is replaced, with a notice. ``llama_server``: the binary of
+    llama.cpp's server, run with ``options.parallel_slots`` slots instead of kcode's own."""
+    key = server_key(path, options, seed) + ("-slots" if llama_server else "")
     with start_lock(key):
         record = read_record(key)
         if record is not None:
@@ -118,7 +124,7 @@ def connect(path: Path, options: LlamaCppOptions, seed: int | None, keep_alive: 
                 on_notice(f"the kept-alive model server pid {record.pid} ({Path(record.model).name}) is gone or not answering; "
                           "starting a new one")
             remove_record(key, record.pid)
-        return _start(key, path, options, seed, keep_alive, speed_store), True
+        return _start(key, path, options, seed, keep_alive, speed_store, llama_server), True
 
 
 def running_servers() -> list[ServerRecord]:
@@ -297,8 +303,14 @@ class ServedModel:
                      "resampled_tokens", "head_tokens"):
             if name in served:
                 setattr(timings, name, served[name])
+        # When the server sampled the first token (a tool call's text reaches the client only at
+        # the end): perf_counter is CLOCK_MONOTONIC on Linux, one clock for the processes of a machine.
+        now = time.perf_counter()
+        first = served.get("first_token_at")
+        if isinstance(first, float) and sys.platform.startswith("linux") and timings.started_at <= first <= now:
+            timings.first_token_at = min(first, timings.first_token_at or now)
         if timings.first_token_at is None:  # a step that wrote nothing but its end
-            timings.first_token_at = time.perf_counter()
+            timings.first_token_at = now
         self.last_prefix_restored = bool(wire.get("prefix_restored"))
 
     def _call(self, method: str, **args: Any) -> Any:

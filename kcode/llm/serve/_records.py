@@ -81,6 +81,8 @@ class ServerRecord:
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
     log: str = ""
     last_used: float = 0.0  # time.time() of the last request's end (0: none yet)
+    kind: str = "kcode"  # kcode's own server, or "llama-server" (llama.cpp's, with parallel slots)
+    slots: int = 1  # conversations served at once
 
     @property
     def url(self) -> str:

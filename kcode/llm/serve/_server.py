@@ -276,6 +276,10 @@ def main(argv: list[str]) -> int:
     request_path = Path(argv[0])
     request = json.loads(request_path.read_text(encoding="utf-8"))
     request_path.unlink(missing_ok=True)
+    if request.get("llama_server"):
+        from kcode.llm.serve._slots import supervise
+
+        return supervise(request)
     server = ModelServer(request)
     signal.signal(signal.SIGTERM, lambda *_: server.stop("SIGTERM"))
     signal.signal(signal.SIGINT, lambda *_: server.stop("SIGINT"))
