@@ -270,7 +270,7 @@ def _model(config: Config, session_id: str, on_notice: Callable[[str], None] | N
     options = ModelOptions(
         base_url=config.base_url, session_id=session_id, context_window=config.context_window,
         temperature=config.temperature, seed=config.seed, max_output_tokens=config.max_output_tokens,
-        llamacpp=config.llamacpp, on_notice=on_notice,
+        llamacpp=config.llamacpp, on_notice=on_notice, serve=True,
     )  # fmt: skip
     return create_model(config.model, options)
 

@@ -41,6 +41,9 @@ class ModelOptions:
     seed: int | None = None
     max_output_tokens: int | None = None  # per step; None: llama.cpp 2048 (DEFAULT_MAX_OUTPUT_TOKENS), a server its own
     llamacpp: LlamaCppOptions = field(default_factory=LlamaCppOptions)  # PATH.gguf and catalog models
+    # a local model may be kept alive in a server for later runs (llamacpp.keep_alive), as the
+    # runner's model is; False: loaded in this process, whatever keep_alive says
+    serve: bool = False
     # what the backend reports instead of printing (None: not reported)
     on_progress: ProgressCallback | None = None  # pulling a catalog model
     on_notice: NoticeCallback | None = None  # e.g. a download starting, a context lowered to fit the memory
@@ -114,13 +117,13 @@ def _llamacpp_model(path: Path, options: ModelOptions) -> ChatModel:
 
 
 def _served_model(path: Path, llamacpp: LlamaCppOptions, sampling: object, max_output: int, options: ModelOptions) -> ChatModel | None:
-    """The model on a kept-alive server (``keep_alive`` > 0), or None: in process (``keep_alive``
-    0, or a server that could not be started: a notice says why)."""
+    """The model on a kept-alive server (``serve`` and ``keep_alive`` > 0), or None: in process
+    (not ``serve``, ``keep_alive`` 0, or a server that could not be started: a notice says why)."""
     from kcode.errors import ModelError
     from kcode.llm.serve import ServedModel, parse_keep_alive
 
     keep_alive = parse_keep_alive(llamacpp.keep_alive)
-    if keep_alive <= 0:
+    if keep_alive <= 0 or not options.serve:
         return None
     if not path.expanduser().is_file():
         return None  # the in-process backend says what is wrong with the path

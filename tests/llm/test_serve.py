@@ -40,7 +40,7 @@ def conversation(task: str) -> list[dict]:
 def model(path: Path, notes: list[str] | None = None, keep_alive: str = "60s", output: int = 4, **options):
     llamacpp = LlamaCppOptions(ctx=options.pop("ctx", 1024), keep_alive=keep_alive, **options)
     return create_model(str(path), ModelOptions(temperature=0.0, seed=1, max_output_tokens=output, llamacpp=llamacpp,
-                                                on_notice=(notes.append if notes is not None else None)))
+                                                on_notice=(notes.append if notes is not None else None), serve=True))
 
 
 def step(chat, messages: list[dict]) -> StepEnd:
@@ -69,6 +69,7 @@ def test_the_next_model_uses_the_loaded_server_and_its_context(tiny):
     assert isinstance(first, ServedModel) and first.started_server
     assert first.serving.startswith(f"kept-alive model server pid {first._record.pid} on 127.0.0.1:")
     answer = step(first, conversation("Fix add_3."))
+    assert first.last_step.started_at < first.last_step.first_token_at <= time.perf_counter()
     assert first.last_step.evaluated_tokens == first.last_step.prompt_tokens  # a cold context: all of it
     first.close()  # the run ends; the server stays
     (record,) = running_servers()
@@ -202,6 +203,9 @@ def test_the_server_listens_on_loopback_and_wants_its_token(tiny):
 
 def test_keep_alive_zero_runs_in_process_and_a_server_that_cannot_start_falls_back(tiny, monkeypatch):
     assert isinstance(model(tiny, keep_alive="0"), LlamaCppModel)
+    unserved = create_model(str(tiny), ModelOptions(llamacpp=LlamaCppOptions(ctx=512, keep_alive="5m")))
+    assert isinstance(unserved, LlamaCppModel)  # create_model serves only when asked (the runner asks)
+    unserved.close()
     from kcode.llm.serve import _client
 
     monkeypatch.setattr(_client, "START_TIMEOUT", 0.0)  # no time to load: as a server that never listens
