@@ -155,14 +155,18 @@ def test_two_runs_at_once_take_turns(tiny):
     first, second = model(tiny, output=8), model(tiny, output=8)
     assert first._record.pid == second._record.pid
     tasks = [f"Fix add_{n}." for n in range(4)]
-    expected = {task: step(first, conversation(task)).content for task in tasks}
-    got: dict[str, str] = {}
+    expected = {}
+    for task in tasks:  # one by one: what each prompt is
+        step(first, conversation(task))
+        expected[task] = first.last_step.prompt_tokens
+    got: dict[str, tuple[int, int]] = {}
     errors: list[BaseException] = []
 
     def run(chat, mine):
         try:
             for task in mine:
-                got[task] = step(chat, conversation(task)).content
+                end = step(chat, conversation(task))
+                got[task] = (chat.last_step.prompt_tokens, end.usage.output_tokens)
         except BaseException as error:  # reported below
             errors.append(error)
 
@@ -171,7 +175,9 @@ def test_two_runs_at_once_take_turns(tiny):
         thread.start()
     for thread in threads:
         thread.join(120)
-    assert errors == [] and got == expected
+    # every step of both runs was served, each on its own conversation (the same prompt as alone)
+    assert errors == [] and {task: tokens for task, (tokens, _) in got.items()} == expected
+    assert all(0 < output <= 8 for _, output in got.values())
 
 
 def test_an_interrupted_step_stops_and_the_server_serves_the_next(tiny):
