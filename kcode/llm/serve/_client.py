@@ -182,6 +182,7 @@ class ServedModel:
         self._timings = StepTimings
         self.last_step = StepTimings()
         self.require_tool_call = False
+        self.withheld_tools: frozenset[str] = frozenset()  # left out of the step's grammar (kcode.agent.loop)
         self.last_prefix_restored = False
         self._token_counts: dict[str, int] = {}
         started = time.perf_counter()
@@ -232,6 +233,7 @@ class ServedModel:
                cancel: CancelToken | None = None) -> Iterator[StreamChunk]:
         timings = self.last_step = self._timings(started_at=time.perf_counter())
         body = {"messages": messages, "tools": tools_to_wire(tools), "require_tool_call": self.require_tool_call,
+                "withheld_tools": sorted(self.withheld_tools),
                 "max_output_tokens": self._max_output_tokens, "sampling": self._sampling, "keep_alive": self._wire_keep_alive()}
         for attempt in (1, 2):
             received = False

@@ -107,6 +107,7 @@ class ModelServer:
     def stream(self, body: dict[str, Any], cancel: CancelToken):
         model = self.model
         model.require_tool_call = bool(body.get("require_tool_call"))
+        model.withheld_tools = frozenset(body.get("withheld_tools") or ())
         model._max_output_tokens = int(body.get("max_output_tokens") or model._max_output_tokens)
         if body.get("sampling"):
             model._sampling.kwargs = dict(body["sampling"])
