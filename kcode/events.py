@@ -83,6 +83,8 @@ class SessionStarted(Event):
     model: str
     mode: str = "worktree"  # or "in-place"
     resumed: bool = False
+    serving: str = ""  # where a local model runs: "in process", or which kept-alive server
+    subagents: str = ""  # how sub-agents are served: in parallel, queued on the model, or off (and why)
 
 
 @dataclass(kw_only=True)

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,13 +21,37 @@ CALC_TESTS = (
 
 
 @pytest.fixture(autouse=True)
-def kcode_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def kcode_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Every test gets its own KCODE_HOME: no test touches the real user directories."""
     home = tmp_path_factory.mktemp("kcode-home")
     monkeypatch.setenv("KCODE_HOME", str(home))
     for name in [n for n in os.environ if n.startswith("KCODE_") and n != "KCODE_HOME" and not n.startswith("KCODE_TEST")]:
         monkeypatch.delenv(name)
-    return home
+    # models run in process unless a test asks for a kept-alive server (and then it is stopped below)
+    monkeypatch.setenv("KCODE_KEEP_ALIVE", "0")
+    yield home
+    if (home / "cache" / "servers").is_dir():
+        from kcode.llm.serve import stop_servers
+
+        stop_servers()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_model_server_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the suite, no kept-alive model server of a test runs (CI must not wait on one)."""
+    yield
+    import psutil
+
+    base = str(tmp_path_factory.getbasetemp())
+    left = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if "kcode.llm.serve" in " ".join(process.info["cmdline"] or []) and process.environ().get("KCODE_HOME", "").startswith(base):
+                left.append(process.pid)
+                process.kill()
+        except psutil.Error:
+            continue
+    assert not left, f"model servers left running after the tests (killed now): {left}"
 
 
 def git(repo: Path, *args: str) -> str:

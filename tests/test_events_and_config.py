@@ -79,6 +79,7 @@ def test_config_layers_later_wins(tmp_path, kcode_home, monkeypatch):
 def test_llama_cpp_settings_keep_their_names_and_land_in_one_dataclass(tmp_path, kcode_home, monkeypatch):
     (tmp_path / ".kcode").mkdir()
     (tmp_path / ".kcode" / "config.toml").write_text('gpu_layers = 12\nkv_type = "q8_0"\noverride_tensor = ["exps=CPU"]\n')
+    monkeypatch.delenv("KCODE_KEEP_ALIVE")  # the suite's own (models in process): the defaults here
     monkeypatch.setenv("KCODE_N_BATCH", "256")
     config = load_config(tmp_path, {"threads": 3, "max_steps": 7})
     assert config.llamacpp == LlamaCppOptions(gpu_layers=12, kv_type="q8_0", override_tensor=["exps=CPU"], n_batch=256, threads=3)

@@ -239,6 +239,14 @@ def _with_subagents(config: Config, tools: ToolRegistry, model: ChatModel, store
     return tools.with_tools(TaskTool(subagents), SwarmTool(subagents))
 
 
+def _serving(config: Config, model: ChatModel, parent_id: str | None) -> dict[str, str]:
+    """The run header's word on where the model runs and how sub-agents are served (``parent_id``
+    "": the caller's own tools, no sub-agent tools)."""
+    from kcode.agent.subagents import serving_line
+
+    return {"serving": getattr(model, "serving", ""), "subagents": "off" if parent_id == "" else serving_line(config, model, parent_id)}
+
+
 def _default_tools(root: Path) -> tuple[ToolRegistry, SkillSet]:
     """``default_tools()`` with the skills found for the repository at ``root``."""
     found = discover_skills(root)
@@ -262,7 +270,7 @@ def _model(config: Config, session_id: str, on_notice: Callable[[str], None] | N
     options = ModelOptions(
         base_url=config.base_url, session_id=session_id, context_window=config.context_window,
         temperature=config.temperature, seed=config.seed, max_output_tokens=config.max_output_tokens,
-        llamacpp=config.llamacpp, on_notice=on_notice,
+        llamacpp=config.llamacpp, on_notice=on_notice, serve=True,
     )  # fmt: skip
     return create_model(config.model, options)
 
@@ -379,7 +387,7 @@ def run_task(
         tests: list[dict] = []
         bus = _bus(log, list(subscribers), tests, meta)
         try:
-            bus.emit(SessionStarted(session_id=session_id, task=task, repo=str(root), workdir=str(workspace.path), branch=workspace.branch, base_commit=workspace.base_commit, model=model.name, mode=workspace.mode))
+            bus.emit(SessionStarted(session_id=session_id, task=task, repo=str(root), workdir=str(workspace.path), branch=workspace.branch, base_commit=workspace.base_commit, model=model.name, mode=workspace.mode, **_serving(config, model, parent_id if owns_tools else "")))
             notices.attach(bus)
             _skill_notices(skills, bus)
             ctx = _context(config, store, meta, workspace, cancel, bus)
@@ -404,7 +412,8 @@ def run_task(
 
 
 def _non_default_options(config: Config) -> dict:
-    return changed_settings(config)
+    # how long a model stays loaded after the run is the user's machine's business, not the session's
+    return {name: value for name, value in changed_settings(config).items() if name != "keep_alive"}
 
 
 def resume_task(
@@ -454,7 +463,7 @@ def resume_task(
         try:
             meta.status = "running"
             store.write_meta(meta)
-            bus.emit(SessionStarted(session_id=meta.session_id, task=meta.task, repo=meta.repo, workdir=meta.workdir, branch=meta.branch, base_commit=meta.base_commit, model=model.name, mode=meta.mode, resumed=True))
+            bus.emit(SessionStarted(session_id=meta.session_id, task=meta.task, repo=meta.repo, workdir=meta.workdir, branch=meta.branch, base_commit=meta.base_commit, model=model.name, mode=meta.mode, resumed=True, **_serving(config, model, meta.parent_id if owns_tools else "")))
             notices.attach(bus)
             _skill_notices(skills, bus)
             for call in recovered.interrupted_calls:

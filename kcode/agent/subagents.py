@@ -43,7 +43,7 @@ from kcode.tools.base import ToolRegistry
 from kcode.vcs.merge import merge_into
 from kcode.vcs.workspace import Workspace
 
-__all__ = ["RateGate", "SubagentLimits", "SubagentReport", "SubagentSpec", "Subagents", "REPORT_LIMIT"]
+__all__ = ["RateGate", "SubagentLimits", "SubagentReport", "SubagentSpec", "Subagents", "REPORT_LIMIT", "serving_line"]
 
 REPORT_LIMIT = 4096  # bytes of a sub-agent's report the parent reads
 MODES = ("explore", "edit")
@@ -420,3 +420,21 @@ def _default_model_factory(spec: SubagentSpec, config: Config) -> ChatModel:
     from kcode.agent.runner import _model
 
     return _model(config, f"subagent-{spec.key()}")
+
+
+def serving_line(config: Config, model: ChatModel, parent_id: str | None = None) -> str:
+    """How ``model`` serves this run's sub-agents, for the run header."""
+    if config.subagents == "off":
+        return "off"
+    if parent_id:
+        return "off (a sub-agent starts none)"
+    if getattr(model, "parallel_requests", False):
+        slots = getattr(model, "parallel_slots", None)
+        return f"{slots} parallel slots on {model.name}" if slots else f"up to {config.max_parallel} in parallel on {model.name}"
+    if config.subagents == "auto":
+        return "off (the model serves one conversation at a time; subagents = on queues them on it)"
+    if not getattr(model, "serves_one_at_a_time", False):
+        return f"up to {config.max_parallel} at once, each on a model of its own"
+    if getattr(model, "serving", "in process") == "in process":
+        return "queued on the in-process model"
+    return "queued on the kept-alive model server (one conversation at a time)"

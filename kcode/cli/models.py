@@ -87,7 +87,8 @@ def bench(
     config = load_config()
     seconds = seconds if seconds is not None else config.first_step_seconds
     llamacpp = LlamaCppOptions(ctx=ctx, threads=threads, n_batch=n_batch, n_ubatch=n_ubatch, flash_attn=flash_attn,
-                               repack=repack, kv_type=kv_type, gpu_layers=gpu_layers, prefix_cache="off")
+                               repack=repack, kv_type=kv_type, gpu_layers=gpu_layers, prefix_cache="off",
+                               keep_alive="0")  # measured in this process, its load included
     options = ModelOptions(temperature=0.0, max_output_tokens=generate or 1, base_url=config.base_url, llamacpp=llamacpp,
                            on_notice=show_notice)
     spec = str(_resolve_model_path(model)) if model.endswith(".gguf") or _is_local(model) else model
@@ -255,3 +256,48 @@ def remove(name: str = typer.Argument(..., help="A catalog name.")) -> None:
         typer.echo(f"kcode models rm: {error}", err=True)
         raise typer.Exit(1) from error
     typer.echo(f"removed {name}" if removed else f"{name} was not downloaded", err=True)
+
+
+@app.command("ps")
+def ps() -> None:
+    """List the kept-alive model servers (keep_alive): model, pid, port, context, when each stops."""
+    import time as clock
+
+    from kcode.llm.serve import running_servers
+
+    servers = running_servers()
+    if not servers:
+        typer.echo("no model server is running", err=True)
+        return
+    header = ("MODEL", "PID", "PORT", "CTX", "UNTIL")
+    rows = []
+    for record in servers:
+        if record.keep_alive == float("inf"):
+            until = "forever"
+        else:
+            left = (record.last_used or record.started) + record.keep_alive - clock.time()
+            until = f"{max(0.0, left):.0f} s idle left"
+        rows.append((Path(record.model).name, str(record.pid), str(record.port), str(record.ctx), until))
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+@app.command("stop")
+def stop(model: str = typer.Argument(None, help="A model file, its name or a catalog name (default: every server).")) -> None:
+    """Stop kept-alive model servers (all of them, or a model's)."""
+    from kcode.llm.serve import stop_servers
+
+    from kcode.errors import KcodeError
+
+    wanted = model
+    if model and not model.endswith(".gguf") and _is_local(model):
+        try:
+            wanted = str(_resolve_model_path(model))
+        except KcodeError:
+            pass  # not downloaded: matched by name
+    stopped = stop_servers(wanted)
+    for record in stopped:
+        typer.echo(f"stopped {Path(record.model).name} (pid {record.pid})", err=True)
+    if not stopped:
+        typer.echo("no model server " + (f"for {model} " if model else "") + "is running", err=True)

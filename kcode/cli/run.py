@@ -198,9 +198,14 @@ def register(app: typer.Typer) -> None:
                 kv_type=kv_type, threads=threads, constrain_tools=constrain_tools, prefix_cache=prefix_cache,
             )
             if ci:
+                import dataclasses
+
+                from kcode.config import LlamaCppOptions
                 from kcode.headless.ci import ci_preflight
 
                 ci_preflight(config.sandbox, sandbox)
+                if config.llamacpp.keep_alive == LlamaCppOptions().keep_alive:  # a CI job leaves no model server behind
+                    config = config.replace(llamacpp=dataclasses.replace(config.llamacpp, keep_alive="0"))
             subscribers = _subscribers(output_format)
             ensure_catalog_model(config.model)  # a first pull draws its progress here, before the run
             with _cancel_on_signals() as cancel:

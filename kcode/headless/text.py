@@ -76,6 +76,11 @@ class TextRenderer:
             self._line(self._style(f"kcode session {event.session_id} {verb} · model {event.model}", "1"))
             where = f"work tree {event.workdir}" if event.mode == "worktree" else "in place"
             self._line(self._style(f"  branch {event.branch} · {where}", "2"))
+            served = [f"model {event.serving}"] if event.serving else []
+            if event.subagents and (event.serving or not event.subagents.startswith("off")):
+                served.append(f"sub-agents: {event.subagents}")
+            if served:
+                self._line(self._style("  " + " · ".join(served), "2"))
         elif isinstance(event, EnvironmentResolved):
             described = environment_line(event.python, event.python_version, event.environment, event.environment_source)
             self._line(self._style(f"  commands see the files at {event.path} · {described}", "2"))

@@ -66,3 +66,18 @@ def test_summarize_arguments_truncates():
     assert summarize_arguments("bash", {"command": "ls -la\necho"}) == "ls -la"
     long = summarize_arguments("write_file", {"path": "a", "content": "y" * 500})
     assert len(long) < 120 and long.endswith("…")
+
+
+def test_the_header_says_where_the_model_runs_and_how_sub_agents_are_served():
+    from kcode.events import SessionStarted
+
+    def header(**fields) -> str:
+        err = io.StringIO()
+        TextRenderer(err, color=False)(SessionStarted(session_id="s1", task="t", repo="/r", workdir="/w", branch="kcode/s1", base_commit="c", model="m", **fields))
+        return err.getvalue().splitlines()[-1]
+
+    assert header(serving="in process", subagents="queued on the in-process model") == "  model in process · sub-agents: queued on the in-process model"
+    assert header(serving="kept-alive model server pid 7 on 127.0.0.1:9 (already loaded; keep_alive 300 s)", subagents="off (x)") == (
+        "  model kept-alive model server pid 7 on 127.0.0.1:9 (already loaded; keep_alive 300 s) · sub-agents: off (x)")
+    assert header(subagents="4 parallel slots on llama-server:m.gguf") == "  sub-agents: 4 parallel slots on llama-server:m.gguf"
+    assert header(subagents="off (the model serves one conversation at a time)") == "  branch kcode/s1 · work tree /w"  # a scripted model: nothing to say

@@ -40,6 +40,22 @@ def _tojson(value: Any, indent: int | None = None, separators: Any = None,
                       ensure_ascii=ensure_ascii)
 
 
+def _raw_for(call: dict[str, Any], raw_arguments: dict[str, str]) -> str | None:
+    """What the model wrote for ``call``'s arguments, if this model wrote them: an id seen in
+    another conversation (another run on a shared server) must not lend its text."""
+    raw = raw_arguments.get(call.get("id", ""))
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+        if isinstance(value, dict) and value != (call.get("arguments") or {}) and "arguments" in value.get("function", value):
+            value = value.get("function", value)["arguments"]  # the whole call object (hermes)
+            value = json.loads(value) if isinstance(value, str) else value
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return raw if value == (call.get("arguments") or {}) else None
+
+
 def to_template_messages(messages: list[Message],
                          raw_arguments: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """kcode messages → the shapes chat templates expect."""
@@ -59,7 +75,7 @@ def to_template_messages(messages: list[Message],
                         "function": {
                             "name": call.get("name", ""),
                             "arguments": _JsonArguments(call.get("arguments") or {},
-                                                        raw_arguments.get(call.get("id", ""))),
+                                                        _raw_for(call, raw_arguments)),
                         },
                     }
                     for call in calls

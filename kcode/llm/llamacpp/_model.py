@@ -99,6 +99,7 @@ class StepTimings:
     started_at: float = 0.0  # time.perf_counter() when the step began
     first_token_at: float | None = None  # time.perf_counter() when the first token was sampled
     resampled_tokens: int = 0  # tokens the tool-call grammar rejected (sampled again under it)
+    head_tokens: int = 0  # of the prompt, its head: the system messages (what the prefix cache keeps)
 
 
 @dataclass
@@ -129,6 +130,7 @@ class LlamaCppModel:
     unusable cache entry); nothing is printed."""
 
     serves_one_at_a_time = True  # one conversation at a time: sub-agents take turns on it (kcode.agent.subagents)
+    serving = "in process"  # for the run header (a kept-alive server's model says which server)
 
     def __init__(
         self,
@@ -221,6 +223,7 @@ class LlamaCppModel:
         prompt = self._template.render(messages, tools, add_generation_prompt=True,
                                        thinking=self._thinking, raw_arguments=self._raw_arguments)
         tokens = self._prompt_tokens(prompt, messages, tools)
+        timings.head_tokens = self._layers[1]
         if len(tokens) >= self._n_ctx:
             raise ModelRequestError(
                 f"the prompt has {len(tokens)} tokens but the context holds {self._n_ctx}; "
