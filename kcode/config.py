@@ -61,8 +61,9 @@ class LlamaCppOptions:
     prefix_cache_gib: float = 4.0  # its size limit; least recently used entries go first
     # the model stays loaded in a server process of its own for this long after its last
     # request, for the next runs (ollama's keep_alive: 30s, 5m, 1h; -1 forever; 0 in each run's
-    # own process); `kcode models ps|stop`
-    keep_alive: str = "5m"
+    # own process, the default until a kept-alive server's next run is measured faster here);
+    # `kcode models ps|stop`
+    keep_alive: str = "0"
     # parallel slots for sub-agents: above 0, the kept-alive server is llama.cpp's own
     # llama-server with this many slots (its binary: llama_server, else the one on PATH)
     parallel_slots: int = 0

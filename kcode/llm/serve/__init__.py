@@ -1,7 +1,7 @@
 """Kept-alive model servers (ollama's ``keep_alive``): a GGUF model loaded once in a server
 process of its own, on 127.0.0.1 with a bearer token, used by the next runs until it has been
-idle for ``keep_alive`` (config; default ``"5m"``; ``"0"`` runs the model in each run's own
-process, as before). The next run skips the model's load, and the server's context still
+idle for ``keep_alive`` (config, e.g. ``"5m"``; the default ``"0"`` runs the model in each
+run's own process, as before). The next run skips the model's load, and the server's context still
 holds the last prompt head's KV state, so only the new suffix is evaluated.
 
 - :func:`connect` finds or starts the server for a model file and its settings (the settings
