@@ -317,6 +317,7 @@ def run_task(
     cancel: CancelToken | None = None,
     started_at: float | None = None,
     parent_id: str | None = None,
+    start: str | None = None,
 ) -> RunOutcome:
     """Run ``task`` in a new session on the repository around ``repo``.
 
@@ -337,11 +338,14 @@ def run_task(
     ``started_at``: the ``time.perf_counter()`` at which the user's wait began (``kcode
     run`` passes its process start); default: this call. The first step's pack is sized so
     that its first token comes within ``first_step_seconds`` of it. ``parent_id``: the
-    session of the agent that started this one (a sub-agent's); its meta and events name it."""
+    session of the agent that started this one (a sub-agent's); its meta and events name it.
+    ``start``: the commit a work tree starts from (a sub-agent's: its parent's checkpoint;
+    ``repo`` is then the top of a checkout); default, the checkout's state, uncommitted
+    changes included."""
     started_at = time.perf_counter() if started_at is None else started_at
     if not task.strip():
         raise UsageError("the task is empty")
-    root = repo_root(repo)
+    root = Path(repo).resolve() if start is not None else repo_root(repo)
     cancel = cancel or CancelToken()
     store = SessionStore() if store is None else store
     owns_tools = tools is None  # kcode's own tool set gets the sub-agent tools; a caller's is used as it is
@@ -352,7 +356,7 @@ def run_task(
     notices = _ModelNotices()  # a model passed in reports to whatever its caller chose
     model = _model(config, session_id, notices) if model is None else model  # likewise fails on a bad model before anything is created
     try:
-        workspace = Workspace.planned(root, session_id, data_dir() / "worktrees", in_place=in_place)
+        workspace = Workspace.planned(root, session_id, data_dir() / "worktrees", in_place=in_place, start=start)
         meta = SessionMeta(
             session_id=session_id,
             task=task,
@@ -375,7 +379,7 @@ def run_task(
             meta.status = "error"
             store.write_meta(meta)
             raise
-        log = SessionLog(store.log_path(session_id))
+        log = SessionLog(store.log_path(session_id), agent_id=session_id)
         tests: list[dict] = []
         bus = _bus(log, list(subscribers), tests, meta)
         try:
@@ -448,7 +452,7 @@ def resume_task(
         workspace.open()
     workspace.move_to(workspace.head)  # undo what a step cut short had done
     try:
-        log = SessionLog(store.log_path(meta.session_id))
+        log = SessionLog(store.log_path(meta.session_id), agent_id=meta.session_id)
         tests: list[dict] = []
         bus = _bus(log, list(subscribers), tests, meta)
         try:

@@ -226,7 +226,7 @@ def test_an_in_process_model_serves_its_subagents_one_at_a_time():
     specs = [SubagentSpec(f"s{i}", "p") for i in range(4)]
     for serial, expect_main in ((True, True), (False, False)):
         sub = Subagents.__new__(Subagents)
-        sub.serial, sub.limits = serial, SubagentLimits(max_parallel=4)
+        sub.serial, sub.limits, sub._lock, sub._quiet = serial, SubagentLimits(max_parallel=4), threading.RLock(), 0
         sub.run = lambda spec: (time.sleep(0.05), threading.current_thread().name)[1]
         names = sub.run_many(specs, 4)
         assert all(n == threading.current_thread().name for n in names) is expect_main
