@@ -234,9 +234,18 @@ def _with_subagents(config: Config, tools: ToolRegistry, model: ChatModel, store
     from kcode.agent.subagent_tools import SwarmTool, TaskTool
     from kcode.agent.subagents import SubagentLimits, Subagents
 
+    if not (config.executor in ("local", "local:threads") or config.executor == "ray" or config.executor.startswith("ray:")):
+        raise UsageError(f"sub-agents run on local or ray[:ADDRESS], not executor {config.executor!r}")
     limits = SubagentLimits(max_agents=config.max_subagents, max_steps=config.max_swarm_steps, agent_steps=config.subagent_steps, max_parallel=config.max_parallel)
     subagents = Subagents(config=config, store=store, meta=meta, workspace=workspace, bus=bus, cancel=cancel, limits=limits, parent_model=model)
     return tools.with_tools(TaskTool(subagents), SwarmTool(subagents))
+
+
+def _close_subagents(tools: ToolRegistry) -> None:
+    """Stop what the run's sub-agents started (a Ray executor)."""
+    subagents = getattr(tools.get("task"), "subagents", None)
+    if subagents is not None:
+        subagents.close()
 
 
 def _default_tools(root: Path) -> tuple[ToolRegistry, SkillSet]:
@@ -401,6 +410,7 @@ def run_task(
             agent = _agent(config, model, tools, ctx, bus, workspace, messages, task, agents_cwd, repack=opening is None)
             return _finish(agent, meta, store, workspace, tests, apply)
         finally:
+            _close_subagents(tools)
             log.close()
     finally:
         if owns_model:
@@ -477,6 +487,7 @@ def resume_task(
             agent = _agent(config, model, tools, ctx, bus, workspace, messages, meta.task, workspace.path, repack=opening is None, step=state.step, elapsed_before=recovered.elapsed, usage=TokenUsage(*state.usage), state=state.agent_state)
             return _finish(agent, meta, store, workspace, tests, apply=False)
         finally:
+            _close_subagents(tools)
             log.close()
     finally:
         if owns_model:

@@ -197,6 +197,11 @@ class Subagents:
         # while a swarm runs the parent waits in its tool call: only the merges (committed)
         # change its tree, so it is checkpointed once, not before every sub-agent and merge
         self._quiet = 0
+        # --executor ray: sub-agents as Ray tasks (kcode.agent.remote), made at the first one
+        self.remote = config.executor.startswith("ray") and not self.serial
+        self._executor: Any = None
+        self._keeper: Any = None
+        self._shipped: tuple[str, bytes] = ("", b"")  # the last start commit shipped, and its bundle
         self._registry_path = store.dir(meta.session_id) / "subagents.json"
         self._registry: dict[str, dict] = self._load_registry()
         self.started = sum(1 for entry in self._registry.values() if entry.get("session_id"))
@@ -320,6 +325,10 @@ class Subagents:
 
         config = self._child_config(spec, steps)
         cancel = self.cancel.child()
+        if self.remote:
+            from kcode.agent.remote_parent import run_remote
+
+            return run_remote(self, spec, key, steps, config, cancel)
         tools = subagent_tools(spec.mode)
         model = GatedModel(self._parent_model if self.serial else self._model_factory(spec, config), self.gate, cancel)
         if spec.mode == "edit" and not self._quiet:
@@ -398,6 +407,12 @@ class Subagents:
                     self.workspace.head = commit = result.commit
                 self.bus.emit(Checkpoint(step=0, commit=commit, ref=self.workspace.branch))
 
+
+    def close(self) -> None:
+        """Stop the executor of remote sub-agents, if one was started."""
+        from kcode.agent.remote_parent import close_remote
+
+        close_remote(self)
 
     def _checkpoint_parent(self, message: str) -> None:
         """Commit what the parent changed since its last checkpoint (a sub-agent starts from it)."""
