@@ -61,6 +61,7 @@ class Server:
         self.steps_of = {item: total // agents + (1 if i < total % agents else 0) for i, item in enumerate(self.items)}
         self.steps = max(self.steps_of.values())
         self.parallel = 1
+        self.cpu = 0.0
         self.spent: dict[str, float] = {}
         self.lock = threading.Lock()
         outer = self
@@ -128,9 +129,16 @@ def make_repo(root: Path) -> Path:
     return repo
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (git) so far."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 def run_once(server: Server, parallel: int, root: Path, **settings: object) -> tuple[float, list[float], Path]:
     """One parent run (``settings``: more configuration); returns the swarm tool's wall time,
-    the overhead of each sub-agent, and the repository."""
+    the overhead of each sub-agent, and the repository. ``server.cpu``: CPU seconds per
+    sub-agent (kcode, its git processes and the loopback server: the same process)."""
     from kcode.agent.runner import run_task
     from kcode.agent.subagents import Subagents
     from kcode.config import load_config
@@ -153,10 +161,12 @@ def run_once(server: Server, parallel: int, root: Path, **settings: object) -> t
             spans[spec.prompt.split("work on ")[-1].strip()] = (began, time.time())
 
     Subagents.run = timed_run
+    cpu = cpu_seconds()
     try:
         outcome = run_task("Run the swarm", config, repo=repo, store=store)
     finally:
         Subagents.run = plain_run
+    server.cpu = (cpu_seconds() - cpu) / server.agents
     assert outcome.result.status == "finished", outcome.result.summary
     events = list(read_event_dicts(store.log_path(outcome.meta.session_id)))
     own = outcome.meta.session_id
@@ -226,7 +236,7 @@ def soak(args: argparse.Namespace, root: Path) -> int:
     print(f"open file descriptors: start {fds_start}, end {fds_end} (target: equal): {verdict[fds_end <= fds_start]}")
     print(f"work trees left: {trees_left} registered, {dirs_left} folders (target 0): {verdict[trees_left == 0 and dirs_left == 0]}")
     print(f"time {took:.1f} s, the swarm {swarm_time:.1f} s (target <= 300 s): {verdict[took <= 300]}")
-    print(f"overhead per sub-agent: {percentiles(overheads)}")
+    print(f"overhead per sub-agent: {percentiles(overheads)}; CPU per sub-agent {server.cpu * 1000:.0f} ms; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     ok = peak[0] <= 2**30 and fds_end <= fds_start and trees_left == 0 and dirs_left == 0 and took <= 300
     return 0 if ok else 1
 
@@ -247,12 +257,15 @@ def main() -> int:
             return soak(args, Path(tmp))
         server = Server(args.latency, args.agents, args.steps)
         fast, side_by_side, _ = run_once(server, args.parallel, Path(tmp))
+        cpu_parallel = server.cpu
         slow, one_at_a_time, _ = run_once(server, 1, Path(tmp))
     print(f"{args.agents} sub-agents x {args.steps} steps, {args.latency * 1000:.0f} ms per step")
     print(f"max_parallel {args.parallel}: {fast:.1f} s   max_parallel 1 (baseline): {slow:.1f} s")
     print(f"speedup {slow / fast:.1f}x")
     print("overhead per sub-agent (work tree and session: its time in the parent - model time - tool time), target p50 <= 150 ms:")
     print(f"  one at a time: {percentiles(one_at_a_time)};  {args.parallel} side by side: {percentiles(side_by_side)}")
+    print(f"CPU per sub-agent (kcode, git and the test server, {args.steps} steps each): {server.cpu * 1000:.0f} ms one at a time, "
+          f"{cpu_parallel * 1000:.0f} ms side by side; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return 0
 
 

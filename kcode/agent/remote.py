@@ -10,6 +10,8 @@ the parent's machine that writes them into the parent's session folder. A task r
 (Ray retries one whose worker died; a parent resumed after a kill starts it again) finds them
 there and resumes the sub-agent from its log: the steps it logged are not taken again, and a
 tool call cut short is rolled back to the last checkpoint first, as for any resumed session.
+A cancel goes through the keeper too: the task polls it and cancels its run's token, so the
+sub-agent stops as a local one does (its commands killed, its log kept).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +73,14 @@ class Keeper:
 
     def __init__(self, folder: str) -> None:
         self.folder = Path(folder)
+        self.cancelled: set[str] = set()
+
+    def cancel(self, key: str) -> None:
+        """Ask the sub-agent to stop (its task polls :meth:`is_cancelled`)."""
+        self.cancelled.add(key)
+
+    def is_cancelled(self, key: str) -> bool:
+        return key in self.cancelled
 
     def load(self, key: str) -> dict | None:
         where = self.folder / key
@@ -152,11 +163,20 @@ def run_shipped(job: RemoteJob) -> RemoteResult:
     model = _default_model_factory(SubagentSpec(job.description, job.prompt, job.mode), job.config)
     tools = subagent_tools(job.mode)
     saved = ray.get(job.keeper.load.remote(job.key))
+    cancel, done = CancelToken(), threading.Event()
+
+    def watch() -> None:  # the parent's cancel reaches the run through its token: tools stop, the log is kept
+        while not done.wait(0.3):
+            if ray.get(job.keeper.is_cancelled.remote(job.key)):
+                cancel.cancel()
+                return
+
+    threading.Thread(target=watch, name="kcode-remote-cancel", daemon=True).start()
     try:
         if saved is None:
             relay = _Relay(job, store, repo)
             outcome = run_task(job.task, job.config, repo=repo, model=model, tools=tools, store=store, subscribers=[relay],
-                               cancel=CancelToken(), parent_id=job.parent_id, start=job.base)
+                               cancel=cancel, parent_id=job.parent_id, start=job.base)
         else:  # an earlier try logged some steps: go on from them
             meta = SessionMeta(**saved["meta"])
             store.write_meta(meta)
@@ -166,8 +186,9 @@ def run_shipped(job: RemoteJob) -> RemoteResult:
             else:
                 git(["branch", meta.branch, meta.base_commit], repo)
             relay = _Relay(job, store, repo, offset=len(saved["log"]), session_id=meta.session_id)
-            outcome = resume_task(meta.session_id, {"max_steps": job.steps}, model=model, tools=tools, store=store, subscribers=[relay])
+            outcome = resume_task(meta.session_id, {"max_steps": job.steps}, model=model, tools=tools, store=store, subscribers=[relay], cancel=cancel)
     finally:
+        done.set()
         model.close()
     head = outcome.workspace.head
     if relay.session_id:

@@ -4,6 +4,8 @@ local sub-agent's."""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import time
 from typing import TYPE_CHECKING
 
 from kcode.cancel import CancelToken
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["close_remote", "run_remote"]
 
 RETRIES = 2  # Ray runs a sub-agent's task again this many times when its worker dies
+GRACE = 15.0  # seconds a cancelled task has to stop before it is killed
 
 
 def _executor(sub: Subagents):
@@ -44,11 +47,24 @@ def run_remote(sub: Subagents, spec: SubagentSpec, key: str, steps: int, config:
             sub._shipped = (base, ship_start(sub.workspace.path, base))
         bundle = sub._shipped[1]
     job = RemoteJob(key, spec.description, spec.prompt, spec.mode, _child_task(spec), config, steps, sub.meta.session_id, base, bundle, sub._keeper)
+    hard = CancelToken()  # kills the task: when it has not stopped GRACE seconds after a cancel
+    future = executor.submit_cancellable(run_shipped, job, cancel=hard)
     try:
-        result = executor.submit_cancellable(run_shipped, job, cancel=cancel).result()
+        asked = None
+        while True:
+            try:
+                result = future.result(timeout=0.2)
+                break
+            except cf.TimeoutError:
+                pass
+            if cancel.cancelled and asked is None:
+                sub._keeper.cancel.remote(key)
+                asked = time.monotonic()
+            elif asked is not None and time.monotonic() - asked > GRACE:
+                hard.cancel()
     except KcodeError:
         if cancel.cancelled:
-            return SubagentReport(spec.description, spec.mode, status="interrupted", error="the run was cancelled")
+            return SubagentReport(spec.description, spec.mode, status="interrupted", error="the run was cancelled; its task did not stop in time and was killed")
         raise
     except Exception as error:  # Ray's errors: the task failed, or its worker died too often
         raise KcodeError(f"the sub-agent's Ray task failed: {str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__}") from error

@@ -117,3 +117,39 @@ def test_an_unknown_executor_is_a_clear_error(calc_repo, tmp_path):
     parent = write_script(tmp_path / "parent.json", _swarm_turns(["x"]))
     with pytest.raises(UsageError, match="sub-agents run on local or ray"):
         run_task("x", _config(calc_repo, parent, tmp_path, executor="k8s"), repo=calc_repo, store=SessionStore(tmp_path / "s"))
+
+
+@pytest.mark.slow
+def test_an_interrupt_stops_the_ray_tasks(local_ray, calc_repo, tmp_path):
+    import threading
+    import time
+
+    from kcode.cancel import CancelToken
+
+    items = ["z1", "z2"]
+    scripts = tmp_path / "children"
+    scripts.mkdir()
+    for i, item in enumerate(items):
+        _child(scripts, f"gen [{i + 1}/2] {item}", [
+            {"tool_calls": [{"name": "bash", "arguments": {"command": f"touch {tmp_path}/asleep-{item}; sleep 120; touch {tmp_path}/woke-{item}"}}]},
+            {"tool_calls": [{"name": "finish", "arguments": {"summary": "slept"}}]}])
+    parent = write_script(tmp_path / "parent.json", _swarm_turns(items, max_parallel=2))
+    store = SessionStore(tmp_path / "sessions")
+    cancel = CancelToken()
+    started = time.monotonic()
+
+    def cancel_when_both_sleep():
+        while time.monotonic() - started < 90 and not all((tmp_path / f"asleep-{item}").exists() for item in items):
+            time.sleep(0.2)
+        cancel.cancel()
+
+    threading.Thread(target=cancel_when_both_sleep, daemon=True).start()
+    outcome = run_task("Sleep", _ray_config(calc_repo, parent, scripts), repo=calc_repo, store=store, cancel=cancel)
+    took = time.monotonic() - started
+    assert outcome.result.status == "interrupted"
+    print(f"interrupted after {took:.1f} s")
+    assert all((tmp_path / f"asleep-{item}").exists() for item in items) and took < 110, took
+    children = [m for m in store.list() if m.parent_id == outcome.meta.session_id]
+    assert len(children) == 2 and all(m.status == "interrupted" for m in children)  # stopped, their logs kept
+    time.sleep(1)
+    assert not any((tmp_path / f"woke-{item}").exists() for item in items)  # their commands were killed
