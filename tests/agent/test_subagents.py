@@ -160,7 +160,9 @@ def test_an_interrupt_stops_them_all(calc_repo, tmp_path):
     def cancel_when_all_sleep():
         while time.monotonic() - started < 60:
             kids = [m for m in store.list() if m.parent_id]
-            if len(kids) == 4 and all(any(e.get("type") == "tool.started" for e in read_event_dicts(store.log_path(m.session_id))) for m in kids):
+            # a sub-agent's meta comes before its log: no log yet is not started yet
+            logs = [store.log_path(m.session_id) for m in kids]
+            if len(kids) == 4 and all(log.exists() and any(e.get("type") == "tool.started" for e in read_event_dicts(log)) for log in logs):
                 break
             time.sleep(0.2)
         cancel.cancel()
@@ -168,7 +170,7 @@ def test_an_interrupt_stops_them_all(calc_repo, tmp_path):
     threading.Thread(target=cancel_when_all_sleep, daemon=True).start()
     outcome = run_task("Sleep", _config(calc_repo, parent, scripts), repo=calc_repo, store=store, cancel=cancel)
     took = time.monotonic() - started
-    assert outcome.result.status == "interrupted"
+    assert outcome.result.status == "interrupted", (outcome.result.status, outcome.result.summary, outcome.result.last_message)
     assert took < 45, took  # nobody slept their 60 s
     kids = [m for m in store.list() if m.parent_id]
     assert len(kids) == 4 and all(store.read_meta(m.session_id).status == "interrupted" for m in kids)
