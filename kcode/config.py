@@ -112,6 +112,7 @@ class Config:
     max_swarm_steps: int = 4000
     subagent_steps: int = 30  # per sub-agent
     max_parallel: int = 8  # sub-agents at once
+    executor: str = "local"  # where sub-agents run: local (threads of this process), ray (a local Ray), ray:ADDRESS
     # Not a setting: the settings whose value is the repository's own .kcode/config.toml's
     # (no environment variable or flag overrides them), for kcode.trust to check.
     project_settings: frozenset[str] = dataclasses.field(default=frozenset(), compare=False, metadata={"setting": False})

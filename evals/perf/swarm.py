@@ -1,15 +1,23 @@
-"""Swarm speedup and per-sub-agent overhead against a loopback OpenAI-compatible server that
-takes ``--latency`` seconds per step (default 0.2).
+"""Swarm speedup, per-sub-agent overhead and a soak, against a loopback OpenAI-compatible
+server that takes ``--latency`` seconds per step (default 0.2).
 
 A parent run calls ``swarm`` over ``--agents`` items (edit mode: each sub-agent takes
 ``--steps`` steps, the last but one writes its own file, the last finishes), once with
 ``max_parallel`` ``--parallel`` and once with 1 (the baseline, measured in the same run).
 
 Prints the swarm tool's wall time for both, ``speedup N.Nx`` (serial / parallel), and the
-overhead per sub-agent: its wall time (from the parent starting it to its report) minus its
-model time (the server's own time per request) minus its tools' time; p50 and p95.
+overhead per sub-agent (its work tree and session): the time from the parent starting it to
+the parent having its report (the work tree made, the run, the merge, the work tree removed)
+minus its model time (the server's own time per request) minus its tools' time; p50 and p95,
+one at a time (max_parallel 1) and side by side (max_parallel N, which adds the waits for the
+parent's tree and for the CPU).
+
+``--soak``: 300 sub-agents and 4,000 steps (13 or 14 each) on a zero-latency server; prints
+the parent's peak RSS, its open file descriptors before and after, the work trees left, and
+the time, each against its target.
 
     python evals/perf/swarm.py [--agents 32] [--steps 10] [--parallel 8] [--latency 0.2]
+    python evals/perf/swarm.py --soak [--agents 300] [--total-steps 4000] [--parallel 8]
 """
 
 from __future__ import annotations
@@ -43,11 +51,17 @@ def call(name: str, args: dict, n: int) -> dict:
 
 class Server:
     """Answers the parent with a swarm call, then finish; a sub-agent with cheap calls until
-    its last steps (write its file, finish). ``spent`` sums the server's time per sub-agent."""
+    its last steps (write its file, finish). ``spent`` sums the server's time per sub-agent.
+    ``total_steps``: the sub-agents' steps in all, spread over them (else ``steps`` each)."""
 
-    def __init__(self, latency: float, agents: int, steps: int) -> None:
-        self.latency, self.agents, self.steps = latency, agents, steps
+    def __init__(self, latency: float, agents: int, steps: int, total_steps: int | None = None) -> None:
+        self.latency, self.agents = latency, agents
+        self.items = [f"a{i:03d}" for i in range(agents)]
+        total = total_steps or steps * agents
+        self.steps_of = {item: total // agents + (1 if i < total % agents else 0) for i, item in enumerate(self.items)}
+        self.steps = max(self.steps_of.values())
         self.parallel = 1
+        self.cpu = 0.0
         self.spent: dict[str, float] = {}
         self.lock = threading.Lock()
         outer = self
@@ -83,16 +97,16 @@ class Server:
                 self.close_connection = True
                 if "Your task (" not in task:  # the parent
                     if done == 0:
-                        items = [f"a{i:03d}" for i in range(outer.agents)]
-                        sse(self, call("swarm", {"description": "bench", "prompt_template": "work on {item}", "items": items, "mode": "edit",
+                        sse(self, call("swarm", {"description": "bench", "prompt_template": "work on {item}", "items": outer.items, "mode": "edit",
                                                  "max_parallel": outer.parallel}, 0), "tool_calls")
                     else:
                         sse(self, call("finish", {"summary": "done"}, done), "tool_calls")
                     return
                 item = task.split("work on ")[-1].strip()
-                if done < outer.steps - 2:
+                steps = outer.steps_of[item]
+                if done < steps - 2:
                     sse(self, call("todo", {"items": [{"content": f"step {done}", "status": "in_progress"}]}, done), "tool_calls")
-                elif done == outer.steps - 2:
+                elif done == steps - 2:
                     sse(self, call("write_file", {"path": f"out/{item}.txt", "content": f"{item}\n"}, done), "tool_calls")
                 else:
                     sse(self, call("finish", {"summary": f"did {item}"}, done), "tool_calls")
@@ -115,8 +129,18 @@ def make_repo(root: Path) -> Path:
     return repo
 
 
-def run_once(server: Server, parallel: int, root: Path) -> tuple[float, list[float]]:
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (git) so far."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def run_once(server: Server, parallel: int, root: Path, **settings: object) -> tuple[float, list[float], Path]:
+    """One parent run (``settings``: more configuration); returns the swarm tool's wall time,
+    the overhead of each sub-agent, and the repository. ``server.cpu``: CPU seconds per
+    sub-agent (kcode, its git processes and the loopback server: the same process)."""
     from kcode.agent.runner import run_task
+    from kcode.agent.subagents import Subagents
     from kcode.config import load_config
     from kcode.session import SessionStore, read_event_dicts
 
@@ -125,8 +149,24 @@ def run_once(server: Server, parallel: int, root: Path) -> tuple[float, list[flo
     repo = make_repo(root / f"p{parallel}")
     store = SessionStore(root / f"p{parallel}" / "sessions")
     config = load_config(repo, {"model": "llama-server:bench", "base_url": server.url, "subagents": "on", "auto_test": False,
-                                "max_parallel": max(parallel, 1), "subagent_steps": server.steps + 2, "pack": "none"})
-    outcome = run_task("Run the swarm", config, repo=repo, store=store)
+                                "max_parallel": max(parallel, 1), "subagent_steps": server.steps + 2, "pack": "none", **settings})
+    spans: dict[str, tuple[float, float]] = {}  # item -> when the parent started it, when it had the report
+    plain_run = Subagents.run
+
+    def timed_run(self: Subagents, spec):  # the parent's view of each sub-agent
+        began = time.time()
+        try:
+            return plain_run(self, spec)
+        finally:
+            spans[spec.prompt.split("work on ")[-1].strip()] = (began, time.time())
+
+    Subagents.run = timed_run
+    cpu = cpu_seconds()
+    try:
+        outcome = run_task("Run the swarm", config, repo=repo, store=store)
+    finally:
+        Subagents.run = plain_run
+    server.cpu = (cpu_seconds() - cpu) / server.agents
     assert outcome.result.status == "finished", outcome.result.summary
     events = list(read_event_dicts(store.log_path(outcome.meta.session_id)))
     own = outcome.meta.session_id
@@ -134,35 +174,99 @@ def run_once(server: Server, parallel: int, root: Path) -> tuple[float, list[flo
     end = next(e["ts"] for e in events if e["type"] == "tool.finished" and e["agent_id"] == own and e["name"] == "swarm")
     report = next(e for e in events if e["type"] == "tool.finished" and e["agent_id"] == own and e["name"] == "swarm")["output"]
     assert f"{server.agents} merged, 0 conflicts" in report, report[:300]
+    tools: dict[str, float] = {}
+    for event in events:
+        if event["type"] == "tool.finished" and event.get("parent_id") == own:
+            tools[event["agent_id"]] = tools.get(event["agent_id"], 0.0) + event.get("duration_ms", 0) / 1000
     overheads = []
     for meta in store.list():
         if meta.parent_id != own:
             continue
-        child = [e for e in events if e.get("agent_id") == meta.session_id]
-        wall = child[-1]["ts"] - child[0]["ts"]
-        tools = sum(e.get("duration_ms", 0) for e in child if e["type"] == "tool.finished") / 1000
         item = meta.task.split("work on ")[-1].strip()
-        overheads.append(wall - server.spent.get(item, 0.0) - tools)
-    return end - start, overheads
+        began, ended = spans[item]
+        overheads.append(ended - began - server.spent.get(item, 0.0) - tools.get(meta.session_id, 0.0))
+    return end - start, overheads, repo
 
 
-def main() -> None:
+def percentiles(values: list[float]) -> str:
+    q = statistics.quantiles(values, n=20) if len(values) >= 2 else values * 19
+    return f"p50 {statistics.median(values) * 1000:.0f} ms, p95 {q[18] * 1000:.0f} ms"
+
+
+def soak(args: argparse.Namespace, root: Path) -> int:
+    """300 sub-agents, 4,000 steps, zero latency: memory, descriptors, work trees, time."""
+    import psutil
+
+    from kcode.paths import data_dir
+
+    process = psutil.Process()
+    server = Server(0.0, args.agents, 0, total_steps=args.total_steps)
+    fds_start = process.num_fds()
+    peak = [process.memory_info().rss]
+    running = threading.Event()
+    running.set()
+
+    def sample() -> None:
+        while running.is_set():
+            peak[0] = max(peak[0], process.memory_info().rss)
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    steps = sum(server.steps_of.values())
+    began = time.perf_counter()
+    # each sub-agent holds its cap of the step budget while it runs: room for the last ones' caps
+    budget = steps + (server.steps + 2) * args.parallel
+    swarm_time, overheads, repo = run_once(server, args.parallel, root, max_swarm_steps=budget)
+    took = time.perf_counter() - began
+    running.clear()
+    sampler.join()
+    peak[0] = max(peak[0], process.memory_info().rss)
+    deadline = time.monotonic() + 5  # the server's last connections close
+    while process.num_fds() > fds_start and time.monotonic() < deadline:
+        time.sleep(0.1)
+    fds_end = process.num_fds()
+    listed = subprocess.run(["git", "worktree", "list", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True).stdout
+    trees_left = listed.count("worktree ") - 1  # the checkout itself
+    folder = data_dir() / "worktrees"
+    dirs_left = len(list(folder.iterdir())) if folder.is_dir() else 0
+    verdict = {True: "ok", False: "MISSED"}
+    print(f"soak: {args.agents} sub-agents, {steps} steps, max_parallel {args.parallel}, zero latency")
+    print(f"parent peak RSS {peak[0] / 2**20:.0f} MB (target <= 1024 MB): {verdict[peak[0] <= 2**30]}")
+    print(f"open file descriptors: start {fds_start}, end {fds_end} (target: equal): {verdict[fds_end <= fds_start]}")
+    print(f"work trees left: {trees_left} registered, {dirs_left} folders (target 0): {verdict[trees_left == 0 and dirs_left == 0]}")
+    print(f"time {took:.1f} s, the swarm {swarm_time:.1f} s (target <= 300 s): {verdict[took <= 300]}")
+    print(f"overhead per sub-agent: {percentiles(overheads)}; CPU per sub-agent {server.cpu * 1000:.0f} ms; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    ok = peak[0] <= 2**30 and fds_end <= fds_start and trees_left == 0 and dirs_left == 0 and took <= 300
+    return 0 if ok else 1
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--agents", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--soak", action="store_true", help="300 sub-agents and 4,000 steps on a zero-latency server")
+    parser.add_argument("--agents", type=int, default=None, help="sub-agents (default 32; 300 with --soak)")
+    parser.add_argument("--steps", type=int, default=10, help="steps per sub-agent")
+    parser.add_argument("--total-steps", type=int, default=4000, help="with --soak: the sub-agents' steps in all")
     parser.add_argument("--parallel", type=int, default=8)
     parser.add_argument("--latency", type=float, default=0.2)
     args = parser.parse_args()
+    args.agents = args.agents or (300 if args.soak else 32)
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("KCODE_HOME", str(Path(tmp) / "home"))
+        if args.soak:
+            return soak(args, Path(tmp))
         server = Server(args.latency, args.agents, args.steps)
-        fast, overheads = run_once(server, args.parallel, Path(tmp))
-        slow, _ = run_once(server, 1, Path(tmp))
+        fast, side_by_side, _ = run_once(server, args.parallel, Path(tmp))
+        cpu_parallel = server.cpu
+        slow, one_at_a_time, _ = run_once(server, 1, Path(tmp))
     print(f"{args.agents} sub-agents x {args.steps} steps, {args.latency * 1000:.0f} ms per step")
     print(f"max_parallel {args.parallel}: {fast:.1f} s   max_parallel 1 (baseline): {slow:.1f} s")
     print(f"speedup {slow / fast:.1f}x")
-    q = statistics.quantiles(overheads, n=20) if len(overheads) >= 2 else overheads * 19
-    print(f"overhead per sub-agent (its wall time - model time - tool time): p50 {statistics.median(overheads) * 1000:.0f} ms, p95 {q[18] * 1000:.0f} ms")
+    print("overhead per sub-agent (work tree and session: its time in the parent - model time - tool time), target p50 <= 150 ms:")
+    print(f"  one at a time: {percentiles(one_at_a_time)};  {args.parallel} side by side: {percentiles(side_by_side)}")
+    print(f"CPU per sub-agent (kcode, git and the test server, {args.steps} steps each): {server.cpu * 1000:.0f} ms one at a time, "
+          f"{cpu_parallel * 1000:.0f} ms side by side; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    return 0
 
 
 if __name__ == "__main__":

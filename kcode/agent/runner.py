@@ -46,6 +46,7 @@ from kcode.tools.files import seen_files
 from kcode.trust import check_project_settings, is_trusted
 from kcode.vcs import ApplyReport, Workspace, apply_result, repo_root
 
+from kcode.agent.subagent_tools import close_subagents, serving_info, with_subagents
 from kcode.agent.session_ops import apply_session, rewind_session  # kept importable from here
 
 __all__ = ["RunOutcome", "process_start", "run_task", "resume_task", "rewind_session", "apply_session"]
@@ -223,30 +224,6 @@ def _agent(config: Config, model: ChatModel, tools: ToolRegistry, ctx: ToolConte
     )
 
 
-def _with_subagents(config: Config, tools: ToolRegistry, model: ChatModel, store: SessionStore, meta: SessionMeta, workspace: Workspace,
-                    bus: EventBus, cancel: CancelToken) -> ToolRegistry:
-    """kcode's tools plus ``task`` and ``swarm`` (config ``subagents``: auto = for a model on a
-    server, which serves sub-agents in parallel; never for a sub-agent itself)."""
-    if config.subagents == "off" or meta.parent_id:
-        return tools
-    if config.subagents == "auto" and not getattr(model, "parallel_requests", False):
-        return tools
-    from kcode.agent.subagent_tools import SwarmTool, TaskTool
-    from kcode.agent.subagents import SubagentLimits, Subagents
-
-    limits = SubagentLimits(max_agents=config.max_subagents, max_steps=config.max_swarm_steps, agent_steps=config.subagent_steps, max_parallel=config.max_parallel)
-    subagents = Subagents(config=config, store=store, meta=meta, workspace=workspace, bus=bus, cancel=cancel, limits=limits, parent_model=model)
-    return tools.with_tools(TaskTool(subagents), SwarmTool(subagents))
-
-
-def _serving(config: Config, model: ChatModel, parent_id: str | None) -> dict[str, str]:
-    """The run header's word on where the model runs and how sub-agents are served (``parent_id``
-    "": the caller's own tools, no sub-agent tools)."""
-    from kcode.agent.subagents import serving_line
-
-    return {"serving": getattr(model, "serving", ""), "subagents": "off" if parent_id == "" else serving_line(config, model, parent_id)}
-
-
 def _default_tools(root: Path) -> tuple[ToolRegistry, SkillSet]:
     """``default_tools()`` with the skills found for the repository at ``root``."""
     found = discover_skills(root)
@@ -325,6 +302,7 @@ def run_task(
     cancel: CancelToken | None = None,
     started_at: float | None = None,
     parent_id: str | None = None,
+    start: str | None = None,
 ) -> RunOutcome:
     """Run ``task`` in a new session on the repository around ``repo``.
 
@@ -345,11 +323,14 @@ def run_task(
     ``started_at``: the ``time.perf_counter()`` at which the user's wait began (``kcode
     run`` passes its process start); default: this call. The first step's pack is sized so
     that its first token comes within ``first_step_seconds`` of it. ``parent_id``: the
-    session of the agent that started this one (a sub-agent's); its meta and events name it."""
+    session of the agent that started this one (a sub-agent's); its meta and events name it.
+    ``start``: the commit a work tree starts from (a sub-agent's: its parent's checkpoint;
+    ``repo`` is then the top of a checkout); default, the checkout's state, uncommitted
+    changes included."""
     started_at = time.perf_counter() if started_at is None else started_at
     if not task.strip():
         raise UsageError("the task is empty")
-    root = repo_root(repo)
+    root = Path(repo).resolve() if start is not None else repo_root(repo)
     cancel = cancel or CancelToken()
     store = SessionStore() if store is None else store
     owns_tools = tools is None  # kcode's own tool set gets the sub-agent tools; a caller's is used as it is
@@ -360,7 +341,7 @@ def run_task(
     notices = _ModelNotices()  # a model passed in reports to whatever its caller chose
     model = _model(config, session_id, notices) if model is None else model  # likewise fails on a bad model before anything is created
     try:
-        workspace = Workspace.planned(root, session_id, data_dir() / "worktrees", in_place=in_place)
+        workspace = Workspace.planned(root, session_id, data_dir() / "worktrees", in_place=in_place, start=start)
         meta = SessionMeta(
             session_id=session_id,
             task=task,
@@ -383,16 +364,16 @@ def run_task(
             meta.status = "error"
             store.write_meta(meta)
             raise
-        log = SessionLog(store.log_path(session_id))
+        log = SessionLog(store.log_path(session_id), agent_id=session_id)
         tests: list[dict] = []
         bus = _bus(log, list(subscribers), tests, meta)
         try:
-            bus.emit(SessionStarted(session_id=session_id, task=task, repo=str(root), workdir=str(workspace.path), branch=workspace.branch, base_commit=workspace.base_commit, model=model.name, mode=workspace.mode, **_serving(config, model, parent_id if owns_tools else "")))
+            bus.emit(SessionStarted(session_id=session_id, task=task, repo=str(root), workdir=str(workspace.path), branch=workspace.branch, base_commit=workspace.base_commit, model=model.name, mode=workspace.mode, **serving_info(config, model, parent_id if owns_tools else "")))
             notices.attach(bus)
             _skill_notices(skills, bus)
             ctx = _context(config, store, meta, workspace, cancel, bus)
             if owns_tools:
-                tools = _with_subagents(config, tools, model, store, meta, workspace, bus, cancel)
+                tools = with_subagents(config, tools, model, store, meta, workspace, bus, cancel)
             relative_cwd = (cwd or root).resolve()
             try:
                 agents_cwd = workspace.path / relative_cwd.relative_to(root)
@@ -405,6 +386,7 @@ def run_task(
             agent = _agent(config, model, tools, ctx, bus, workspace, messages, task, agents_cwd, repack=opening is None)
             return _finish(agent, meta, store, workspace, tests, apply)
         finally:
+            close_subagents(tools)
             log.close()
     finally:
         if owns_model:
@@ -457,20 +439,20 @@ def resume_task(
         workspace.open()
     workspace.move_to(workspace.head)  # undo what a step cut short had done
     try:
-        log = SessionLog(store.log_path(meta.session_id))
+        log = SessionLog(store.log_path(meta.session_id), agent_id=meta.session_id)
         tests: list[dict] = []
         bus = _bus(log, list(subscribers), tests, meta)
         try:
             meta.status = "running"
             store.write_meta(meta)
-            bus.emit(SessionStarted(session_id=meta.session_id, task=meta.task, repo=meta.repo, workdir=meta.workdir, branch=meta.branch, base_commit=meta.base_commit, model=model.name, mode=meta.mode, resumed=True, **_serving(config, model, meta.parent_id if owns_tools else "")))
+            bus.emit(SessionStarted(session_id=meta.session_id, task=meta.task, repo=meta.repo, workdir=meta.workdir, branch=meta.branch, base_commit=meta.base_commit, model=model.name, mode=meta.mode, resumed=True, **serving_info(config, model, meta.parent_id if owns_tools else "")))
             notices.attach(bus)
             _skill_notices(skills, bus)
             for call in recovered.interrupted_calls:
                 bus.emit(ErrorEvent(message=f"tool call {call} was in flight when the session stopped; its effects were rolled back to the last checkpoint and the step will run again", kind="interrupted_tool", step=state.step + 1))
             ctx = _context(config, store, meta, workspace, cancel, bus)
             if owns_tools:
-                tools = _with_subagents(config, tools, model, store, meta, workspace, bus, cancel)
+                tools = with_subagents(config, tools, model, store, meta, workspace, bus, cancel)
             ctx.state.todo = list(state.todo)
             messages = state.conversation()
             ctx.state.seen_files = seen_files(messages, ctx.root)  # what write_file may overwrite
@@ -482,6 +464,7 @@ def resume_task(
             agent = _agent(config, model, tools, ctx, bus, workspace, messages, meta.task, workspace.path, repack=opening is None, step=state.step, elapsed_before=recovered.elapsed, usage=TokenUsage(*state.usage), state=state.agent_state)
             return _finish(agent, meta, store, workspace, tests, apply=False)
         finally:
+            close_subagents(tools)
             log.close()
     finally:
         if owns_model:

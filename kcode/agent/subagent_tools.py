@@ -6,11 +6,17 @@ from typing import Literal
 
 from pydantic import Field
 
-from kcode.agent.subagents import REPORT_LIMIT, SubagentSpec, Subagents
-from kcode.errors import ToolError
-from kcode.tools.base import Params, Tool, ToolContext, ToolResult
+from kcode.agent.subagents import REPORT_LIMIT, SubagentLimits, SubagentSpec, Subagents
+from kcode.cancel import CancelToken
+from kcode.config import Config
+from kcode.errors import ToolError, UsageError
+from kcode.events import EventBus
+from kcode.llm.base import ChatModel
+from kcode.session import SessionMeta, SessionStore
+from kcode.tools.base import Params, Tool, ToolContext, ToolRegistry, ToolResult
+from kcode.vcs.workspace import Workspace
 
-__all__ = ["SwarmTool", "TaskTool", "SWARM_REPORT_LIMIT"]
+__all__ = ["SwarmTool", "TaskTool", "SWARM_REPORT_LIMIT", "with_subagents", "serving_info", "close_subagents"]
 
 SWARM_REPORT_LIMIT = 16384  # bytes of a swarm's combined report
 
@@ -76,3 +82,37 @@ class SwarmTool(Tool):
         text = (head + "\n\n" + body)[:SWARM_REPORT_LIMIT]
         return ToolResult(text, data={"sub_agents": [r.session_id for r in reports], "merged": merged, "conflicts": len(conflicts)},
                           changed_files=merged > 0)
+
+
+# --- the runner's wiring: which runs get the tools, what the header says, the end -------
+
+
+def with_subagents(config: Config, tools: ToolRegistry, model: ChatModel, store: SessionStore, meta: SessionMeta, workspace: Workspace,
+                    bus: EventBus, cancel: CancelToken) -> ToolRegistry:
+    """kcode's tools plus ``task`` and ``swarm`` (config ``subagents``: auto = for a model on a
+    server, which serves sub-agents in parallel; never for a sub-agent itself)."""
+    if config.subagents == "off" or meta.parent_id:
+        return tools
+    if config.subagents == "auto" and not getattr(model, "parallel_requests", False):
+        return tools
+
+    if not (config.executor in ("local", "local:threads") or config.executor == "ray" or config.executor.startswith("ray:")):
+        raise UsageError(f"sub-agents run on local or ray[:ADDRESS], not executor {config.executor!r}")
+    limits = SubagentLimits(max_agents=config.max_subagents, max_steps=config.max_swarm_steps, agent_steps=config.subagent_steps, max_parallel=config.max_parallel)
+    subagents = Subagents(config=config, store=store, meta=meta, workspace=workspace, bus=bus, cancel=cancel, limits=limits, parent_model=model)
+    return tools.with_tools(TaskTool(subagents), SwarmTool(subagents))
+
+
+def serving_info(config: Config, model: ChatModel, parent_id: str | None) -> dict[str, str]:
+    """The run header's word on where the model runs and how sub-agents are served (``parent_id``
+    "": the caller's own tools, no sub-agent tools)."""
+    from kcode.agent.subagents import serving_line
+
+    return {"serving": getattr(model, "serving", ""), "subagents": "off" if parent_id == "" else serving_line(config, model, parent_id)}
+
+
+def close_subagents(tools: ToolRegistry) -> None:
+    """Stop what the run's sub-agents started (a Ray executor)."""
+    subagents = getattr(tools.get("task"), "subagents", None)
+    if subagents is not None:
+        subagents.close()

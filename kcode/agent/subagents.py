@@ -194,6 +194,14 @@ class Subagents:
         # the parent's work tree does not move while a sub-agent's work tree is made from it
         self._tree = threading.Lock()
         self._making = threading.local()
+        # while a swarm runs the parent waits in its tool call: only the merges (committed)
+        # change its tree, so it is checkpointed once, not before every sub-agent and merge
+        self._quiet = 0
+        # --executor ray: sub-agents as Ray tasks (kcode.agent.remote), made at the first one
+        self.remote = config.executor.startswith("ray") and not self.serial
+        self._executor: Any = None
+        self._keeper: Any = None
+        self._shipped: tuple[str, bytes] = ("", b"")  # the last start commit shipped, and its bundle
         self._registry_path = store.dir(meta.session_id) / "subagents.json"
         self._registry: dict[str, dict] = self._load_registry()
         self.started = sum(1 for entry in self._registry.values() if entry.get("session_id"))
@@ -270,10 +278,19 @@ class Subagents:
     def run_many(self, specs: Sequence[SubagentSpec], max_parallel: int | None = None) -> list[SubagentReport]:
         """Every spec, at most ``max_parallel`` at once (1 on an in-process model), the rest queued."""
         width = 1 if self.serial else max(1, min(max_parallel or self.limits.max_parallel, self.limits.max_parallel))
-        if width == 1:
-            return [self.run(spec) for spec in specs]
-        with ThreadPoolExecutor(width, thread_name_prefix="kcode-subagent") as pool:
-            return list(pool.map(self.run, specs))
+        if any(spec.mode == "edit" for spec in specs):
+            with self._tree, self._lock:
+                self._checkpoint_parent("kcode: before sub-agents")
+        with self._lock:
+            self._quiet += 1
+        try:
+            if width == 1:
+                return [self.run(spec) for spec in specs]
+            with ThreadPoolExecutor(width, thread_name_prefix="kcode-subagent") as pool:
+                return list(pool.map(self.run, specs))
+        finally:
+            with self._lock:
+                self._quiet -= 1
 
     def _child_config(self, spec: SubagentSpec, steps: int) -> Config:
         changes: dict[str, Any] = {"max_steps": steps}
@@ -286,6 +303,9 @@ class Subagents:
             changes["auto_test"] = False
         if getattr(self.config, "subagent_model", None):
             changes["model"] = self.config.subagent_model
+        elif self.config.context_window is None and self._parent_model is not None:
+            # the parent's model, whose window the parent asked its server for: not again per sub-agent
+            changes["context_window"] = self._parent_model.context_window
         return dataclasses.replace(self.config, **{k: v for k, v in changes.items() if hasattr(self.config, k)})
 
     def _forward(self, key: str) -> Callable[[Event], None]:
@@ -305,9 +325,13 @@ class Subagents:
 
         config = self._child_config(spec, steps)
         cancel = self.cancel.child()
+        if self.remote:
+            from kcode.agent.remote_parent import run_remote
+
+            return run_remote(self, spec, key, steps, config, cancel)
         tools = subagent_tools(spec.mode)
         model = GatedModel(self._parent_model if self.serial else self._model_factory(spec, config), self.gate, cancel)
-        if spec.mode == "edit":
+        if spec.mode == "edit" and not self._quiet:
             with self._tree, self._lock:
                 self._checkpoint_parent("kcode: before sub-agent " + spec.description[:60])
         subscribers = [self._forward(key)]
@@ -331,7 +355,8 @@ class Subagents:
                 outcome = resume_task(resume_id, {"max_steps": steps}, model=model, tools=tools, store=self.store, subscribers=subscribers, cancel=cancel)
             else:
                 outcome = run_task(_child_task(spec), config, repo=self.workspace.path, in_place=spec.mode == "explore", model=model, tools=tools,
-                                   store=self.store, subscribers=subscribers, cancel=cancel, parent_id=self.meta.session_id)
+                                   store=self.store, subscribers=subscribers, cancel=cancel, parent_id=self.meta.session_id,
+                                   start=self.workspace.head if spec.mode == "edit" else None)
         finally:
             self._tree_made()
         result = outcome.result
@@ -365,7 +390,8 @@ class Subagents:
 
     def _merge(self, report: SubagentReport, base: str, head: str) -> None:
         with self._tree, self._lock:
-            self._checkpoint_parent("kcode: before merging sub-agent " + report.session_id)
+            if not self._quiet:
+                self._checkpoint_parent("kcode: before merging sub-agent " + report.session_id)
             parent_head = self.workspace.head
             result = merge_into(self.workspace.path, parent_head, head, base, f"kcode: merge sub-agent {report.session_id} ({report.description[:60]})",
                                 in_place=self.workspace.mode == "in-place")
@@ -381,6 +407,12 @@ class Subagents:
                     self.workspace.head = commit = result.commit
                 self.bus.emit(Checkpoint(step=0, commit=commit, ref=self.workspace.branch))
 
+
+    def close(self) -> None:
+        """Stop the executor of remote sub-agents, if one was started."""
+        from kcode.agent.remote_parent import close_remote
+
+        close_remote(self)
 
     def _checkpoint_parent(self, message: str) -> None:
         """Commit what the parent changed since its last checkpoint (a sub-agent starts from it)."""

@@ -185,6 +185,7 @@ def register(app: typer.Typer) -> None:
         in_place: Annotated[bool, typer.Option("--in-place", help="Edit your checkout directly (checkpoints go to refs/kcode/<session>).")] = False,
         ci: Annotated[bool, typer.Option("--ci", help="A CI job's run: never asks, refuses to run unsandboxed unless --sandbox off is given, writes $GITHUB_STEP_SUMMARY.")] = False,
         artifacts: Annotated[Path | None, typer.Option("--artifacts", help="Write patch.diff, events.jsonl, summary.md and result.json here.")] = None,
+        executor: Annotated[str | None, typer.Option(help="Where sub-agents run: local (threads, the default), ray (a local Ray) or ray:ADDRESS.")] = None,
     ) -> None:
         """Run TASK headless in a separate work tree of the current repository."""
         from kcode.agent.runner import process_start, run_task
@@ -195,7 +196,7 @@ def register(app: typer.Typer) -> None:
                 repo, model=model, base_url=base_url, max_steps=max_steps, max_time=max_time, max_tokens=max_tokens,
                 test_command=test_command, sandbox=sandbox, pack=pack, pack_budget=pack_budget,
                 ctx=ctx, context_window=ctx, temperature=temperature, seed=seed, max_output_tokens=max_output_tokens, gpu_layers=gpu_layers, cpu_moe=cpu_moe or None, n_cpu_moe=n_cpu_moe, override_tensor=override_tensor or None,
-                kv_type=kv_type, threads=threads, constrain_tools=constrain_tools, prefix_cache=prefix_cache,
+                kv_type=kv_type, threads=threads, constrain_tools=constrain_tools, prefix_cache=prefix_cache, executor=executor,
             )
             if ci:
                 import dataclasses

@@ -34,7 +34,7 @@ from kcode import __version__
 from kcode.cancel import CancelToken
 from kcode.errors import KcodeError, UsageError
 from kcode.evals.dataset import Instance, instance_from_row, instance_to_row, load_dataset
-from kcode.evals.executor import Executor, create_executor
+from kcode.executor import Executor, create_executor
 from kcode.evals.repos import checkout
 from kcode.resources import read_prompt
 

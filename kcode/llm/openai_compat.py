@@ -27,8 +27,10 @@ and can also redo a step whose stream broke after output). Other 4xx answers are
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import os
+import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -146,6 +148,17 @@ def _complete_calls(end: StepEnd, tools: list[ToolSpec], step: int) -> StepEnd:
     return end
 
 
+_RECORD_EVERY = 2.0  # seconds between speed samples written to the store
+
+
+@functools.lru_cache(maxsize=1)
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default TLS settings (certifi, or SSL_CERT_FILE / SSL_CERT_DIR), made once per
+    process: loading the certificates takes tens of milliseconds, once per model otherwise
+    (a swarm makes a model per sub-agent)."""
+    return httpx.create_ssl_context()
+
+
 class OpenAICompatModel:
     parallel_requests = True  # a server serves several conversations at once (sub-agents in parallel)
 
@@ -186,9 +199,10 @@ class OpenAICompatModel:
         self._speeds = SpeedStore(Path(speed_store)) if speed_store else None
         self._speed_key = speed_key(f"{self.name}@{self.base_url}", {})
         self._speed: PrefillSpeed | None = None
+        self._recorded_at = float("-inf")  # when a speed sample last went to the store
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         timeout = httpx.Timeout(read_timeout, connect=connect_timeout, write=60.0, pool=10.0)
-        self._client = httpx.Client(headers=headers, timeout=timeout)
+        self._client = httpx.Client(headers=headers, timeout=timeout, verify=_tls_context())
 
     def _default_base_url(self) -> str:
         if self.provider.kind == "openai":
@@ -324,7 +338,12 @@ class OpenAICompatModel:
         else:
             return
         if self._speeds is not None:
-            self._speed = self._speeds.record(self._speed_key, tokens, seconds, source) or self._speed
+            now = time.monotonic()
+            # the store is a file read and rewritten per sample: at most one every few seconds
+            # (a swarm's sub-agents on a fast server take many steps a second)
+            if now - self._recorded_at >= _RECORD_EVERY:
+                self._speed = self._speeds.record(self._speed_key, tokens, seconds, source) or self._speed
+                self._recorded_at = now
         elif tokens >= MIN_SAMPLE_TOKENS and seconds > 0:
             self._speed = PrefillSpeed(tokens / seconds, source, 1, time.time())
 

@@ -118,7 +118,28 @@ def _environment(checkout: Path, environ: Mapping[str, str]) -> tuple[Path | Non
     return None, ""
 
 
+# interpreter (its resolved path, size and change time; the directory and PYENV_VERSION a
+# pyenv shim would read) -> its version: asked once per process (a swarm's sub-agents each
+# discover the same project)
+_VERSIONS: dict[tuple, str] = {}
+
+
 def _python_version(python: str) -> str:
+    try:
+        real = os.path.realpath(python)
+        stat = os.stat(real)
+        key = (real, stat.st_size, stat.st_mtime_ns, os.getcwd(), os.environ.get("PYENV_VERSION"))
+    except OSError:
+        return _ask_python_version(python)
+    version = _VERSIONS.get(key)
+    if version is None:
+        version = _ask_python_version(python)
+        if version:
+            _VERSIONS[key] = version
+    return version
+
+
+def _ask_python_version(python: str) -> str:
     try:
         out = subprocess.run([python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
                              capture_output=True, text=True, timeout=15)  # fmt: skip

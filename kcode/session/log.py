@@ -31,10 +31,13 @@ _SYNC_AFTER = (TurnCompleted, Checkpoint, SessionFinished)
 
 
 class SessionLog:
-    """An event-bus subscriber that appends every event to ``path``."""
+    """An event-bus subscriber that appends every event to ``path``. With ``agent_id``, only
+    that agent's own step ends are forced to disk: a sub-agent's events, forwarded into its
+    parent's log, are forced to disk in the sub-agent's own log (which its resume reads)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, agent_id: str | None = None) -> None:
         self.path = path
+        self.agent_id = agent_id
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = path.open("a", encoding="utf-8")
         try:
@@ -44,6 +47,7 @@ class SessionLog:
             raise SessionError(f"session {path.parent.name} is running in another kcode process") from None
         _drop_partial_last_line(path)
         self._handle: IO[str] | None = handle
+        self._unsynced = False  # lines written since the last fsync
 
     def __call__(self, event: Event) -> None:
         if self._handle is None:
@@ -51,13 +55,16 @@ class SessionLog:
         line = {"v": LOG_VERSION, **event.to_dict()}
         self._handle.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
         self._handle.flush()
-        if isinstance(event, _SYNC_AFTER):
+        self._unsynced = True
+        if isinstance(event, _SYNC_AFTER) and (self.agent_id is None or event.agent_id in ("", self.agent_id)):
             os.fsync(self._handle.fileno())
+            self._unsynced = False
 
     def close(self) -> None:
         if self._handle is not None:
             self._handle.flush()
-            os.fsync(self._handle.fileno())
+            if self._unsynced:
+                os.fsync(self._handle.fileno())
             self._handle.close()
             self._handle = None
 

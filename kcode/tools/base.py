@@ -8,6 +8,8 @@ unexpected exceptions all become an error :class:`ToolResult` that the model rea
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import logging
 from collections.abc import Callable, Iterable
@@ -91,7 +93,14 @@ class Tool:
 
 def parameters_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The JSON schema of a parameter model in the plain form small models and grammar
-    converters handle best: no ``title`` noise, ``$defs`` inlined, ``Optional[X]`` as ``X``."""
+    converters handle best: no ``title`` noise, ``$defs`` inlined, ``Optional[X]`` as ``X``.
+    Made once per model class (every run, and every sub-agent, describes the same tools); each
+    caller gets its own copy."""
+    return copy.deepcopy(_schema_of(model))
+
+
+@functools.lru_cache(maxsize=256)
+def _schema_of(model: type[BaseModel]) -> dict[str, Any]:
     schema = model.model_json_schema()
     definitions = schema.pop("$defs", {})
     return _simplify(schema, definitions)

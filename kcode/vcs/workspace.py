@@ -123,11 +123,14 @@ class Workspace:
         return workspace
 
     @classmethod
-    def planned(cls, repo: Path, session_id: str, worktrees_dir: Path, *, in_place: bool = False) -> Workspace:
+    def planned(cls, repo: Path, session_id: str, worktrees_dir: Path, *, in_place: bool = False, start: str | None = None) -> Workspace:
         """Where a new run will edit, with nothing made yet (no work tree, branch or ref; a
         snapshot of uncommitted changes is only a commit object): a caller records it first,
         then :meth:`open` makes it, so a process killed in between leaves nothing that no
-        record names."""
+        record names. ``start``: a work tree's first commit when the caller knows it (a
+        sub-agent's: its parent's checkpoint) instead of the checkout's state."""
+        if start is not None and not in_place:
+            return cls(repo, worktrees_dir / session_id, f"kcode/{session_id}", start, "worktree", start)
         head = _head(repo)
         if in_place:
             base, _ = snapshot_commit(repo, f"kcode {session_id}: start", head)

@@ -84,6 +84,9 @@ def remove_worktree(repo: Path, path: Path) -> bool:
 
 
 def _remove_worktree(repo: Path, path: Path) -> bool:
+    # the usual case, one git call: a linked work tree of this repository, still there
+    if _is_linked_worktree(path) and repo.is_dir() and git_ok(["worktree", "remove", "--force", "--force", str(path)], repo):
+        return True
     known = path.resolve() in {p.resolve() for p in _registered(repo)} if repo.is_dir() else False
     if known:
         git(["worktree", "remove", "--force", "--force", str(path)], repo)  # twice: also when locked

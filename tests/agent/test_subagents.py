@@ -113,6 +113,23 @@ def test_the_301st_subagent_is_refused(calc_repo, tmp_path):
     assert not [m for m in store.list() if m.parent_id]
 
 
+def test_past_the_limit_a_task_call_is_refused_with_a_clear_error(calc_repo, tmp_path):
+    """max_subagents 2: the third `task` call of the run is refused, and says why."""
+    scripts = tmp_path / "children"
+    scripts.mkdir()
+    for name in ("one", "two", "three"):
+        _child(scripts, name, [{"tool_calls": [{"name": "finish", "arguments": {"summary": f"looked at {name}"}}]}])
+    calls = [{"tool_calls": [{"name": "task", "arguments": {"description": name, "prompt": f"Look at {name}."}}]} for name in ("one", "two", "three")]
+    parent = write_script(tmp_path / "parent.json", [*calls, {"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]}])
+    store = SessionStore(tmp_path / "sessions")
+    outcome = run_task("Three looks", _config(calc_repo, parent, scripts, max_subagents=2), repo=calc_repo, store=store)
+    events = list(read_event_dicts(store.log_path(outcome.meta.session_id)))
+    results = [e for e in events if e["type"] == "tool.finished" and e["name"] == "task"]
+    assert [r["is_error"] for r in results] == [False, False, True]
+    assert "sub-agent limit reached: this run may start at most 2 sub-agents (2 started)" in results[2]["output"]
+    assert len([m for m in store.list() if m.parent_id]) == 2
+
+
 def test_limits_steps_and_agents_lower(calc_repo, tmp_path):
     from kcode.agent.subagents import SubagentLimits, SubagentRefused, SubagentSpec, Subagents
 
@@ -143,7 +160,9 @@ def test_an_interrupt_stops_them_all(calc_repo, tmp_path):
     def cancel_when_all_sleep():
         while time.monotonic() - started < 60:
             kids = [m for m in store.list() if m.parent_id]
-            if len(kids) == 4 and all(any(e.get("type") == "tool.started" for e in read_event_dicts(store.log_path(m.session_id))) for m in kids):
+            # a sub-agent's meta comes before its log: no log yet is not started yet
+            logs = [store.log_path(m.session_id) for m in kids]
+            if len(kids) == 4 and all(log.exists() and any(e.get("type") == "tool.started" for e in read_event_dicts(log)) for log in logs):
                 break
             time.sleep(0.2)
         cancel.cancel()
@@ -151,7 +170,7 @@ def test_an_interrupt_stops_them_all(calc_repo, tmp_path):
     threading.Thread(target=cancel_when_all_sleep, daemon=True).start()
     outcome = run_task("Sleep", _config(calc_repo, parent, scripts), repo=calc_repo, store=store, cancel=cancel)
     took = time.monotonic() - started
-    assert outcome.result.status == "interrupted"
+    assert outcome.result.status == "interrupted", (outcome.result.status, outcome.result.summary, outcome.result.last_message)
     assert took < 45, took  # nobody slept their 60 s
     kids = [m for m in store.list() if m.parent_id]
     assert len(kids) == 4 and all(store.read_meta(m.session_id).status == "interrupted" for m in kids)
@@ -208,8 +227,14 @@ def test_kill9_of_the_parent_mid_swarm_then_resume_runs_no_subagent_twice(calc_r
     # one session per item: nobody started again from scratch
     assert sorted(m.task.split("Your task (")[1].split("):")[0] for m in children) == sorted(f"gen [{i + 1}/6] {item}" for i, item in enumerate(items))
     for meta in children:
-        starts = [e for e in read_event_dicts(store.log_path(meta.session_id)) if e["type"] == "session.started" and e["agent_id"] == meta.session_id]
-        assert len(starts) == (1 if meta.session_id in before else len(starts)), meta.session_id
+        events = [e for e in read_event_dicts(store.log_path(meta.session_id)) if e["agent_id"] == meta.session_id]
+        starts = [e for e in events if e["type"] == "session.started"]
+        # a finished one was not started again; one cut short was resumed once, not rerun (one
+        # killed before its first event was logged has only the resumed start)
+        flags = [bool(e.get("resumed")) for e in starts]
+        assert flags == [False] if meta.session_id in before else flags in ([False], [True], [False, True]), (meta.session_id in before, flags)
+        steps = [e["step"] for e in events if e["type"] == "turn.completed"]
+        assert steps == sorted(set(steps)), f"{meta.session_id} took a logged step again: {steps}"
         assert store.read_meta(meta.session_id).status == "finished"
     head = store.read_meta(parent_meta.session_id)
     final = _tree(calc_repo, git(calc_repo, "rev-parse", head.branch).strip())
@@ -226,7 +251,7 @@ def test_an_in_process_model_serves_its_subagents_one_at_a_time():
     specs = [SubagentSpec(f"s{i}", "p") for i in range(4)]
     for serial, expect_main in ((True, True), (False, False)):
         sub = Subagents.__new__(Subagents)
-        sub.serial, sub.limits = serial, SubagentLimits(max_parallel=4)
+        sub.serial, sub.limits, sub._lock, sub._quiet = serial, SubagentLimits(max_parallel=4), threading.RLock(), 0
         sub.run = lambda spec: (time.sleep(0.05), threading.current_thread().name)[1]
         names = sub.run_many(specs, 4)
         assert all(n == threading.current_thread().name for n in names) is expect_main
