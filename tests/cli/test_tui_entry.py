@@ -101,7 +101,7 @@ def test_attach_needs_a_running_session_and_help_stays_headless(calc_repo, kcode
 
 
 def test_attach_to_a_stopped_session_hands_the_tui_its_log(calc_repo, fix_script, kcode_home, kcode):
-    assert kcode("run", "fix", "--model", f"scripted:{fix_script}", cwd=calc_repo).returncode == 0
+    assert kcode("run", "fix", "--model", f"scripted:{fix_script}", cwd=calc_repo, timeout=600).returncode == 0
     (meta,) = SessionStore().list()
     seen = report(kcode_py(["attach", meta.session_id, "--read-only"], calc_repo, kcode_home))
     assert seen == {"handle": "AttachedRunHandle", "task": None, "session": meta.session_id, "read_only": True, "history": 0}

@@ -86,7 +86,7 @@ def test_an_attacher_catches_up_steers_is_the_only_writer_and_leaves_the_run_goi
 
     with pytest.raises(ControlBusy, match="one writer at a time"):
         AttachedRunHandle(session_dir)
-    refused = kcode("attach", session_dir.name, cwd=calc_repo, timeout=60)
+    refused = kcode("attach", session_dir.name, cwd=calc_repo, timeout=300)
     assert refused.returncode == 1 and "already attached" in refused.stderr and "--read-only" in refused.stderr
 
     seen.wait_for(lambda e: e.type == "tool.started" and e.step == 2)
