@@ -351,8 +351,7 @@ def run_task(
     run`` passes its process start); default: this call. The first step's pack is sized so
     that its first token comes within ``first_step_seconds`` of it. ``parent_id``: the
     session of the agent that started this one (a sub-agent's); its meta and events name it.
-    ``control``: steering, interrupts and approvals (kcode.agent.run_control); default, one
-    that never asks and serves the session's control channel."""
+    ``control``: steering, interrupts, approvals (kcode.agent.run_control); default: never asks."""
     started_at = time.perf_counter() if started_at is None else started_at
     if not task.strip():
         raise UsageError("the task is empty")
