@@ -48,6 +48,7 @@ class KcodeApp(App[int]):
     BINDINGS = [
         Binding("escape", "escape", "Interrupt", show=False),
         Binding("ctrl+o", "latest_output", "Tool output", show=False),
+        Binding("ctrl+r", "reasoning", "Reasoning", show=False),
         Binding("ctrl+q", "quit_tui", "Quit", show=False, priority=True),
     ]
 
@@ -64,6 +65,7 @@ class KcodeApp(App[int]):
         self._last_esc = 0.0
         self._approval_shown: str | None = None
         self._feed_id = 0
+        self.show_reasoning = False  # ctrl+r: every reasoning block open
         self.frames = 0  # drains that changed the view (tests and the perf harness read it)
 
     # -- layout --------------------------------------------------------------------------
@@ -106,6 +108,8 @@ class KcodeApp(App[int]):
             self.conversation.sync()
             self.status_line.draw()
             self.frames += 1
+        if inbox:  # a catch-up: go on at once (keys queued meanwhile still come first)
+            self.call_later(self.drain)
         self._ask_approval()
         return count
 
@@ -183,6 +187,12 @@ class KcodeApp(App[int]):
         self._last_esc = now
         if self.run_active():
             self._send(self.handle.interrupt_step)
+
+    def action_reasoning(self) -> None:
+        self.show_reasoning = not self.show_reasoning
+        for view in self.conversation.views.values():
+            if view.block.kind == "assistant":
+                view.draw()
 
     def action_latest_output(self) -> None:
         from kcode.tui.screens import TextScreen

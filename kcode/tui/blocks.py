@@ -1,23 +1,46 @@
-"""The widgets of the conversation: one per :class:`~kcode.tui.state.Block`.
+"""The widgets of the conversation: one per :class:`~kcode.tui.state.Block`, kept light.
 
-Each widget is built from its block and redrawn by :meth:`BlockView.sync` when the block's
-``version`` moved on. Tool output goes in a :class:`~textual.widgets.Log` (a line-based view
-that renders only the lines on screen), capped in height; the whole output is one keypress
-away (``o`` on a card, or ctrl+o for the latest one) in :class:`kcode.tui.screens.TextScreen`.
+Each widget is built from its block and redrawn by :meth:`Synced.sync` when the block's
+``version`` moved on. Most kinds are one :class:`~textual.widgets.Static`; the assistant's
+text is Rich Markdown re-rendered from the block at each tick (a stream of deltas becomes one
+redraw per ~100 ms), its reasoning folded (click, or ctrl+r for all). A tool card is a head
+and its output in a :class:`~textual.widgets.Log` (a line-based view that renders only the
+lines on screen), folded (enter or click opens it; a failed call's is open); the whole output
+is one keypress away (``o`` on a card, ctrl+o for the latest) in
+:class:`kcode.tui.screens.TextScreen`.
 """
 
 from __future__ import annotations
 
+from rich.console import Group, RenderableType
+from rich.markdown import Markdown as RichMarkdown
 from rich.markup import escape
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Collapsible, Log, Markdown, Static
+from textual.widgets import Log, Static
 
 from kcode.tui.state import Block
 
-__all__ = ["BlockView", "view_for", "OUTPUT_HEIGHT", "format_duration"]
+
+def _cache_lexers() -> None:
+    """Rich looks a code block's pygments lexer up by name at every render (a few ms each);
+    a streamed message with code renders ten times a second, so keep the lexers."""
+    import functools
+
+    import rich.syntax
+
+    lookup = rich.syntax.get_lexer_by_name
+    if not hasattr(lookup, "cache_info"):
+        rich.syntax.get_lexer_by_name = functools.lru_cache(maxsize=64)(lookup)
+
+
+_cache_lexers()
+
+__all__ = ["Synced", "BlockView", "TextView", "ToolCard", "CheckpointView", "view_for", "OUTPUT_HEIGHT", "OUTPUT_KEPT", "format_duration"]
 
 OUTPUT_HEIGHT = 10  # lines of a tool's output shown in its card
+OUTPUT_KEPT = 200  # lines a card's view holds (its last); the whole output is in the block
 _TOOL_MARK = {"running": "[yellow]⠿[/]", "ok": "[green]✓[/]", "error": "[red]✗[/]"}
 
 
@@ -28,19 +51,11 @@ def format_duration(ms: float) -> str:
     return f"{seconds:.1f} s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
-class BlockView(Vertical):
-    """A block's widget; subclasses draw one kind."""
+class Synced:
+    """A block's widget: ``draw`` redraws it from its block when the block's version moved."""
 
-    DEFAULT_CSS = """
-    BlockView { height: auto; margin: 0 0 1 0; }
-    BlockView Collapsible { border-top: none; padding: 0; margin: 0; background: transparent; }
-    BlockView Collapsible > Contents { padding: 0 0 0 2; }
-    """
-
-    def __init__(self, block: Block) -> None:
-        super().__init__(classes=f"block-{block.kind}")
-        self.block = block
-        self.drawn = -1  # the block version on screen
+    block: Block
+    drawn: int
 
     def sync(self) -> None:
         if self.drawn != self.block.version:
@@ -54,23 +69,42 @@ class BlockView(Vertical):
         raise NotImplementedError
 
 
-class TextView(BlockView):
-    """Blocks that are one line or a few of styled text."""
+class TextView(Synced, Static):
+    """Blocks that are one Static: messages, the assistant's text, notices, tests, the plan,
+    sub-agent groups (click opens a folded part: reasoning, a sub-agent's lines)."""
 
-    def compose(self) -> ComposeResult:
-        yield Static(id="body")
+    DEFAULT_CSS = "TextView { height: auto; margin: 0 0 1 0; }"
+
+    def __init__(self, block: Block) -> None:
+        super().__init__("", classes=f"block block-{block.kind}")
+        self.block = block
+        self.drawn = -1
 
     def draw(self) -> None:
-        self.query_one("#body", Static).update(self.render_text())
+        self.update(self.render_block())
 
-    def render_text(self) -> str:
-        b = self.block
-        kind = b.kind
+    def on_click(self) -> None:
+        if self.block.kind in ("agent", "assistant"):
+            self.toggle_class("open")
+            self.draw()
+
+    def render_block(self) -> RenderableType:
+        b, kind = self.block, self.block.kind
+        if kind == "assistant":
+            parts: list[RenderableType] = []
+            if b.reasoning:
+                if self.has_class("open") or self.app_show_reasoning():
+                    parts.append(Text("▼ reasoning\n" + b.reasoning, style="dim italic"))
+                else:
+                    parts.append(Text(f"▶ reasoning ({len(b.reasoning.split())} words)", style="dim"))
+            if b.text:
+                parts.append(RichMarkdown(b.text))
+            return Group(*parts)
+        if kind == "markup":  # the TUI's own texts (/help), already markup
+            return b.text
         if kind == "user":
             note = {"queued": " [dim](queued: delivered at the next step)[/]"}.get(b.status, "")
             return f"[bold cyan]›[/] {escape(b.text)}{note}"
-        if kind == "markup":  # the TUI's own texts (/help), already markup
-            return b.text
         if kind == "notice":
             return f"[dim]· {escape(b.text)}[/]"
         if kind == "error":
@@ -95,71 +129,93 @@ class TextView(BlockView):
             m = b.meta
             color = "green" if b.status == "finished" else "yellow"
             return f"[bold {color}]■ {escape(b.status)}[/] after {m.get('steps', 0)} steps ({format_duration(m.get('duration_ms', 0))}): {escape(b.text)}"
+        if kind == "agent":
+            mark = {"running": "[yellow]⑂[/]", "finished": "[green]⑂[/]"}.get(b.status, "[red]⑂[/]")
+            opened = self.has_class("open")
+            indent = "  " * (b.meta.get("depth", 1) - 1)
+            head = f"{indent}{'▼' if opened else '▶'} {mark} {escape(b.title)} — step {b.meta['steps']}, {b.meta['tools']} tools, {escape(b.status)}"
+            return head + ("".join(f"\n{indent}    " + escape(line) for line in b.lines) if opened else "")
         return escape(b.text)
 
+    def app_show_reasoning(self) -> bool:
+        return bool(getattr(self.app, "show_reasoning", False))
 
-class AssistantView(BlockView):
-    """The model's text as Markdown (appended as it streams) and its reasoning, collapsed."""
+
+class BlockView(Synced, Vertical):
+    """A block drawn as a head and a body that folds (enter or a click on the head)."""
+
+    can_focus = True
+    BINDINGS = [("enter", "toggle", "Open/close")]
+    DEFAULT_CSS = """
+    BlockView { height: auto; margin: 0 0 1 0; border-left: wide $panel; padding-left: 1; }
+    BlockView:focus { border-left: wide $accent; }
+    BlockView > .head { height: auto; }
+    BlockView > .body { display: none; height: auto; }
+    BlockView.open > .body { display: block; }
+    """
+
+    def __init__(self, block: Block) -> None:
+        super().__init__(classes=f"block block-{block.kind}")
+        self.block = block
+        self.drawn = -1
 
     def compose(self) -> ComposeResult:
-        yield Collapsible(Static(id="reasoning-text"), title="reasoning", collapsed=True, id="reasoning")
-        yield Markdown(id="text")
+        yield Static(classes="head")
+        yield from self.body()
 
-    def on_mount(self) -> None:
-        self._shown = ""
-        super().on_mount()
+    def body(self) -> ComposeResult:  # pragma: no cover - every kind overrides it
+        yield Static(classes="body")
 
-    def draw(self) -> None:
-        b = self.block
-        reasoning = self.query_one("#reasoning", Collapsible)
-        reasoning.display = bool(b.reasoning)
-        if b.reasoning:
-            reasoning.title = f"reasoning ({len(b.reasoning.split())} words)"
-            self.query_one("#reasoning-text", Static).update(escape(b.reasoning))
-        markdown = self.query_one("#text", Markdown)
-        markdown.display = bool(b.text)
-        if b.text.startswith(self._shown):
-            if len(b.text) > len(self._shown):
-                markdown.append(b.text[len(self._shown):])
-        else:
-            markdown.update(b.text)
-        self._shown = b.text
+    def action_toggle(self) -> None:
+        self.set_open(not self.has_class("open"))
+
+    def set_open(self, opened: bool) -> None:
+        self.set_class(opened, "open")
+        self.draw_head()
+
+    def on_click(self) -> None:
+        self.action_toggle()
+
+    def mark(self) -> str:
+        return "▼" if self.has_class("open") else "▶"
+
+    def draw_head(self) -> None:
+        self.query_one(".head", Static).update(self.head())
+
+    def head(self) -> str:  # pragma: no cover - every kind overrides it
+        return ""
 
 
 class ToolCard(BlockView):
-    """A tool call: status, duration, and its output (collapsible; enter toggles, o opens all)."""
+    """A tool call: status, duration, and its output (o opens all of it)."""
 
-    can_focus = True
-    BINDINGS = [("enter", "toggle", "Output"), ("o", "full_output", "Full output")]
-    DEFAULT_CSS = """
-    ToolCard { border-left: wide $panel; padding-left: 1; }
-    ToolCard:focus { border-left: wide $accent; }
-    ToolCard Log { height: auto; max-height: 10; }
-    """
+    BINDINGS = [("o", "full_output", "Full output")]
+    DEFAULT_CSS = "ToolCard Log { height: auto; max-height: 10; }"
 
-    def compose(self) -> ComposeResult:
-        yield Static(id="head")
-        yield Collapsible(Log(id="output", auto_scroll=False), title="output", collapsed=True, id="fold")
+    def body(self) -> ComposeResult:
+        yield Log(classes="body", auto_scroll=False, max_lines=OUTPUT_KEPT)
+
+    def head(self) -> str:
+        b = self.block
+        duration = f" [dim]{format_duration(b.duration_ms)}[/]" if b.status != "running" else " [dim]running…[/]"
+        head = f"{_TOOL_MARK.get(b.status, '·')} [bold]{escape(b.title)}[/]{duration}"
+        if b.output:
+            count = b.output.count("\n") + 1
+            head += f"  [dim]{self.mark()} {count:,} lines of output" + (" — o: all of it" if count > OUTPUT_HEIGHT else "") + "[/]"
+        return head
 
     def draw(self) -> None:
         b = self.block
-        duration = f" [dim]{format_duration(b.duration_ms)}[/]" if b.status != "running" else " [dim]running…[/]"
-        self.query_one("#head", Static).update(f"{_TOOL_MARK.get(b.status, '·')} [bold]{escape(b.title)}[/]{duration}")
-        fold = self.query_one("#fold", Collapsible)
-        fold.display = bool(b.output)
         if b.output:
             lines = b.output.splitlines()
-            fold.title = f"output: {len(lines):,} lines" + (" — o: all of it" if len(lines) > OUTPUT_HEIGHT else "")
-            log = self.query_one("#output", Log)
+            log = self.query_one(Log)
             log.clear()
-            log.write_lines(lines)
+            log.write_lines(lines[-OUTPUT_KEPT:])
             log.styles.height = min(len(lines), OUTPUT_HEIGHT)
-            if b.status == "error" and self.drawn <= 2:
-                fold.collapsed = False
-
-    def action_toggle(self) -> None:
-        fold = self.query_one("#fold", Collapsible)
-        fold.collapsed = not fold.collapsed
+            if b.status == "error" and not self.block.meta.get("folded_once"):
+                self.block.meta["folded_once"] = True
+                self.set_class(True, "open")  # a failed call shows what it said
+        self.draw_head()
 
     def action_full_output(self) -> None:
         from kcode.tui.screens import TextScreen
@@ -168,51 +224,35 @@ class ToolCard(BlockView):
 
 
 class CheckpointView(BlockView):
-    """A checkpoint: its commit and files; expanding it shows the step's diff (from git)."""
+    """A checkpoint: its commit and files; opening it shows the step's diff (from git)."""
 
-    def compose(self) -> ComposeResult:
-        yield Collapsible(Static(id="diff"), title="checkpoint", collapsed=True, id="fold")
+    def body(self) -> ComposeResult:
+        yield Static(classes="body")
 
-    def draw(self) -> None:
+    def head(self) -> str:
         b = self.block
         files = f", {len(b.lines)} files" if b.lines else ""
-        fold = self.query_one("#fold", Collapsible)
-        fold.title = f"◆ checkpoint step {b.meta['step']} {b.meta['commit'][:10]}{files}"
-        self.query_one("#diff", Static).update("\n".join(escape(line) for line in b.lines) or "[dim](no file changes recorded)[/]")
+        return f"[bold blue]◆[/] {self.mark()} checkpoint step {b.meta['step']} [dim]{b.meta['commit'][:10]}{files}[/]"
 
-    def on_collapsible_expanded(self, message: Collapsible.Expanded) -> None:
-        if not self.block.meta.get("diff_loaded"):
+    def draw(self) -> None:
+        self.query_one(".body", Static).update("\n".join(escape(line) for line in self.block.lines) or "[dim](no file changes recorded)[/]")
+        self.draw_head()
+
+    def set_open(self, opened: bool) -> None:
+        super().set_open(opened)
+        if opened and not self.block.meta.get("diff_loaded"):
             self.block.meta["diff_loaded"] = True
             self.run_worker(self._load_diff, thread=True, exclusive=True)
 
     def _load_diff(self) -> None:
-        from kcode.tui.diffs import step_diff
+        from kcode.tui.diffs import render_unified, step_diff
 
         text = step_diff(self.block.meta["repo"], self.block.meta["previous"], self.block.meta["commit"])
-        self.app.call_from_thread(self._show_diff, text)
-
-    def _show_diff(self, text: str) -> None:
-        from kcode.tui.diffs import render_unified
-
-        self.query_one("#diff", Static).update(render_unified(text, limit=200))
+        self.app.call_from_thread(self.query_one(".body", Static).update, render_unified(text, limit=200))
 
 
-class AgentView(BlockView):
-    """A sub-agent's group: its task, steps, tool calls and its latest lines (collapsed)."""
-
-    def compose(self) -> ComposeResult:
-        yield Collapsible(Static(id="lines"), title="agent", collapsed=True, id="fold")
-
-    def draw(self) -> None:
-        b = self.block
-        self.styles.margin = (0, 0, 0, 2 * (b.meta.get("depth", 1) - 1))
-        mark = "[yellow]⑂[/]" if b.status == "running" else ("[green]⑂[/]" if b.status == "finished" else "[red]⑂[/]")
-        self.query_one("#fold", Collapsible).title = f"{mark} {escape(b.title)} — step {b.meta['steps']}, {b.meta['tools']} tools, {escape(b.status)}"
-        self.query_one("#lines", Static).update("\n".join(escape(line) for line in b.lines) or "[dim]…[/]")
+_VIEWS: dict[str, type] = {"tool": ToolCard, "checkpoint": CheckpointView}
 
 
-_VIEWS: dict[str, type[BlockView]] = {"assistant": AssistantView, "tool": ToolCard, "checkpoint": CheckpointView, "agent": AgentView}
-
-
-def view_for(block: Block) -> BlockView:
+def view_for(block: Block) -> Synced:
     return _VIEWS.get(block.kind, TextView)(block)

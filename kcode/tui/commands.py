@@ -49,7 +49,7 @@ def help_text() -> str:
     lines += ["[bold]keys[/]",
               "  enter sends (while a step runs: queued, delivered at the next step) · ctrl+j new line",
               "  up/down history · tab completes @path · esc interrupts the step · esc esc stops the run",
-              "  ctrl+o the latest tool's full output · o / enter on a tool card · page up at the top unfolds older turns"]  # fmt: skip
+              "  ctrl+o the latest tool's full output · o / enter on a tool card · ctrl+r reasoning · page up at the top unfolds older turns"]  # fmt: skip
     return "\n".join(lines)
 
 

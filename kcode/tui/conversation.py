@@ -1,6 +1,7 @@
 """The conversation view: the transcript's turns as widgets, only a window of them mounted.
 
-The newest ``WINDOW`` turns are mounted while the view follows the end; older turns are
+The newest ``WINDOW`` turns (at most ``MAX_BLOCKS`` blocks) are mounted while the view
+follows the end; older turns are
 folded (their blocks stay as data in the :class:`~kcode.tui.state.Transcript`, their widgets
 are removed) behind a marker at the top. Scrolling to the top (or page-up there) mounts the
 previous ``BATCH`` turns again; going back to the end folds them away. However the user
@@ -13,12 +14,13 @@ from __future__ import annotations
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
 
-from kcode.tui.blocks import BlockView, view_for
+from kcode.tui.blocks import Synced, view_for
 from kcode.tui.state import Block, Transcript
 
 __all__ = ["ConversationView", "TurnView", "WINDOW", "BATCH", "CAP"]
 
-WINDOW, BATCH, CAP = 30, 20, 120
+WINDOW, BATCH, CAP = 12, 10, 60
+MAX_BLOCKS = 60  # blocks mounted at most while following (turns with many tool calls fold sooner)
 
 
 class TurnView(Vertical):
@@ -39,7 +41,7 @@ class ConversationView(VerticalScroll):
         super().__init__(**kwargs)
         self.transcript = transcript
         self.turn_views: dict[int, TurnView] = {}
-        self.views: dict[int, BlockView] = {}  # id(block) -> its widget, for mounted turns
+        self.views: dict[int, Synced] = {}  # id(block) -> its widget, for mounted turns
         self.lo = 0  # the first mounted turn (those before it are folded)
         self.cleared = 0  # /clear: turns before this are not shown at all
 
@@ -73,7 +75,7 @@ class ConversationView(VerticalScroll):
                 elif block.turn >= self.lo and block.turn >= self.cleared:
                     self._mount_block(block)
             mounted = sorted(self.turn_views)
-            while len(mounted) > CAP:
+            while len(mounted) > CAP or (follow and len(mounted) > 1 and len(self.views) > MAX_BLOCKS):
                 self._unmount_turn(mounted.pop(0))
             if mounted:
                 self.lo = mounted[0]
