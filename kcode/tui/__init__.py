@@ -1,7 +1,7 @@
-"""The interactive TUI (Textual): the only package of kcode that imports textual.
+"""The interactive TUI (Textual): the only package of kcode that imports Textual.
 
-:func:`kcode.tui.app.main` opens it on a run handle (:mod:`kcode.session.control`); the CLI
-imports it lazily, so the headless path never loads Textual.
+``kcode.tui.app.main(handle, task=None)`` runs the app on a run handle
+(:class:`kcode.session.control.RunHandle`); ``kcode.cli.tui`` imports it lazily.
 """
 
 __all__: list[str] = []
