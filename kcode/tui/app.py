@@ -52,11 +52,12 @@ class KcodeApp(App[int]):
         Binding("ctrl+q", "quit_tui", "Quit", show=False, priority=True),
     ]
 
-    def __init__(self, handle: Any, *, repo: Path | None = None, open_session: Callable[[str | None], Any] | None = None,
+    def __init__(self, handle: Any, *, task: str | None = None, repo: Path | None = None, open_session: Callable[[str | None], Any] | None = None,
                  history: History | None = None, drain_budget: float = DRAIN_BUDGET) -> None:  # fmt: skip
         super().__init__()
         self.handle = handle
-        self.repo = repo
+        self.first_message = task
+        self.repo = repo or getattr(handle, "repo", None)
         self.open_session = open_session
         self.history = history if history is not None else History()
         self.transcript = Transcript()
@@ -82,10 +83,15 @@ class KcodeApp(App[int]):
         self.query_one("#input", PromptInput).focus()
         self._subscribe(self.handle)
         self.set_interval(TICK, self.drain)
+        if self.first_message:
+            self._send(lambda: self.handle.steer(self.first_message))  # a new session's first message starts it
 
     def _subscribe(self, handle: Any) -> None:
+        from kcode.tui.handles import past_events
+
         self._feed_id += 1
         feed, inbox = self._feed_id, self.inbox
+        inbox.extend(past_events(handle))  # a session to resume: what it did so far
 
         def receive(event: Any) -> None:  # the handle's thread: only queue it
             if feed == self._feed_id:
@@ -237,15 +243,18 @@ class KcodeApp(App[int]):
             pass
 
 
-def main(handle: Any, *, repo: Path | None = None, open_session: Callable[[str | None], Any] | None = None,
+def main(handle: Any, *, task: str | None = None, repo: Path | None = None, open_session: Callable[[str | None], Any] | None = None,
          history_path: Path | None = None) -> int:  # fmt: skip
     """Run the TUI on ``handle`` until the user quits; the exit code is the run's (0 while it
-    had not finished). ``open_session(id or None)`` returns a handle on another session
-    (for /resume and /sessions); ``history_path``: where the input history is kept (default:
-    the user's data folder)."""
+    had not finished). ``task``: sent as the first message (it starts a new session's run).
+    A handle on a session that has run before shows its log first. ``open_session(id or
+    None)`` returns a handle on another session, for /resume and /sessions (default:
+    :func:`kcode.tui.handles.session_opener`); ``history_path``: where the input history is
+    kept (default: the user's data folder)."""
     from kcode.paths import data_dir
+    from kcode.tui.handles import session_opener
 
     history = History(history_path if history_path is not None else data_dir() / "tui-history.jsonl")
-    app = KcodeApp(handle, repo=repo, open_session=open_session, history=history)
+    app = KcodeApp(handle, task=task, repo=repo, open_session=open_session or session_opener(handle), history=history)
     code = app.run()
     return int(code or 0)

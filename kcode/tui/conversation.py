@@ -26,8 +26,8 @@ MAX_BLOCKS = 60  # blocks mounted at most while following (turns with many tool 
 class TurnView(Vertical):
     DEFAULT_CSS = "TurnView { height: auto; }"
 
-    def __init__(self, index: int) -> None:
-        super().__init__(classes="turn")
+    def __init__(self, index: int, *children) -> None:
+        super().__init__(*children, classes="turn")
         self.index = index
 
 
@@ -67,13 +67,16 @@ class ConversationView(VerticalScroll):
         with self.app.batch_update():
             if follow:
                 self._fold_below(max(self.lo, self.cleared, len(self.transcript.turns) - WINDOW))
+            new: dict[int, list[Block]] = {}
             for block in changed:
                 view = self.views.get(id(block))
                 if view is not None:
                     if view.is_mounted:
                         view.sync()
                 elif block.turn >= self.lo and block.turn >= self.cleared:
-                    self._mount_block(block)
+                    new.setdefault(block.turn, []).append(block)
+            for index in sorted(new):
+                self._mount_blocks(index, new[index])
             mounted = sorted(self.turn_views)
             while len(mounted) > CAP or (follow and len(mounted) > 1 and len(self.views) > MAX_BLOCKS):
                 self._unmount_turn(mounted.pop(0))
@@ -88,22 +91,28 @@ class ConversationView(VerticalScroll):
             self._unmount_turn(index)
         self.lo = max(self.lo, lo)
 
-    def _turn_view(self, index: int) -> TurnView:
-        view = self.turn_views.get(index)
-        if view is None:
-            view = TurnView(index)
-            self.turn_views[index] = view
-            later = [i for i in self.turn_views if i > index]
-            if later:
-                self.mount(view, before=self.turn_views[min(later)])
-            else:
-                self.mount(view)
-        return view
-
-    def _mount_block(self, block: Block) -> None:
-        view = view_for(block)
-        self.views[id(block)] = view
-        self._turn_view(block.turn).mount(view)
+    def _mount_blocks(self, index: int, blocks: list[Block]) -> None:
+        """Mount the widgets of new blocks of turn ``index`` (and the turn's, if it has none
+        yet). A turn whose widget is still being mounted gets them at the next sync."""
+        turn = self.turn_views.get(index)
+        if turn is not None and not turn.is_mounted:
+            for block in blocks:
+                self.transcript.changed[id(block)] = block
+            return
+        views = []
+        for block in blocks:
+            view = view_for(block)
+            self.views[id(block)] = view
+            views.append(view)
+        if turn is not None:
+            turn.mount_all(views)
+            return
+        turn = self.turn_views[index] = TurnView(index, *views)
+        later = [i for i in self.turn_views if i > index]
+        if later:
+            self.mount(turn, before=self.turn_views[min(later)])
+        else:
+            self.mount(turn)
 
     def _unmount_turn(self, index: int) -> None:
         view = self.turn_views.pop(index, None)
@@ -139,18 +148,20 @@ class ConversationView(VerticalScroll):
             return 0
         anchor = self.turn_views.get(self.lo)
         with self.app.batch_update():
-            for index in range(self.lo - 1, start - 1, -1):
-                turn = self.transcript.turns[index]
-                view = TurnView(index)
-                self.turn_views[index] = view
-                if index + 1 in self.turn_views:
-                    self.mount(view, before=self.turn_views[index + 1])
-                else:
-                    self.mount(view, after=self.query_one("#folded"))
-                for block in turn.blocks:
-                    block_view = view_for(block)
-                    self.views[id(block)] = block_view
-                    view.mount(block_view)
+            turns = []
+            for index in range(start, self.lo):
+                views = []
+                for block in self.transcript.turns[index].blocks:
+                    views.append(view_for(block))
+                    self.views[id(block)] = views[-1]
+                turns.append(TurnView(index, *views))
+            first = self.turn_views.get(self.lo)
+            if first is not None:
+                self.mount_all(turns, before=first)
+            else:
+                self.mount_all(turns, after=self.query_one("#folded"))
+            for turn in turns:
+                self.turn_views[turn.index] = turn
             added = self.lo - start
             self.lo = start
             mounted = sorted(self.turn_views)

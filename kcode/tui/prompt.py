@@ -135,14 +135,15 @@ class PromptInput(TextArea):
             self.complete()
             return
         if key == "escape":
-            return  # the app's: interrupt / stop
+            event.prevent_default()  # not TextArea's (it moves the focus); the app's: interrupt / stop
+            return
         if key == "up" and self.cursor_location[0] == 0:
             self._recall(self.sent.previous(), event)
             return
         if key == "down" and self.cursor_location[0] == self.document.line_count - 1:
             self._recall(self.sent.next(), event)
             return
-        await super()._on_key(event)
+        # anything else: TextArea's own handler runs next (Textual calls each class's _on_key)
 
     def _recall(self, text: str | None, event: events.Key) -> None:
         event.stop()

@@ -77,11 +77,17 @@ class Status:
     state: str = "starting"  # starting running waiting finished
     queued: int = 0  # steering messages not delivered yet
     outcome: str = ""
+    last_ts: float = 0.0  # the latest event's time
+    live: bool = True  # a process runs the session now (else its clock stopped at last_ts)
 
     def elapsed(self, now: float | None = None) -> float:
         if not self.started:
             return 0.0
-        return (self.ended or (now if now is not None else time.time())) - self.started
+        if self.ended:
+            return self.ended - self.started
+        if not self.live:
+            return max(0.0, self.last_ts - self.started)
+        return (now if now is not None else time.time()) - self.started
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -148,6 +154,8 @@ class Transcript:
     # -- the reducer ---------------------------------------------------------------------
     def apply(self, event: Any) -> None:
         self.events += 1
+        if event.ts > self.status.last_ts:
+            self.status.last_ts = event.ts
         agent = getattr(event, "agent_id", "") or ""
         if self.root_id is None and getattr(event, "parent_id", None) is None and agent:
             self.root_id = agent
@@ -297,11 +305,12 @@ class Transcript:
     # the run-control events (kcode.session.control)
     def _on_steering_queued(self, event: Any) -> None:
         self.status.queued += 1
-        self._queued.append(self.add(Block("user", text=event.text, status="queued")))
+        self._queued.append(self.add(Block("user", key=getattr(event, "steer_id", ""), text=event.text, status="queued")))
 
     def _on_steering_delivered(self, event: Any) -> None:
         self.status.queued = max(0, self.status.queued - 1)
-        block = next((b for b in self._queued if b.text == event.text), None)
+        steer_id = getattr(event, "steer_id", "")
+        block = next((b for b in self._queued if steer_id and b.key == steer_id), None) or next((b for b in self._queued if b.text == event.text), None)
         if block is None:
             self.add(Block("user", text=event.text, status="delivered"))
             return

@@ -9,7 +9,7 @@ from textual.widgets import Static
 
 from kcode.tui.state import Status
 
-__all__ = ["StatusLine", "status_text", "format_tokens", "format_seconds"]
+__all__ = ["StatusLine", "status_text", "short_model", "format_tokens", "format_seconds"]
 
 
 def format_tokens(n: float) -> str:
@@ -31,9 +31,17 @@ def format_seconds(s: float) -> str:
     return f"{s}s"
 
 
+def short_model(name: str, limit: int = 28) -> str:
+    """``scripted:/a/b/fix.json`` → ``scripted:fix.json``; a GGUF path → its file name."""
+    if "/" in name:
+        kind, sep, path = name.rpartition(":") if ":" in name.split("/")[0] else ("", "", name)
+        name = f"{kind}{sep}{path.rstrip('/').rsplit('/', 1)[-1]}"
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
 def status_text(s: Status, now: float | None = None) -> str:
     """The status line as markup; a figure no event carried yet is left out."""
-    parts = [f"[bold]{escape(s.model or '…')}[/]"]
+    parts = [f"[bold]{escape(short_model(s.model) or '…')}[/]"]
     window = f"/{format_tokens(s.context_window)}" if s.context_window else ""
     if s.context_used or window:
         share = f" ({s.context_used / s.context_window:.0%})" if s.context_window else ""
@@ -42,9 +50,9 @@ def status_text(s: Status, now: float | None = None) -> str:
         parts.append(f"reused {format_tokens(s.tokens_reused)} / eval {format_tokens(s.tokens_evaluated)}")
     speeds = []
     if s.prefill_tps:
-        speeds.append(f"pp {s.prefill_tps:.0f}")
+        speeds.append(f"pp {format_tokens(s.prefill_tps)}")
     if s.gen_tps:
-        speeds.append(f"tg {s.gen_tps:.0f}")
+        speeds.append(f"tg {format_tokens(s.gen_tps)}")
     if speeds:
         parts.append(" ".join(speeds) + " tok/s")
     parts.append(f"step {s.step}" + (f"/{s.max_steps}" if s.max_steps else ""))
@@ -62,7 +70,7 @@ def status_text(s: Status, now: float | None = None) -> str:
 
 
 class StatusLine(Static):
-    DEFAULT_CSS = "StatusLine { height: 1; background: $panel; color: $text; padding: 0 1; }"
+    DEFAULT_CSS = "StatusLine { height: auto; max-height: 2; background: $panel; color: $text; padding: 0 1; }"
 
     def __init__(self, status: Status, **kwargs) -> None:
         super().__init__("", **kwargs)
@@ -74,6 +82,7 @@ class StatusLine(Static):
         self.draw()
 
     def draw(self) -> None:
+        self.status.live = bool(getattr(getattr(self.app, "handle", None), "running", True))
         text = status_text(self.status)
         if text != self._last:
             self._last = text
