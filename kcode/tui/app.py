@@ -65,6 +65,7 @@ class KcodeApp(App[int]):
         self.drain_budget = drain_budget
         self._last_esc = 0.0
         self._approval_shown: str | None = None
+        self._answered: set[str] = set()
         self._feed_id = 0
         self.show_reasoning = False  # ctrl+r: every reasoning block open
         self.frames = 0  # drains that changed the view (tests and the perf harness read it)
@@ -122,11 +123,11 @@ class KcodeApp(App[int]):
     def _ask_approval(self) -> None:
         from kcode.tui.screens import ApprovalScreen
 
-        pending = self.transcript.pending_approvals
+        pending = {rid: block for rid, block in self.transcript.pending_approvals.items() if rid not in self._answered}
         if self._approval_shown is not None:
             if self._approval_shown not in pending and isinstance(self.screen, ApprovalScreen):
                 self._approval_shown = None
-                self.pop_screen()  # answered elsewhere (another attacher, or a timeout)
+                self.pop_screen()  # answered elsewhere (another attacher)
             return
         if not pending:
             return
@@ -136,8 +137,8 @@ class KcodeApp(App[int]):
         def answered(result: tuple[str, str] | None) -> None:
             self._approval_shown = None
             if result is not None:
+                self._answered.add(request_id)  # until its approval.resolved comes back
                 self._send(lambda: self.handle.answer(request_id, result[0], result[1]))
-            block.status = "answering"
 
         self.push_screen(ApprovalScreen(request_id, block.text, block.title, block.meta.get("reason", "")), answered)
 

@@ -18,8 +18,17 @@ def _log(app) -> list:
     return list(read_events(SessionStore().log_path(app.transcript.status.session_id)))
 
 
+TURNS = [  # one test run only: pytest under the sandbox is the slow part of a scripted run
+    {"content": "Reading the code first.", "reasoning": "Look at calc.", "tool_calls": [{"name": "read_file", "arguments": {"path": "calc/missing.py"}}]},
+    FIX_TURNS[0],
+    FIX_TURNS[2],
+    {"tool_calls": [{"name": "run_tests", "arguments": {}}]},
+    {"content": "Done.", "tool_calls": [{"name": "finish", "arguments": {"summary": "Fixed add(); tests pass."}}]},
+]
+
+
 def test_a_task_streams_to_the_end_with_tool_cards_tests_and_a_checkpoint(calc_repo, tmp_path):
-    app = local_app(calc_repo, FIX_TURNS, tmp_path, task="Fix the failing test")
+    app = local_app(calc_repo, TURNS, tmp_path, task="Fix the failing test")
 
     async def go():
         async with app.run_test(size=SIZE) as pilot:
@@ -27,19 +36,19 @@ def test_a_task_streams_to_the_end_with_tool_cards_tests_and_a_checkpoint(calc_r
             await pilot.pause(0.3)
             tools = blocks(app, "tool")
             assert [(b.title.split(":")[0], b.status) for b in tools] == [
-                ("read_file", "ok"), ("run_tests", "error"), ("edit_file", "ok"), ("run_tests", "ok"), ("finish", "ok")]  # fmt: skip
-            assert all(b.duration_ms >= 0 for b in tools) and tools[1].duration_ms > 0
+                ("read_file", "error"), ("read_file", "ok"), ("edit_file", "ok"), ("run_tests", "ok"), ("finish", "ok")]  # fmt: skip
+            assert all(b.duration_ms >= 0 for b in tools) and tools[3].duration_ms > 0
             text = screen_text(app)
             assert "✓ tests pass 2 passed, 0 failed" in text and "■ finished after 5 steps" in text
             assert "All done." not in text and "Done." in text  # the scripted answer, as Markdown
             status = " ".join(text.splitlines()[-2:])  # the status line (two rows at this width)
             assert "step 5/1000" in status and "sandbox workspace-write" in status and "⎇ kcode/" in status and "ctx " in status
-            # the failed test run's card is open; the others are folded, and open with enter
+            # the failed call's card is open; the others are folded, and open with enter
             cards = list(app.query("ToolCard"))
-            assert [c.has_class("open") for c in cards] == [False, True, False, False, False]
-            cards[0].focus()
+            assert [c.has_class("open") for c in cards] == [True, False, False, False, False]
+            cards[1].focus()
             await pilot.press("enter")
-            assert cards[0].has_class("open") and "return a - b" in "\n".join(cards[0].query_one("Log").lines)
+            assert cards[1].has_class("open") and "return a - b" in "\n".join(cards[1].query_one("Log").lines)
             await pilot.press("o")  # the whole output, one key away
             assert type(app.screen).__name__ == "TextScreen" and "return a - b" in screen_text(app)
             await pilot.press("escape")
@@ -83,21 +92,22 @@ def test_typing_while_a_step_runs_steers_the_next_step(calc_repo, tmp_path):
             await typed(pilot, "also check mul")
             await pilot.press("enter")
             queued = await until(pilot, lambda: [b for b in blocks(app, "user") if b.text == "also check mul"], what="the queued message")
-            assert queued[0].status == "queued"  # the bash call still runs
-            await until(pilot, lambda: "(queued: delivered at the next step)" in screen_text(app) or queued[0].status == "delivered")
+            assert queued[0].status in ("queued", "delivered")  # (on a loaded machine the step may be over already)
             await until(pilot, lambda: app.transcript.status.state == "finished")
             assert queued[0].status == "delivered"
 
     run(go())
     log = _log(app)
     delivered = next(i for i, e in enumerate(log) if isinstance(e, SteeringDelivered))
+    queued = next(i for i, e in enumerate(log) if e.type == "steering.queued")
     bash_done = next(i for i, e in enumerate(log) if e.type == "tool.finished")
+    assert queued < delivered and log[delivered].step > 1  # queued while a step ran, delivered when a later one started
     assert bash_done < delivered
     assert any(isinstance(e, MessageAdded) and e.message.get("role") == "user" and "also check mul" in str(e.message.get("content")) for e in log[delivered:])
 
 
 def test_esc_interrupts_the_step_and_the_run_waits_for_a_message(calc_repo, tmp_path):
-    app = local_app(calc_repo, [bash("sleep 30"), FINISH], tmp_path, task="go")
+    app = local_app(calc_repo, [bash("sleep 30"), FINISH, FINISH], tmp_path, task="go")
 
     async def go():
         async with app.run_test(size=SIZE) as pilot:
@@ -134,24 +144,22 @@ def test_esc_esc_stops_the_run(calc_repo, tmp_path):
 
 
 def test_an_approval_is_asked_in_a_modal_and_answered_through_the_handle(calc_repo, tmp_path):
-    turns = [bash("echo fetched", network=True), bash("echo again", network=True), FINISH]
+    turns = [bash("echo fetched", network=True), FINISH]
     app = local_app(calc_repo, turns, tmp_path, task="fetch", approvals="on-request")
 
     async def go():
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: type(app.screen).__name__ == "ApprovalScreen", what="the approval modal")
-            assert "network access" in screen_text(app) and "echo fetched" in screen_text(app)
+            await until(pilot, lambda: "network access" in screen_text(app) and "echo fetched" in screen_text(app), what="the question on screen")
             await pilot.press("d")  # deny, with a reason
             await typed(pilot, "no downloads")
             await pilot.press("enter")
-            await until(pilot, lambda: type(app.screen).__name__ == "ApprovalScreen" and app._approval_shown != blocks(app, "approval")[0].key, what="the second request")
-            await pilot.press("a")  # always, for this session
             await until(pilot, lambda: app.transcript.status.state == "finished")
-            first, second = blocks(app, "approval")
-            assert (first.status, first.meta["answer"], second.status) == ("deny", "no downloads", "always")
+            (block,) = blocks(app, "approval")
+            assert (block.status, block.meta["answer"]) == ("deny", "no downloads")
 
     run(go())
     resolved = [e for e in _log(app) if isinstance(e, ApprovalResolved)]
-    assert [(e.decision, e.reason) for e in resolved] == [("deny", "no downloads"), ("always", "")]
+    assert [(e.decision, e.reason) for e in resolved] == [("deny", "no downloads")]
     outputs = [e.output for e in _log(app) if e.type == "tool.finished" and e.name == "bash"]
-    assert "no downloads" in outputs[0] and "again" in outputs[1]
+    assert "no downloads" in outputs[0]
