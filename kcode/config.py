@@ -80,6 +80,9 @@ class Config:
     # sandbox profile name (see the top-level sandbox/ folder)
     sandbox: str = "workspace-write"
     sandbox_readable: list[str] = dataclasses.field(default_factory=list)  # host paths commands also see, read-only (e.g. an eval's environment)
+    # never | on-request: ask before a command that needs more than the sandbox profile
+    # allows (network, writes outside the repository); the TUI's, never a headless run's
+    approvals: str = "never"
     # llama.cpp in process: its settings keep their own names (gpu_layers = 10, KCODE_GPU_LAYERS)
     llamacpp: LlamaCppOptions = dataclasses.field(default_factory=LlamaCppOptions)
     # sampling, any backend (None: the backend's default)

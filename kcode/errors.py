@@ -22,12 +22,14 @@ the loop records when it stops.
     ├── SandboxError            the sandbox cannot run commands at all
     ├── VcsError                git failed
     ├── SessionError            the session log is unreadable or missing
+    │   └── ControlBusy         another process holds the session's control channel
     ├── SkillError              a skill is invalid, or the model's SKILL.md for a session is
     │                           (kcode.skills; skipped with a warning in discovery)
     └── AgentStop               control flow in the loop (passes through tool execution)
         ├── Submitted           the finish tool hands the work in; the loop reviews it
         ├── BudgetExhausted
-        ├── Interrupted
+        ├── Interrupted         the run was stopped (it ends as "interrupted")
+        ├── StepInterrupted     the step was interrupted (the run goes on)
         └── FormatError
 """
 
@@ -51,11 +53,13 @@ __all__ = [
     "SandboxError",
     "VcsError",
     "SessionError",
+    "ControlBusy",
     "SkillError",
     "AgentStop",
     "Submitted",
     "BudgetExhausted",
     "Interrupted",
+    "StepInterrupted",
     "FormatError",
 ]
 
@@ -132,6 +136,10 @@ class SessionError(KcodeError):
     """A session log is missing or unreadable."""
 
 
+class ControlBusy(SessionError):
+    """Another process writes the session's control channel (one writer at a time)."""
+
+
 class SkillError(KcodeError):
     """A skill is invalid (its SKILL.md, or a file of its folder), or the SKILL.md a model
     wrote for a session cannot be saved."""
@@ -161,6 +169,10 @@ class BudgetExhausted(AgentStop):
 
 class Interrupted(AgentStop):
     """The user (or a signal) cancelled the run."""
+
+
+class StepInterrupted(AgentStop):
+    """The user interrupted the current step: it ends, the run goes on."""
 
 
 class FormatError(AgentStop):

@@ -14,6 +14,7 @@ sites never pass them and a sub-agent's bus can carry its own ids.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,11 @@ __all__ = [
     "Rewound",
     "ErrorEvent",
     "SessionFinished",
+    "SteeringQueued",
+    "SteeringDelivered",
+    "ApprovalRequested",
+    "ApprovalResolved",
+    "InterruptEvent",
     "EventBus",
     "event_from_dict",
     "EVENT_TYPES",
@@ -295,6 +301,64 @@ class SessionFinished(Event):
     output_tokens: int = 0
 
 
+@dataclass(kw_only=True)
+class SteeringQueued(Event):
+    """A message the user sent while the run was busy; it reaches the model as a user message
+    at the start of the next step (:class:`SteeringDelivered`). ``steer_id`` pairs the two,
+    so a resume re-queues what was queued but never delivered."""
+
+    type: ClassVar[str] = "steering.queued"
+    text: str
+    steer_id: str = ""
+
+
+@dataclass(kw_only=True)
+class SteeringDelivered(Event):
+    """A queued message was added to the conversation (its ``message.added`` follows)."""
+
+    type: ClassVar[str] = "steering.delivered"
+    text: str
+    steer_id: str = ""
+    step: int = 0  # the step it opens
+
+
+@dataclass(kw_only=True)
+class ApprovalRequested(Event):
+    """A command needs more than the sandbox profile allows; the run waits for an answer
+    (:class:`ApprovalResolved`). ``needs``: "network" | "write-outside"; ``paths``: for
+    write-outside, the host paths it asked to write."""
+
+    type: ClassVar[str] = "approval.requested"
+    request_id: str
+    command: str
+    reason: str
+    needs: str
+    paths: list[str] = field(default_factory=list)
+    step: int = 0
+
+
+@dataclass(kw_only=True)
+class ApprovalResolved(Event):
+    """The answer to a request: "once", "always" (for this session, for this ``needs``) or
+    "deny" (``reason`` goes back to the model as the command's result)."""
+
+    type: ClassVar[str] = "approval.resolved"
+    request_id: str
+    decision: str
+    reason: str = ""
+
+
+@dataclass(kw_only=True)
+class InterruptEvent(Event):
+    """The user interrupted the current step ("step": the model's stream and the running tool
+    call stop, the run goes on) or stopped the run ("run": it ends as ``interrupted``, and a
+    resume continues it)."""
+
+    type: ClassVar[str] = "interrupted"
+    scope: str
+    step: int = 0
+
+
 def event_from_dict(data: dict[str, Any]) -> Event:
     """Rebuild an event from its ``to_dict`` form (unknown keys are ignored)."""
     cls = EVENT_TYPES.get(data.get("type", ""))
@@ -318,6 +382,8 @@ class EventBus:
     def __init__(self, clock: Callable[[], float] = time.time, *, agent_id: str = "", parent_id: str | None = None) -> None:
         self._subscribers: list[Subscriber] = []
         self._clock = clock
+        # one event at a time: the run's control (kcode.agent.run_control) emits from its own thread
+        self._lock = threading.RLock()
         self.agent_id = agent_id
         self.parent_id = parent_id
 
@@ -325,10 +391,13 @@ class EventBus:
         self._subscribers.append(subscriber)
 
     def emit(self, event: Event) -> Event:
-        if not event.ts:
-            event.ts = self._clock()
-        if not event.agent_id:
-            event.agent_id, event.parent_id = self.agent_id, self.parent_id
-        for subscriber in self._subscribers:
-            subscriber(event)
+        """Stamp ``event`` and hand it to every subscriber; safe from any thread (one event
+        reaches the subscribers at a time, in the order of the calls)."""
+        with self._lock:
+            if not event.ts:
+                event.ts = self._clock()
+            if not event.agent_id:
+                event.agent_id, event.parent_id = self.agent_id, self.parent_id
+            for subscriber in self._subscribers:
+                subscriber(event)
         return event

@@ -12,24 +12,23 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import InitVar, dataclass, field, replace
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from kcode.agent.budgets import Budget, BudgetWatch
+from kcode.agent.calls import ToolCalls
 from kcode.agent.compaction import CompactionPolicy, compact, conversation_tokens
 from kcode.agent.guards import LoopGuard, canonical_call
-from kcode.agent.notes import answer_notes, format_instructions_note
+from kcode.agent.notes import answer_notes, format_instructions_note, loop_note
 from kcode.agent.plan_reminder import PlanReminder
 from kcode.agent.retry import RetryPolicy
 from kcode.agent.verify import Verification, WorkTree
 from kcode.cancel import CancelToken
-from kcode.errors import BudgetExhausted, Interrupted, KcodeError, ModelError, Submitted, TransientModelError
+from kcode.errors import BudgetExhausted, Interrupted, KcodeError, ModelError, StepInterrupted, Submitted, TransientModelError
 from kcode.events import (AssistantMessage, Checkpoint, Compaction, ErrorEvent, EventBus, FileChanged, MessageAdded, ReasoningDelta,
-                          SessionFinished, TestsRun, TextDelta, TodoUpdated, ToolCallFinished, ToolCallStarted, TurnCompleted, TurnStarted, Usage)
+                          SessionFinished, TextDelta, TurnCompleted, TurnStarted, Usage)
 from kcode.llm.base import ChatModel, Message, ReasoningChunk, StepEnd, TextChunk, TokenUsage, ToolCall
 from kcode.tools.base import ToolContext, ToolRegistry, ToolResult
-from kcode.tools.plan import finish_result
-from kcode.tools.testing import detect_test_command
 from kcode.vcs.workspace import Workspace
 
 __all__ = ["Agent", "Budget", "RunResult", "RetryPolicy", "EXIT_CODES"]  # Budget, RetryPolicy: their modules'
@@ -52,7 +51,7 @@ class RunResult:
 
 
 @dataclass
-class Agent:
+class Agent(ToolCalls):
     model: ChatModel
     tools: ToolRegistry
     ctx: ToolContext
@@ -71,6 +70,7 @@ class Agent:
     elapsed_before: float = 0.0  # time spent in earlier runs of a resumed session
     usage: TokenUsage = field(default_factory=TokenUsage)
     state: InitVar[dict[str, Any] | None] = None  # the agent_state saved with the step to go on from
+    control: Any = None  # kcode.agent.run_control.RunControl: steering, step interrupts, approvals
     plan: PlanReminder = field(init=False)
     verify: Verification = field(init=False)
     _budgets: BudgetWatch = field(init=False)
@@ -79,6 +79,7 @@ class Agent:
     _last_text: str = field(default="", init=False)
     _prompt_tokens: int = field(default=0, init=False)  # size of the last prompt plus what was added since
     _call_cancel: CancelToken | None = field(default=None, init=False)  # the running tool call's
+    _step_cancel: CancelToken = field(default_factory=CancelToken, init=False)  # the step's: a child of the run's
 
     def __post_init__(self, state: dict[str, Any] | None) -> None:
         saved = state or {}
@@ -121,11 +122,16 @@ class Agent:
 
     def _step(self) -> None:
         self._begin_step()
-        end = self._call_model()
+        try:
+            end = self._call_model()
+        except StepInterrupted:
+            return self._interrupted([])
         calls = [call for call in end.tool_calls if call.error is None]
         broken = [call for call in end.tool_calls if call.error is not None]
         self._record_answer(end, calls)
         results, submitted = self._run_calls(calls)
+        if self._step_cancel.cancelled and not self.ctx.cancel.cancelled:
+            return self._interrupted(results)
         for call in broken:
             self.bus.emit(ErrorEvent(message=f"malformed call to {call.name}: {call.error}", kind="format_error", step=self.step))
         notes = answer_notes(end.finish_reason, end.usage.output_tokens, broken, self.tools.names)
@@ -141,8 +147,7 @@ class Agent:
             self._compact(force=True)
         if hasattr(self.model, "require_tool_call"):  # a local model that answered without one must call a tool
             self.model.require_tool_call = not calls and not broken and check.submitted is None
-        saved = {"guard": self.guard.state(), "verify": self.verify.saved(), "plan": self.plan.saved()}
-        self.bus.emit(TurnCompleted(step=self.step, model_state=self.model.state(), agent_state=saved, **end.usage.as_dict()))
+        self.bus.emit(TurnCompleted(step=self.step, model_state=self.model.state(), agent_state=self._saved(), **end.usage.as_dict()))
         if check.submitted is not None:
             raise check.submitted
         if verdict.stop:
@@ -152,15 +157,21 @@ class Agent:
         if self.ctx.cancel.cancelled:
             raise Interrupted("interrupted by the user")
 
+    def _saved(self) -> dict[str, Any]:
+        return {"guard": self.guard.state(), "verify": self.verify.saved(), "plan": self.plan.saved()}
+
     def _begin_step(self) -> None:
         if self.ctx.cancel.cancelled:
             raise Interrupted("interrupted by the user")
         self._budgets.check(steps=self.step, seconds=self._elapsed(), tokens=self.usage.input_tokens + self.usage.output_tokens, emit=self.bus.emit)
         self.step += 1
         self.ctx.step = self.step
+        self._step_cancel = self.ctx.cancel.child()
         self.bus.emit(TurnStarted(step=self.step))
         if hasattr(self.model, "withheld_tools"):  # a local model's grammar can leave tools out
             self.model.withheld_tools = frozenset(self.verify.withheld_tools() | self.guard.repeated_tools())
+        for text in self.control.take_steering(self.step) if self.control is not None else ():
+            self._add({"role": "user", "content": text})
         if self.compaction is not None and self._prompt_tokens > self.compaction.threshold:
             self._compact()
 
@@ -185,75 +196,44 @@ class Agent:
                 if delay is None:
                     delay = min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
                 self.bus.emit(ErrorEvent(message=f"{error} (attempt {attempt}/{self.retry.attempts}, retrying in {delay:.2f}s)", kind="model_retry", step=self.step))
-                if self.ctx.cancel.wait(delay):
-                    raise Interrupted("interrupted by the user") from error
+                if self._step_cancel.wait(delay):
+                    raise self._cut() from error
         raise AssertionError("unreachable")
 
     def _stream_once(self) -> StepEnd:
-        for chunk in self.model.stream(self.messages, self.tools.specs(), cancel=self.ctx.cancel):
-            if self.ctx.cancel.cancelled:
-                raise Interrupted("interrupted by the user")
+        for chunk in self.model.stream(self.messages, self.tools.specs(), cancel=self._step_cancel):
+            if self._step_cancel.cancelled:
+                raise self._cut()
             if isinstance(chunk, TextChunk):
                 self.bus.emit(TextDelta(step=self.step, text=chunk.text))
             elif isinstance(chunk, ReasoningChunk):
                 self.bus.emit(ReasoningDelta(step=self.step, text=chunk.text))
             elif isinstance(chunk, StepEnd):
                 return chunk
+        if self._step_cancel.cancelled:
+            raise self._cut()
         raise ModelError("the model's stream ended without a result")
 
-    # -- tools ---------------------------------------------------------------------------
+    def _cut(self) -> Interrupted | StepInterrupted:
+        """What a cancelled step raises: the run's stop, or only the step's interrupt."""
+        return Interrupted("interrupted by the user") if self.ctx.cancel.cancelled else StepInterrupted("step interrupted")
 
-    def interrupt_tool_call(self) -> bool:
-        """Stop the running tool call (a command's process group is killed), not the run: the
-        model gets its result, cancelled, and the run goes on. From any thread; False: none ran."""
-        token = self._call_cancel
-        if token is not None:
-            token.cancel()
-        return token is not None
+    def interrupt_step(self) -> None:
+        """End the current step (its model stream, its running tool call; calls not started
+        are not run), not the run. From any thread."""
+        self._step_cancel.cancel()
 
-    def _run_calls(self, calls: list[ToolCall]) -> tuple[list[ToolResult], Submitted | None]:
-        """Run the step's calls in order, the plan reminder (when due) on the last one's
-        result. A finish raises Submitted: its result is stored like any other (a finish
-        sent back leaves a valid conversation) and verification decides after the step."""
-        reminder = self.plan.suffix(self.step, [call.name for call in calls], self.ctx.state.todo)
-        results: list[ToolResult] = []
-        submitted = None
-        for call in calls:
-            try:
-                results.append(self._run_tool(call, suffix=reminder if call is calls[-1] else ""))
-            except Submitted as handed_in:
-                submitted = handed_in
-        return results, submitted
-
-    def _run_tool(self, call: ToolCall, *, record: bool = True, suffix: str = "") -> ToolResult:
-        self.bus.emit(ToolCallStarted(step=self.step, call_id=call.id, name=call.name, arguments=call.arguments))
-        started = time.monotonic()
-        submitted = None
-        self._call_cancel = self.ctx.cancel.child()  # the run's cancel reaches the call, not back
-        try:
-            result = self.tools.execute(call, replace(self.ctx, cancel=self._call_cancel))
-        except Submitted as handed_in:  # the finish tool: its result is stored, then the step goes on
-            result, submitted = finish_result(), handed_in
-        finally:
-            self._call_cancel = None
-        duration = round((time.monotonic() - started) * 1000, 1)
-        self.bus.emit(ToolCallFinished(step=self.step, call_id=call.id, name=call.name, arguments=call.arguments, output=result.output, is_error=result.is_error, data=result.data, duration_ms=duration))
-        if record:
-            self._add({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": result.output + suffix})
-        tests = result.data.get("tests")
-        if tests:
-            self.bus.emit(TestsRun(step=self.step, **{k: v for k, v in tests.items() if k != "exit_code"}))
-        if "todo" in result.data:
-            self.bus.emit(TodoUpdated(step=self.step, items=result.data["todo"]))
-        if submitted is not None:
-            raise submitted
-        return result
-
-    def _auto_tests(self) -> ToolResult | None:
-        """The tests, run by kcode for verification (the result is not stored); None: no test command."""
-        if not (self.ctx.test_command or detect_test_command(self.ctx.root)):
-            return None
-        return self._run_tool(ToolCall(f"auto_tests_{self.step}", "run_tests", {}), record=False)
+    def _interrupted(self, results: list[ToolResult]) -> None:
+        """The rest of a step the user interrupted: its changes checkpointed, a note to the
+        model, the step saved; then, with a frontend attached, wait for its message."""
+        if any(result.changed_files for result in results):
+            self._checkpoint()
+        self._add({"role": "user", "content": loop_note("step_interrupted")})
+        self.bus.emit(TurnCompleted(step=self.step, model_state=self.model.state(), agent_state=self._saved()))
+        if self.control is not None:
+            self.control.wait_for_input(self.ctx.cancel)
+        if self.ctx.cancel.cancelled:
+            raise Interrupted("interrupted by the user")
 
     # -- work tree and context -----------------------------------------------------------
 

@@ -39,6 +39,8 @@ LOOP_NOTES: dict[str, tuple[str, ...]] = {
     "alternating_calls": ("period", "window"),  # A B A B A B
     "no_progress": ("steps",),  # no file changed, no new test result
     "output_cut": ("tokens",),  # the step reached the output cap (max_output_tokens)
+    "step_interrupted": (),  # the user interrupted the step (kcode.agent.run_control)
+    "call_skipped": (),  # the result of a call the interrupt left unstarted
 }
 
 # every file in prompts/compaction/ and the fields it takes

@@ -21,6 +21,7 @@ from kcode.agent.compaction import CompactionPolicy
 from kcode.agent.guards import LoopGuard
 from kcode.agent.loop import Agent, Budget, RunResult
 from kcode.agent.recovery import recover
+from kcode.agent.run_control import RunControl
 from kcode.agent.prompt import initial_messages, read_agents_md, repository_prompt
 from kcode.cancel import CancelToken
 from kcode.config import Config, changed_settings, load_config
@@ -103,7 +104,10 @@ def _context(config: Config, store: SessionStore, meta: SessionMeta, workspace: 
 
 
 def _finish(agent: Agent, meta: SessionMeta, store: SessionStore, workspace: Workspace, tests: list[dict], apply: bool) -> RunOutcome:
-    result = agent.run()
+    control = agent.control if agent.control is not None else RunControl()  # polls the control channel, headless too
+    agent.control = control
+    with control.attached(agent, store.dir(meta.session_id)):
+        result = agent.run()
     meta.status, meta.steps, meta.summary = result.status, result.steps, result.summary
     store.write_meta(meta)
     outcome = RunOutcome(result, meta, workspace, tests=tests[-1] if tests else None)
@@ -317,6 +321,7 @@ def run_task(
     cancel: CancelToken | None = None,
     started_at: float | None = None,
     parent_id: str | None = None,
+    control: RunControl | None = None,
 ) -> RunOutcome:
     """Run ``task`` in a new session on the repository around ``repo``.
 
@@ -337,7 +342,9 @@ def run_task(
     ``started_at``: the ``time.perf_counter()`` at which the user's wait began (``kcode
     run`` passes its process start); default: this call. The first step's pack is sized so
     that its first token comes within ``first_step_seconds`` of it. ``parent_id``: the
-    session of the agent that started this one (a sub-agent's); its meta and events name it."""
+    session of the agent that started this one (a sub-agent's); its meta and events name it.
+    ``control``: steering, interrupts and approvals (kcode.agent.run_control); default, one
+    that never asks and serves the session's control channel."""
     started_at = time.perf_counter() if started_at is None else started_at
     if not task.strip():
         raise UsageError("the task is empty")
@@ -394,7 +401,7 @@ def run_task(
                 messages = _opening(config, model, tools, workspace, task, agents_cwd, bus, started_at=started_at)
             else:
                 messages = _log_opening(bus, opening)
-            agent = _agent(config, model, tools, ctx, bus, workspace, messages, task, agents_cwd, repack=opening is None)
+            agent = _agent(config, model, tools, ctx, bus, workspace, messages, task, agents_cwd, repack=opening is None, control=control)
             return _finish(agent, meta, store, workspace, tests, apply)
         finally:
             log.close()
@@ -417,13 +424,14 @@ def resume_task(
     store: SessionStore | None = None,
     subscribers: Sequence[Subscriber] = (),
     cancel: CancelToken | None = None,
+    control: RunControl | None = None,
 ) -> RunOutcome:
     """Continue a session from its log, whatever moment it stopped at: after a finish, a
     budget, an interrupt, or a kill at any point (before its first message was logged too:
     then the conversation opens as the run's did: with the prompt its caller passed to
     :func:`run_task`, or kcode's own for the task in its meta). ``model``, ``tools``,
-    ``store`` and ``subscribers`` as for :func:`run_task` (the prompt is the logged
-    conversation)."""
+    ``store``, ``subscribers`` and ``control`` as for :func:`run_task` (the prompt is the
+    logged conversation)."""
     store = SessionStore() if store is None else store
     owns_tools = tools is None
     meta = store.resolve(session_id, repo_root(repo) if repo else None)
@@ -470,7 +478,7 @@ def resume_task(
                     messages = _opening(config, model, tools, workspace, meta.task, workspace.path, bus, logged=messages)
                 else:
                     messages = _log_opening(bus, opening, logged=messages)
-            agent = _agent(config, model, tools, ctx, bus, workspace, messages, meta.task, workspace.path, repack=opening is None, step=state.step, elapsed_before=recovered.elapsed, usage=TokenUsage(*state.usage), state=state.agent_state)
+            agent = _agent(config, model, tools, ctx, bus, workspace, messages, meta.task, workspace.path, repack=opening is None, step=state.step, elapsed_before=recovered.elapsed, usage=TokenUsage(*state.usage), state=state.agent_state, control=control)
             return _finish(agent, meta, store, workspace, tests, apply=False)
         finally:
             log.close()

@@ -12,12 +12,13 @@ from typing import Annotated
 import typer
 
 from kcode.cli import run as _run
+from kcode.cli import tui as _tui
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="kcode",
-    help="A local-first, long-horizon autonomous coding agent.",
+    help="A local-first, long-horizon autonomous coding agent. `kcode [TASK]` opens the TUI, `kcode --resume [SESSION]` resumes a session in it.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -38,10 +39,13 @@ def _root(
         bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print kcode's version and exit.")
     ] = False,
 ) -> None:
-    """kcode: run `kcode run "TASK"` in a git repository."""
+    """kcode: `kcode [TASK]` opens the TUI in a git repository; `kcode run "TASK"` runs headless;
+    `kcode --resume [SESSION]` resumes in the TUI; `kcode attach [SESSION]` watches and steers a
+    running session."""
 
 
 _run.register(app)
+_tui.register(app)
 
 # Command groups (one line each).
 app.add_typer(__import__("kcode.cli.models", fromlist=["app"]).app, name="models")
@@ -53,8 +57,12 @@ __import__("kcode.cli.sandbox", fromlist=["register"]).register(app)
 __import__("kcode.cli.trust", fromlist=["register"]).register(app)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The ``kcode`` executable: ``kcode``, ``kcode TASK`` and ``kcode --resume`` open the TUI
+    (kcode.cli.tui.route), everything else is a subcommand."""
+    args = sys.argv[1:] if argv is None else argv
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
     try:
-        app()
+        app(args=_tui.route(args, [name for name, command in commands.items() if name != "tui"]), prog_name="kcode")
     except KeyboardInterrupt:
         sys.exit(130)

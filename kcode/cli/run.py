@@ -185,8 +185,10 @@ def register(app: typer.Typer) -> None:
         in_place: Annotated[bool, typer.Option("--in-place", help="Edit your checkout directly (checkpoints go to refs/kcode/<session>).")] = False,
         ci: Annotated[bool, typer.Option("--ci", help="A CI job's run: never asks, refuses to run unsandboxed unless --sandbox off is given, writes $GITHUB_STEP_SUMMARY.")] = False,
         artifacts: Annotated[Path | None, typer.Option("--artifacts", help="Write patch.diff, events.jsonl, summary.md and result.json here.")] = None,
+        approvals: Annotated[str, typer.Option(help="never (headless default; the config's approvals is the TUI's), or on-request: a command that needs more than the sandbox allows waits for an answer from `kcode attach`.")] = "never",
     ) -> None:
         """Run TASK headless in a separate work tree of the current repository."""
+        from kcode.agent.run_control import RunControl
         from kcode.agent.runner import process_start, run_task
         from kcode.cli._progress import ensure_catalog_model
 
@@ -201,10 +203,13 @@ def register(app: typer.Typer) -> None:
                 from kcode.headless.ci import ci_preflight
 
                 ci_preflight(config.sandbox, sandbox)
+                if approvals != "never":
+                    _fail("--ci never asks: --approvals on-request does not go with it", EXIT_USAGE)
+            control = RunControl(approvals=approvals)
             subscribers = _subscribers(output_format)
             ensure_catalog_model(config.model)  # a first pull draws its progress here, before the run
             with _cancel_on_signals() as cancel:
-                outcome = run_task(task, config, repo=root, cwd=Path.cwd(), in_place=in_place, apply=apply, subscribers=subscribers, cancel=cancel, started_at=process_start())
+                outcome = run_task(task, config, repo=root, cwd=Path.cwd(), in_place=in_place, apply=apply, subscribers=subscribers, cancel=cancel, started_at=process_start(), control=control)
             if ci or artifacts:
                 _ci_outputs(outcome, task, artifacts, ci)
         _finish(outcome, output_format, output_last_message)

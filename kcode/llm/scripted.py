@@ -6,7 +6,8 @@ Script file (JSON)::
                 "tool_calls": [{"name": "read_file", "arguments": {"path": "x.py"}}]}]}
 
 A turn's ``finish_reason`` (default ``tool_calls`` or ``stop``) is what the step reports, e.g.
-``length`` for an answer cut at the output cap. ``arguments`` may also be a string, passed through as the raw JSON the model "wrote" (so a
+``length`` for an answer cut at the output cap; its ``chunk_seconds`` paces its stream (a
+pause before each chunk, cut short by the cancel token: a slow model to interrupt). ``arguments`` may also be a string, passed through as the raw JSON the model "wrote" (so a
 script can contain malformed calls). The position is part of the session state: a resumed
 session continues with the next unconsumed turn. When the turns run out the step fails with
 :class:`~kcode.errors.ModelUnavailable` instead of hanging.
@@ -145,8 +146,11 @@ class ScriptedModel:
         self._position += 1
         reasoning = str(turn.get("reasoning", ""))
         content = str(turn.get("content", ""))
+        pause = float(turn.get("chunk_seconds", 0) or 0)
         for text, chunk_type in ((reasoning, ReasoningChunk), (content, TextChunk)):
             for start in range(0, len(text), self._chunk_chars):
+                if pause and (cancel or CancelToken()).wait(pause):
+                    return  # cancelled: the stream ends without a result
                 yield chunk_type(text[start : start + self._chunk_chars])
         calls = []
         for index, call in enumerate(turn.get("tool_calls") or []):

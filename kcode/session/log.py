@@ -6,6 +6,10 @@ leave a half-written last line; readers skip it (and say so) instead of failing,
 up to the last complete event is always usable. A process writing the log holds an exclusive
 ``flock`` on it (released by the kernel however the process ends): :func:`log_in_use` tells a
 running session from a stopped one, and a second writer is refused.
+
+Every line also carries ``"seq"``: its 1-based line number in the file (a resume goes on
+counting), which a reader tailing the log (:mod:`kcode.session.tail`) uses to catch up and
+follow without gaps or repeats. The log is never rotated or rewritten, only appended to.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from kcode.errors import SessionError
 from kcode.events import Checkpoint, Event, SessionFinished, TurnCompleted, event_from_dict
 from kcode.session.versions import LOG_VERSION, LineUpgrader
 
-__all__ = ["SessionLog", "read_events", "read_event_dicts", "log_in_use"]
+__all__ = ["SessionLog", "read_events", "read_event_dicts", "log_in_use", "count_lines"]
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +48,13 @@ class SessionLog:
             raise SessionError(f"session {path.parent.name} is running in another kcode process") from None
         _drop_partial_last_line(path)
         self._handle: IO[str] | None = handle
+        self.seq = count_lines(path)  # the last line's seq
 
     def __call__(self, event: Event) -> None:
         if self._handle is None:
             return
-        line = {"v": LOG_VERSION, **event.to_dict()}
+        self.seq += 1
+        line = {"v": LOG_VERSION, "seq": self.seq, **event.to_dict()}
         self._handle.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
         self._handle.flush()
         if isinstance(event, _SYNC_AFTER):
@@ -88,6 +94,18 @@ def _drop_partial_last_line(path: Path) -> None:
         log.warning("%s: dropped a partly written last line", path)
     except FileNotFoundError:
         return
+
+
+def count_lines(path: Path) -> int:
+    """How many complete lines the file at ``path`` holds (0 when it does not exist)."""
+    count = 0
+    try:
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                count += block.count(b"\n")
+    except FileNotFoundError:
+        return 0
+    return count
 
 
 def log_in_use(path: Path) -> bool:

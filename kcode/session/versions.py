@@ -7,6 +7,8 @@ and resumed by this one holds lines of both versions.
 - version 1 (no ``"v"``): events without ``agent_id``/``parent_id``. Read as the top-level
   agent's: ``agent_id`` is the session id of the last ``session.started`` line before it.
 - version 2: every event names its agent (``agent_id``, and ``parent_id`` for a sub-agent).
+  Lines may carry ``"seq"``, their 1-based line number (older version-2 lines do not; a
+  reader counts lines then).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class LineUpgrader:
 
     def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
         version = data.pop("v", 1)
+        data.pop("seq", None)  # the line's number in the log (kcode.session.log), not the event's
         if data.get("type") == "session.started":
             self._session_id = str(data.get("session_id", ""))
         if not isinstance(version, int) or version < 1:

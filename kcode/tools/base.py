@@ -30,6 +30,8 @@ __all__ = [
     "ToolResult",
     "ToolRegistry",
     "SessionState",
+    "Approval",
+    "Approver",
 ]
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,23 @@ class SessionState:
     seen_files: set[str] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class Approval:
+    """A user's answer to a command that needs more than the sandbox allows: ``decision``
+    "once" | "always" | "deny"; ``reason``: why, for a denial (the model reads it)."""
+
+    decision: str
+    reason: str = ""
+
+    @property
+    def granted(self) -> bool:
+        return self.decision in ("once", "always")
+
+
+# (needs: "network" | "write-outside", command, the model's reason, paths, the call's cancel token)
+Approver = Callable[[str, str, str, list[str], CancelToken], Approval]
+
+
 @dataclass
 class ToolContext:
     root: Path  # the work tree the agent edits
@@ -62,6 +81,7 @@ class ToolContext:
     step: int = 0
     emit: Callable[[Any], Any] = lambda event: None
     task: str | None = None  # the user's task: a generated file it names may be edited
+    approve: Approver | None = None  # approvals = "on-request" (kcode.agent.run_control); None: never ask
 
 
 @dataclass
