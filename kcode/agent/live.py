@@ -13,6 +13,7 @@ handle holds the session's control channel, so a ``kcode attach`` elsewhere is r
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +31,8 @@ from kcode.session.control import ControlWriter, check_answer
 __all__ = ["LocalRunHandle"]
 
 EventCallback = Callable[[Event], None]
+
+log = logging.getLogger(__name__)
 
 
 class LocalRunHandle:
@@ -61,7 +64,7 @@ class LocalRunHandle:
         self.store = store or SessionStore()
         self.control = RunControl(approvals=approvals or config.approvals, interactive=True)
         self.outcome: Any = None  # the last run's kcode.agent.runner.RunOutcome
-        self.error: KcodeError | None = None  # what stopped the last run from starting or finishing
+        self.error: Exception | None = None  # what stopped the last run from starting or finishing
         self._callbacks: list[EventCallback] = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -155,9 +158,11 @@ class LocalRunHandle:
             self._cancel = CancelToken()
             try:
                 self.outcome = run(self._cancel)
-            except KcodeError as error:
+            except Exception as error:  # a frontend has no traceback to show: it gets the error as an event
                 self.error = error
                 self._dispatch(ErrorEvent(message=f"{type(error).__name__}: {error}", kind="fatal", recoverable=False))
+                if not isinstance(error, KcodeError):
+                    log.exception("the run failed")
                 break
             finally:
                 self._release()

@@ -26,6 +26,7 @@ sandbox, never by ``preexec_fn``; as root the process limit is a pids cgroup (se
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -206,6 +207,7 @@ class BubblewrapSandbox:
         if view is not None and view.files != self.root:
             raise SandboxError(f"project view is for {view.files}, not {self.root}")
 
+        self._given = dict(extra_writable=list(extra_writable), environ=environ, bwrap=bwrap, prlimit=prlimit, head_bytes=head_bytes, tail_bytes=tail_bytes, view=view)
         self.writable = [self.inside_root] + self._writable_paths(extra_writable)
         hidden = self._hidden_paths()
         self.home = self._inside_home(hidden)
@@ -215,6 +217,32 @@ class BubblewrapSandbox:
         self._limits = limit_wrapper(policy.limits, prlimit=prlimit_path)
         # RLIMIT_NPROC holds for everyone but root; only root needs (and pays for) a cgroup.
         self._pids_parent = pids_parent() if policy.limits.processes and os.geteuid() == 0 else None
+
+    # -- grants (approvals: kcode.tools.shell) -------------------------------------------
+
+    def not_writable(self, paths: Iterable[str | Path]) -> list[Path]:
+        """Of ``paths`` (as commands see them; relative: to the repository), those commands
+        may not write: outside the repository, the private /tmp and home, the writable extras."""
+        allowed = [*self.writable, Path("/tmp"), self.home]
+        out = []
+        for entry in paths:
+            path = Path(os.path.normpath(self.inside_root / Path(entry).expanduser()))
+            if not any(path == base or _inside(path, base) for base in allowed):
+                out.append(path)
+        return out
+
+    def granted(self, *, network: bool = False, writable: Iterable[Path] = ()) -> BubblewrapSandbox:
+        """This sandbox with the network on and/or more host paths writable (each path, or
+        its nearest existing parent for one still to be made)."""
+        extra = [self._existing(Path(path)) for path in writable]
+        policy = dataclasses.replace(self.policy, network=self.policy.network or network)
+        return BubblewrapSandbox(policy, self.root, **{**self._given, "extra_writable": [*self._given["extra_writable"], *extra]})
+
+    @staticmethod
+    def _existing(path: Path) -> Path:
+        while not path.exists() and path != path.parent:
+            path = path.parent
+        return path
 
     # -- layout ---------------------------------------------------------------------------
 

@@ -12,7 +12,11 @@ or another one:
   and writes commands to the control channel.
 - ``kcode.agent.live.LocalRunHandle``: a run in a worker thread of this process (``kcode``,
   ``kcode TASK``, ``kcode --resume``). It lives in the agent layer because it starts
-  ``run_task`` / ``resume_task``; this layer cannot import that one.
+  ``run_task`` / ``resume_task``; this layer cannot import that one. Its first ``steer``
+  starts the session (the message is the task); one sent when no run is going resumes it.
+
+The CLI (``kcode.cli.tui``) calls ``kcode.tui.app.main(handle, task=None)`` (an exit code or
+None): the app subscribes, shows ``handle.history()``, then steers ``task`` when one is given.
 
 The control channel, in the session directory:
 
