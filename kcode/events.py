@@ -14,6 +14,7 @@ sites never pass them and a sub-agent's bus can carry its own ids.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -364,8 +365,13 @@ def event_from_dict(data: dict[str, Any]) -> Event:
     cls = EVENT_TYPES.get(data.get("type", ""))
     if cls is None:
         raise ValueError(f"unknown event type {data.get('type')!r}")
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = _field_names(cls)
     return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@functools.cache
+def _field_names(cls: type[Event]) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))
 
 
 Subscriber = Callable[[Event], None]
