@@ -24,8 +24,8 @@ def main(handle, task=None):
               "history": len(list(handle.history()))}
     if task:
         handle.steer(task)
-        handle.wait(120)
-        report["status"] = handle.outcome.result.status
+        handle.wait()
+        report["status"] = handle.outcome.result.status if handle.outcome else repr(handle.error)
         report["session"] = handle.session_id
     print("REPORT " + json.dumps(report), file=sys.stderr)
     print("TEXTUAL", any(m == "textual" or m.startswith("textual.") for m in sys.modules), file=sys.stderr)
@@ -44,7 +44,7 @@ except SystemExit as exit:
 def kcode_py(args: list[str], cwd: Path, home: Path, *, block_textual: bool = False) -> str:
     code = STAND_IN.replace("{block}", "sys.modules['textual'] = None" if block_textual else "")
     env = {**os.environ, "KCODE_HOME": str(home), "NO_COLOR": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
-    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     return proc.stderr
 
 
