@@ -8,7 +8,8 @@ One llama-cpp-python server (``python -m llama_cpp.server``) serves the GGUF on 
 (default: the catalog's qwen2.5-coder-1.5b) for all three, through its OpenAI-compatible API;
 it is stopped at the end. One agent at a time, one instance at a time.
 
-- kcode: ``kcode eval run --model llama-server:NAME --base-url ...`` (this checkout's kcode),
+- kcode: ``kcode eval run --model GGUF`` (this checkout's kcode, the model in process as a user
+  runs it; ``--kcode-backend server``: ``--model llama-server:NAME --base-url ...``, the peers' server),
   ``--max-steps`` and ``--max-time``, one instance per process, killed at the wall cap like
   the peers (kcode checks its budget between steps); its tokens are its own ``result.json``
   (the proxy's count when it was killed).
@@ -65,6 +66,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-time", type=float, default=600.0, help="wall seconds per instance (every agent)")
     parser.add_argument("--n-ctx", type=int, default=16384, help="the server's context window")
     parser.add_argument("--max-output-tokens", type=int, default=2048, help="per model call (kcode, mini)")
+    parser.add_argument("--kcode-backend", choices=("in-process", "server"), default="in-process",
+                        help="kcode's model: the GGUF in process (its default, as a user runs it) or the shared server")
     parser.add_argument("--mini-mode", choices=("text", "tools"), default="text",
                         help="mini-swe-agent's action format: text (mini_textbased.yaml; works with a server that returns tool calls as text) "
                              "or tools (mini.yaml; needs structured tool_calls)")
@@ -146,25 +149,27 @@ def load_runs(agent_dir: Path) -> dict[str, AgentRun]:
 
 def run_kcode(inst: Instance, args: argparse.Namespace, proxy: UsageProxy, out: Path) -> AgentRun:
     """``kcode eval run`` on one instance (this checkout's kcode), its own ``--max-steps`` and
-    ``--max-time``. kcode checks its budgets between steps, so a step still in flight at the
-    wall cap would overrun it: like the peers, the process group is killed at the cap, and the
-    patch is then taken from the checkout it keeps (``--keep-checkouts``)."""
+    ``--max-time`` (which also ends a step in flight). As a safety the process group is killed
+    20 s after the cap (time to write the patch), and the patch is then taken from the
+    checkout it keeps (``--keep-checkouts``)."""
     dataset = out / "datasets" / f"{inst.instance_id}.jsonl"
     dataset.parent.mkdir(parents=True, exist_ok=True)
     dataset.write_text(json.dumps(instance_to_row(inst)) + "\n", encoding="utf-8")
     run_dir = out / "runs" / inst.instance_id  # a kcode eval run of its own: its trajectory stays
     shutil.rmtree(run_dir, ignore_errors=True)
+    served = args.kcode_backend == "server"
+    model = ["--model", f"llama-server:{MODEL_ALIAS}", "--base-url", proxy.url] if served else ["--model", str(args.gguf)]
     cmd = [
-        sys.executable, "-m", "kcode", "eval", "run", "--dataset", str(dataset), "--model", f"llama-server:{MODEL_ALIAS}",
-        "--base-url", proxy.url, "--max-steps", str(args.max_steps), "--max-time", f"{int(args.max_time)}s", "--out", str(run_dir),
+        sys.executable, "-m", "kcode", "eval", "run", "--dataset", str(dataset), *model,
+        "--max-steps", str(args.max_steps), "--max-time", f"{int(args.max_time)}s", "--out", str(run_dir),
         "--keep-checkouts",
     ]  # fmt: skip
     if args.repos:
         cmd += ["--repos", str(args.repos)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "KCODE_CONTEXT_WINDOW": str(args.n_ctx),
-           "KCODE_MAX_OUTPUT_TOKENS": str(args.max_output_tokens), "NO_COLOR": "1"}  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "KCODE_MAX_OUTPUT_TOKENS": str(args.max_output_tokens), "NO_COLOR": "1",
+           **({"KCODE_CONTEXT_WINDOW": str(args.n_ctx)} if served else {"KCODE_CTX": str(args.n_ctx)})}  # fmt: skip
     proxy.reset()
-    code, wall = run_process(cmd, ROOT, timeout=args.max_time, log_path=out / "logs" / f"{inst.instance_id}.log", env=env)
+    code, wall = run_process(cmd, ROOT, timeout=args.max_time + 20, log_path=out / "logs" / f"{inst.instance_id}.log", env=env)
     tally = proxy.reset()
     instance_dir = run_dir / "instances" / inst.instance_id
     checkout_dir = run_dir / "work" / inst.instance_id / "repo"
@@ -305,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kcode.paths import cache_dir
 
     instances = choose(load_dataset(args.dataset), args)
-    gguf = resolve_model(args.model)
+    gguf = args.gguf = resolve_model(args.model)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     peers_dir = args.peers_dir or cache_dir() / "evals" / "peers"
@@ -341,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     resolved = {agent: grade_agent(instances, list(by_id.values()), out / agent, args.grade_workers, args.repos)
                 for agent, by_id in runs.items()}
     table = summarize(instances, runs, resolved)
-    summary = {"model": gguf.name, "instances": [i.instance_id for i in instances], "max_steps": args.max_steps,
+    summary = {"model": gguf.name, "kcode_backend": args.kcode_backend, "instances": [i.instance_id for i in instances], "max_steps": args.max_steps,
                "max_time": args.max_time, "n_ctx": args.n_ctx, "table": table, "ratio": ratio(table),
                "peers": {a: "==".join(v) for a, v in __import__("effectiveness_peers").PEER_VERSIONS.items() if a in args.agents},
                "tokens_source": {"kcode": "its result.json", "peers": "usage proxy"}, "wall_s": round(time.monotonic() - started, 1)}

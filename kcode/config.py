@@ -52,6 +52,9 @@ class LlamaCppOptions:
     # a GBNF grammar for tool calls once the model opens one (a step after an answer without a
     # tool call is constrained from its first token either way)
     constrain_tools: bool = True
+    # "required": every step is a tool call, constrained from its first token; "auto": the model
+    # may answer in prose (then its next step is constrained); None: required unless thinking
+    tool_calls: str | None = None
     thinking: bool = False  # the chat template's `thinking` switch
     # KV states of prompt prefixes, kept across runs
     prefix_cache: str | None = None  # None: the cache folder's prefix/; "off": none

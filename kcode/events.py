@@ -14,6 +14,7 @@ sites never pass them and a sub-agent's bus can carry its own ids.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -89,11 +90,6 @@ class SessionStarted(Event):
     model: str
     mode: str = "worktree"  # or "in-place"
     resumed: bool = False
-    # what a status line shows from the start (0 / "": not known, e.g. an older log)
-    context_window: int = 0
-    sandbox: str = ""  # the sandbox profile
-    max_steps: int = 0
-    max_time: float = 0.0  # seconds
 
 
 @dataclass(kw_only=True)
@@ -369,8 +365,13 @@ def event_from_dict(data: dict[str, Any]) -> Event:
     cls = EVENT_TYPES.get(data.get("type", ""))
     if cls is None:
         raise ValueError(f"unknown event type {data.get('type')!r}")
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = _field_names(cls)
     return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@functools.cache
+def _field_names(cls: type[Event]) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))
 
 
 Subscriber = Callable[[Event], None]

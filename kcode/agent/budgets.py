@@ -2,14 +2,20 @@
 
 A ``budget.warning`` event at 50, 80 and 95 % of each limit (for the user; the model is not
 told); at a limit the run stops with :class:`~kcode.errors.BudgetExhausted` (exit code 3) and
-``kcode resume`` with a higher limit continues it.
+``kcode resume`` with a higher limit continues it. Steps and tokens are checked before each
+step; the time limit also ends a step that runs past it (:meth:`BudgetWatch.time_limit`), so a
+long answer or command cannot overrun ``max_time`` by a whole step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from kcode.cancel import CancelToken
 
 from kcode.errors import BudgetExhausted
 from kcode.events import BudgetWarning
@@ -47,3 +53,21 @@ class BudgetWatch:
                 if spent >= fraction * limit and (name, fraction) not in self.warned:
                     self.warned.add((name, fraction))
                     emit(BudgetWarning(budget=name, fraction=fraction, used=spent, limit=limit))
+
+    @contextmanager
+    def time_limit(self, seconds_left: float, cancel: CancelToken) -> Iterator[Callable[[], bool]]:
+        """Cancel ``cancel`` (the run's own token) when the time budget runs out, in the middle
+        of a step too; yields a function that says whether it did."""
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            cancel.cancel()
+
+        timer = threading.Timer(max(seconds_left, 0.0), expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield expired.is_set
+        finally:
+            timer.cancel()

@@ -2,10 +2,9 @@
 
 Control flow uses exceptions (``kcode.errors.AgentStop``) caught in one place, :meth:`Agent.run`;
 the ``finish`` tool raises ``Submitted``, which the step holds until verification
-(:mod:`kcode.agent.verify`) accepts it or sends it back. Verification, budgets, the plan
-reminder and the loop guards keep their own typed state, saved with every step (the
-``agent_state`` of ``turn.completed``) for resume. What kcode says to the model is in
-``prompts/loop/``. The loop is synchronous and UI-free; all it does reaches the outside as events.
+(:mod:`kcode.agent.verify`) accepts it or sends it back. Verification, budgets, the plan reminder
+and the guards keep typed state, saved with every step (``turn.completed``'s ``agent_state``) for
+resume. Texts for the model: ``prompts/loop/``. Synchronous, UI-free: it speaks only in events.
 """
 
 from __future__ import annotations
@@ -26,21 +25,8 @@ from kcode.agent.retry import RetryPolicy
 from kcode.agent.verify import Verification, WorkTree
 from kcode.cancel import CancelToken
 from kcode.errors import BudgetExhausted, Interrupted, KcodeError, ModelError, StepInterrupted, Submitted, TransientModelError
-from kcode.events import (
-    AssistantMessage,
-    Checkpoint,
-    Compaction,
-    ErrorEvent,
-    EventBus,
-    FileChanged,
-    MessageAdded,
-    ReasoningDelta,
-    SessionFinished,
-    TextDelta,
-    TurnCompleted,
-    TurnStarted,
-    Usage,
-)
+from kcode.events import (AssistantMessage, Checkpoint, Compaction, ErrorEvent, EventBus, FileChanged, MessageAdded, ReasoningDelta,
+                          SessionFinished, TextDelta, TurnCompleted, TurnStarted, Usage)
 from kcode.llm.base import ChatModel, Message, ReasoningChunk, StepEnd, TextChunk, TokenUsage, ToolCall
 from kcode.tools.base import ToolContext, ToolRegistry, ToolResult
 from kcode.vcs.workspace import Workspace
@@ -110,15 +96,18 @@ class Agent(ToolCalls):
         if self.compaction is not None:
             self._prompt_tokens = conversation_tokens(self.messages, self.model.count_tokens)
         status, summary = "error", ""
+        self.ctx.cancel = self.ctx.cancel.child()  # the time limit cancels this run, not its caller's token
+        out_of_time = lambda: False  # noqa: E731
         try:
-            while True:
-                self._step()
+            with self._budgets.time_limit(self.budget.max_time - self.elapsed_before, self.ctx.cancel) as out_of_time:
+                while True:
+                    self._step()
         except Submitted as stop:
             status, summary = "finished", stop.summary
         except BudgetExhausted as stop:
             status, summary = "budget_exhausted", str(stop)
         except Interrupted as stop:
-            status, summary = "interrupted", str(stop) or "interrupted"
+            status, summary = ("budget_exhausted", f"time budget exhausted ({self.budget.max_time:.0f} seconds), in step {self.step}") if out_of_time() else ("interrupted", str(stop) or "interrupted")
         except KcodeError as error:
             status, summary = "error", f"{type(error).__name__}: {error}"
             self.bus.emit(ErrorEvent(message=summary, kind="fatal", recoverable=False, step=self.step))
@@ -156,8 +145,7 @@ class Agent(ToolCalls):
             self._add({"role": "user", "content": "\n\n".join(notes)})
         if verdict.force_change and self.compaction is not None:
             self._compact(force=True)
-        if hasattr(self.model, "require_tool_call"):
-            # a local model that answered without a tool call is constrained to call one next
+        if hasattr(self.model, "require_tool_call"):  # a local model that answered without one must call a tool
             self.model.require_tool_call = not calls and not broken and check.submitted is None
         self.bus.emit(TurnCompleted(step=self.step, model_state=self.model.state(), agent_state=self._saved(), **end.usage.as_dict()))
         if check.submitted is not None:
@@ -180,6 +168,8 @@ class Agent(ToolCalls):
         self.ctx.step = self.step
         self._step_cancel = self.ctx.cancel.child()
         self.bus.emit(TurnStarted(step=self.step))
+        if hasattr(self.model, "withheld_tools"):  # a local model's grammar can leave tools out
+            self.model.withheld_tools = frozenset(self.verify.withheld_tools() | self.guard.repeated_tools())
         for text in self.control.take_steering(self.step) if self.control is not None else ():
             self._add({"role": "user", "content": text})
         if self.compaction is not None and self._prompt_tokens > self.compaction.threshold:

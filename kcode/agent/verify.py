@@ -197,6 +197,21 @@ class Verification:
     edited_since_tests: bool = False
     text_only: int = 0  # answers in a row without a tool call (not saved: a resumed run nudges again)
     review: FinishReview = field(default_factory=FinishReview)
+    looked: bool = False  # the model has called a tool other than finish (read, searched, ran)
+    withhold_next: bool = False  # an empty finish was just sent back (not saved)
+
+    def withheld_tools(self) -> set[str]:
+        """What a constrained step leaves out of its grammar (a local model's; the prompt is
+        unchanged), on a task that asks for a change: ``finish`` and ``write_file`` before
+        the model has looked at anything (read, searched or run something: small models
+        otherwise "fix" a file they have not seen, or finish at once), and ``finish`` in the
+        step right after an empty finish was sent back (its note asks to reproduce, find and
+        change first; small models answer it with the same finish). A later finish is free."""
+        if not asks_for_change(self.task):
+            return set()
+        if not self.looked:
+            return {"finish", "write_file"}
+        return {"finish"} if self.withhold_next else set()
 
     def check_step(self, calls: list[str], results: list[ToolResult], *, malformed: bool, changed: bool, submitted: Submitted | None, last_text: str, work: WorkTree) -> StepCheck:
         """A step has run ``calls`` (their names, in order; ``results`` of all but a finish),
@@ -204,6 +219,9 @@ class Verification:
         changed (a checkpoint was committed); ``submitted``: the finish tool was called."""
         if changed:
             self.edited_since_tests = True
+        self.withhold_next = False
+        if any(name != "finish" for name in calls):
+            self.looked = True
         if calls and calls[-1] == "run_tests":
             self.edited_since_tests = False
         new_tests = self._note_tests(results)
@@ -262,6 +280,7 @@ class Verification:
             note = self.review.failing(self.last_tests.failing)
         elif not changed:
             note = self.review.empty(self.task)
+            self.withhold_next = note is not None
         elif changes and all(change["kind"] == "add" for change in changes):
             note = self.review.added_only(self.task, [change["path"] for change in changes])
         if note:
@@ -291,6 +310,7 @@ class Verification:
             "last_tests": self.last_tests.saved() if self.last_tests else None,
             "edited_since_tests": self.edited_since_tests,
             "finish_review": self.review.saved(),
+            "looked": self.looked,
         }
 
     @classmethod
@@ -307,4 +327,5 @@ class Verification:
             last_tests=TestRun.restore(last) if last else None,
             edited_since_tests=bool(saved.get("edited_since_tests")),
             review=FinishReview.restore(saved.get("finish_review") or {}, int(saved.get("finish_blocks", 0))),
+            looked=bool(saved.get("looked", bool(saved))),  # saved before the key: as if it had
         )

@@ -6,6 +6,7 @@ from the same cached tags (no file is parsed twice).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from kcode.context.index import IndexedFile
@@ -14,6 +15,9 @@ __all__ = ["lookup"]
 
 _MAX_REFERENCES = 60
 _MAX_DEFINITIONS = 40
+# words of a query written as a sentence that are not identifiers to look up
+_FILLER = {"search", "find", "where", "what", "the", "for", "and", "definition", "definitions", "defined",
+           "reference", "references", "usage", "usages", "function", "class", "method", "def", "show", "look"}
 
 
 def _signature(indexed: IndexedFile, index: int) -> str:
@@ -57,6 +61,24 @@ def lookup(root: Path, query: str, *, cache_path: Path | None = None) -> str:
     matches = sorted(p for p in files if p.endswith("/" + path))
     if matches and len(matches) <= 5:
         return "\n\n".join(_describe_file(files[p]) for p in matches)
+    found = _lookup_name(files, query)
+    if found is not None:
+        return found
+    # several words ("search IDNAError", "where is parse_url defined"): each identifier in turn
+    words = [w for w in re.findall(r"[A-Za-z_][\w.:]*[\w]", query) if len(w) >= 3 and w.lower() not in _FILLER]
+    if len(words) > 1 or (words and words[0] != query):
+        words = sorted(dict.fromkeys(words), key=lambda w: not re.search(r"[_.:]|[a-z][A-Z]|^[A-Z]", w))[:8]  # code-like first
+        hits = [hit for hit in (_lookup_name(files, word) for word in words) if hit is not None]
+        if hits:
+            return "\n\n".join(hits[:3])
+    name = query.replace("::", ".").split(".")[-1].rstrip("()")
+    near = sorted(p for p in files if name.lower() in p.lower())[:10]
+    hint = ("\nFiles whose path contains it:\n  " + "\n  ".join(near)) if near else ""
+    return f"No definition or reference of {query!r} found in {len(files)} indexed files.{hint}"
+
+
+def _lookup_name(files: dict[str, IndexedFile], query: str) -> str | None:
+    """Definitions and references of one identifier (``name``, ``Class.method``); None: neither."""
     name = query.replace("::", ".").split(".")[-1].rstrip("()")
     qualifier = query.replace("::", ".").split(".")[-2] if "." in query.replace("::", ".") else None
     definitions: list[str] = []
@@ -73,9 +95,7 @@ def lookup(root: Path, query: str, *, cache_path: Path | None = None) -> str:
             if ref_name == name:
                 references.append(f"{indexed.path}:{line}")
     if not definitions and not references:
-        near = sorted(p for p in files if name.lower() in p.lower())[:10]
-        hint = ("\nFiles whose path contains it:\n  " + "\n  ".join(near)) if near else ""
-        return f"No definition or reference of {query!r} found in {len(files)} indexed files.{hint}"
+        return None
     out = [f"Definitions of {query} ({len(definitions)}):"]
     out += ["  " + d for d in definitions[:_MAX_DEFINITIONS]] or ["  (none found)"]
     if len(definitions) > _MAX_DEFINITIONS:

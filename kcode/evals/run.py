@@ -221,7 +221,9 @@ def _grade(inst: Instance, patch: str, out: Path, options: EvalOptions, result: 
         return
     report = grade_one(inst, patch, out / "grade", timeout=options.grade_timeout)
     result.resolved = bool(report.resolved)
-    result.grade_error = report.error
+    # an empty patch is unresolved, not a failure of grading (the official summary keeps it
+    # apart as well: empty_patch_ids, not error_ids)
+    result.grade_error = None if not patch.strip() else report.error
 
 
 def load_results(out_dir: Path) -> dict[str, dict[str, Any]]:

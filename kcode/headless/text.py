@@ -7,17 +7,22 @@ import sys
 from typing import TextIO
 
 from kcode.events import (
+    ApprovalRequested,
+    ApprovalResolved,
     AssistantMessage,
     BudgetWarning,
     Checkpoint,
     Compaction,
     ContextPacked,
     EnvironmentResolved,
+    InterruptEvent,
     Rewound,
     ErrorEvent,
     Event,
     SessionFinished,
     SessionStarted,
+    SteeringDelivered,
+    SteeringQueued,
     TodoUpdated,
     ToolCallFinished,
     ToolCallStarted,
@@ -117,5 +122,14 @@ class TextRenderer:
             self._line(self._style(f"  ! {event.budget} budget {event.fraction:.0%} used ({event.used:.0f}/{event.limit:.0f})", "33"))
         elif isinstance(event, ErrorEvent):
             self._line(self._style(f"  ! {event.kind}: {event.message}", "33" if event.recoverable else "31"))
+        elif isinstance(event, SteeringQueued | SteeringDelivered):
+            verb = "queued for the next step" if isinstance(event, SteeringQueued) else "delivered"
+            self._line(self._style(f"  » message {verb}: " + event.text.strip().splitlines()[0][:160], "36"))
+        elif isinstance(event, InterruptEvent):
+            self._line(self._style("  ! interrupted: " + ("the step (the run goes on)" if event.scope == "step" else "the run"), "33"))
+        elif isinstance(event, ApprovalRequested):
+            self._line(self._style(f"  ? approval needed ({event.needs}): {event.reason}; waiting for an answer from kcode attach {event.agent_id}", "33"))
+        elif isinstance(event, ApprovalResolved):
+            self._line(self._style(f"  ? approval {event.request_id}: {event.decision}" + (f" ({event.reason})" if event.reason else ""), "33"))
         elif isinstance(event, SessionFinished):
             self._line(self._style(f"── {event.status} after {event.steps} steps, {event.duration_ms / 1000:.1f}s", "1"))

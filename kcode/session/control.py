@@ -254,6 +254,8 @@ class AttachedRunHandle:
     def _send(self, cmd: str, **fields: Any) -> str:
         if self._writer is None:
             raise SessionError(f"attached to session {self.session_id} read-only: commands are not sent")
+        if not self.running:  # nobody would read it, and the next run starts after it
+            raise SessionError(f"session {self.session_id} is not running: `kcode resume {self.session_id}` continues it")
         return self._writer.send(cmd, **fields)
 
     def steer(self, text: str) -> None:

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import threading
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -38,8 +39,9 @@ class EventTail:
         self.seq = after  # the last seq yielded
         self._handle: IO[bytes] | None = None
         self._inode: int | None = None
-        self._buffer = b""
-        self._lines = 0  # complete lines read from the current file
+        self._buffer = b""  # the start of a line still being written
+        self._lines_ready: deque[bytes] = deque()  # complete lines read, not parsed yet
+        self._lines = 0  # complete lines parsed from the current file
         self._upgrade = LineUpgrader(str(path))
 
     def poll(self, limit: int | None = None) -> list[tuple[int, Event]]:
@@ -48,14 +50,14 @@ class EventTail:
             return []
         out: list[tuple[int, Event]] = []
         while limit is None or len(out) < limit:
-            newline = self._buffer.find(b"\n")
-            if newline == -1:
+            if not self._lines_ready:
                 chunk = self._handle.read(1 << 20)
                 if not chunk:
                     break
-                self._buffer += chunk
+                *complete, self._buffer = (self._buffer + chunk).split(b"\n")
+                self._lines_ready.extend(complete)
                 continue
-            line, self._buffer = self._buffer[:newline], self._buffer[newline + 1 :]
+            line = self._lines_ready.popleft()
             self._lines += 1
             item = self._parse(line)
             if item is not None and item[0] > self.seq:
@@ -94,6 +96,7 @@ class EventTail:
         self._handle = self.path.open("rb")
         self._inode = os.fstat(self._handle.fileno()).st_ino
         self._buffer, self._lines = b"", 0
+        self._lines_ready.clear()
         self._upgrade = LineUpgrader(str(self.path))
         return True
 

@@ -103,8 +103,11 @@ def _closest_region(text: str, old: str) -> str:
     if best_ratio < 0.5:
         return ""
     end = min(len(file_lines), best_start + size)
-    numbered = "\n".join(f"{n + 1:>5}\t{file_lines[n]}" for n in range(best_start, end))
-    return f"Did you mean lines {best_start + 1}-{end} ({best_ratio:.0%} similar)?\n{numbered}"
+    # with the lines around it: the model sees the real code it has to copy, and its context
+    first, last = max(0, best_start - _CONTEXT_LINES), min(len(file_lines), end + _CONTEXT_LINES)
+    numbered = "\n".join(f"{n + 1:>5}{'>' if best_start <= n < end else ' '}\t{file_lines[n]}" for n in range(first, last))
+    return (f"Did you mean lines {best_start + 1}-{end} ({best_ratio:.0%} similar; marked >, with the lines around "
+            f"them)? Copy `old` from these lines exactly:\n{numbered}")
 
 
 def apply_edit(text: str, old: str, new: str, *, replace_all: bool = False, shown: str = "file") -> EditOutcome:

@@ -21,7 +21,7 @@ from kcode.context.files import generated_reason
 from kcode.errors import ToolError
 from kcode.tools.base import Params, Tool, ToolContext, ToolResult
 from kcode.tools.lint import check_python_edit
-from kcode.tools.paths import display_path, is_binary, resolve_path
+from kcode.tools.paths import display_path, is_binary, missing_file_hint, resolve_path
 
 __all__ = [
     "ReadFileTool",
@@ -42,7 +42,7 @@ GUARDED_LINES = 20  # a file shorter than this may be rewritten freely
 def read_text_file(path: Path, shown: str) -> str:
     """Read a UTF-8 (or mostly UTF-8) text file, refusing binaries with a clear error."""
     if not path.exists():
-        raise ToolError(f"{shown}: no such file")
+        raise ToolError(f"{shown}: no such file{missing_file_hint(path)}")
     if path.is_dir():
         raise ToolError(f"{shown}: is a directory (use list_files)")
     data = path.read_bytes()
@@ -127,7 +127,7 @@ class ListFilesTool(Tool):
     Params = ListFilesParams
 
     def run(self, params: ListFilesParams, ctx: ToolContext) -> ToolResult:
-        directory = resolve_path(ctx.root, params.path)
+        directory = resolve_path(ctx.root, params.path or ".")
         if not directory.is_dir():
             raise ToolError(f"{params.path}: not a directory")
         root = ctx.root.resolve()

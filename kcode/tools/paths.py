@@ -7,7 +7,7 @@ from pathlib import Path
 
 from kcode.errors import PathOutsideRepo, ToolError
 
-__all__ = ["resolve_path", "display_path", "is_binary"]
+__all__ = ["resolve_path", "display_path", "is_binary", "missing_file_hint"]
 
 
 def resolve_path(root: Path, path: str, *, for_write: bool = False) -> Path:
@@ -55,3 +55,36 @@ def display_path(root: Path, path: Path) -> str:
 def is_binary(data: bytes) -> bool:
     """A NUL byte in the first 8 KiB, as git decides."""
     return b"\x00" in data[:8192]
+
+
+def missing_file_hint(path: Path) -> str:
+    """For a file that does not exist (models guess paths: ``pkg/ordinal.py`` for a function in
+    ``pkg/__init__.py``): the files of its folder when that exists, else the tracked paths
+    closest to it. "" when git cannot say."""
+    import difflib
+
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=folder, capture_output=True, text=True, timeout=10)
+        if top.returncode != 0:
+            return ""
+        root = Path(top.stdout.strip()).resolve()
+        listed = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    tracked = [p for p in listed.decode("utf-8", errors="replace").split("\x00") if p]
+    try:
+        wanted = path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return ""
+    here = path.parent.resolve()
+    if here.exists() and here != root:
+        prefix = here.relative_to(root).as_posix() + "/"
+        siblings = sorted(p for p in tracked if p.startswith(prefix) and "/" not in p[len(prefix):])
+        if siblings:
+            more = f" (and {len(siblings) - 12} more)" if len(siblings) > 12 else ""
+            return f". Files in {prefix}: {', '.join(siblings[:12])}{more}"
+    close = difflib.get_close_matches(wanted, tracked, n=5, cutoff=0.5)
+    return f". Did you mean: {', '.join(close)}?" if close else ""

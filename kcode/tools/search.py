@@ -70,7 +70,7 @@ class SearchTool(Tool):
 
     def run(self, params: SearchParams, ctx: ToolContext) -> ToolResult:
         root = ctx.root.resolve()
-        target = resolve_path(root, params.path)
+        target = resolve_path(root, params.path or ".")  # "" (small models send it): the whole repository
         if not target.exists():
             raise ToolError(f"{params.path}: no such file or directory")
         rg = shutil.which("rg")

@@ -31,3 +31,24 @@ def test_no_token_budget_means_tokens_are_not_watched():
     warnings = []
     watch.check(steps=0, seconds=0.0, tokens=10**9, emit=warnings.append)
     assert warnings == []
+
+
+def test_the_time_limit_ends_a_step_that_runs_past_it(calc_repo, tmp_path):
+    """A command still running when max_time is up is stopped: the run ends "time budget
+    exhausted" (exit 3) within a few seconds of the limit, not when the command ends."""
+    import time
+
+    from kcode.agent.runner import run_task
+    from kcode.config import Config
+    from tests.conftest import write_script
+
+    script = write_script(tmp_path / "s.json", [
+        {"tool_calls": [{"name": "bash", "arguments": {"command": "sleep 60"}}]},
+        {"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]},
+    ])
+    started = time.monotonic()
+    outcome = run_task("Review the calc package", Config(model=f"scripted:{script}", max_time=3.0, sandbox="off"), repo=calc_repo)
+    took = time.monotonic() - started
+    assert outcome.result.status == "budget_exhausted" and outcome.result.exit_code == 3
+    assert "time budget exhausted" in outcome.result.summary and "in step 1" in outcome.result.summary
+    assert took < 30, took

@@ -51,3 +51,34 @@ def test_state_round_trip():
     copy = LoopGuard()
     copy.restore(guard.state())
     assert copy.observe(5, ["x"], 0, False).notes  # streak 5 continues after a resume
+
+
+def test_a_call_made_again_without_progress_has_its_tool_withheld_for_two_steps():
+    guard = LoopGuard(stuck_steps=1000)
+    write = canonical_call("write_file", {"path": "a.py", "content": "x|y"})
+    edit = canonical_call("edit_file", {"path": "a.py", "old": "x", "new": "y"})
+    search = canonical_call("repo_map", {"query": "IDNAError"})
+    run(guard, [write])
+    assert guard.repeated_tools() == set()
+    run(guard, [write], start=2)
+    assert guard.repeated_tools() == {"write_file"}
+    copy = LoopGuard()
+    copy.restore(guard.state())
+    assert copy.repeated_tools() == {"write_file"}  # a resumed run withholds it too
+    run(guard, [search], start=3)
+    assert guard.repeated_tools() == {"write_file"}  # two steps
+    run(guard, [edit], start=4)
+    assert guard.repeated_tools() == set()
+    # A B A B: each repeat withholds its tool for two steps, so the loop loses both at once
+    run(guard, [write], start=5)
+    assert guard.repeated_tools() == {"write_file"}
+    run(guard, [edit], start=6)
+    assert guard.repeated_tools() == {"write_file", "edit_file"}
+    guard.observe(7, [search], 0, True)  # progress (a file changed, new test results): a clean slate
+    assert guard.repeated_tools() == set()
+    guard.observe(8, [write], 0, False)
+    assert guard.repeated_tools() == set()
+    two = [canonical_call("search", {"q": "a"}), canonical_call("read_file", {"path": "b"})]
+    guard.observe(9, two, 0, False)
+    guard.observe(10, two, 0, False)
+    assert guard.repeated_tools() == {"search", "read_file"}

@@ -97,6 +97,40 @@ def test_after_an_answer_without_a_tool_call_the_next_step_must_call_one(calc_re
     assert required == [False, True, False]
 
 
+def test_a_local_model_cannot_finish_or_overwrite_before_looking_nor_finish_right_after_an_empty_send_back(calc_repo, tmp_path, monkeypatch):
+    """On a task that asks for a change, a local model's grammar leaves ``finish`` and
+    ``write_file`` out of the first step, and ``finish`` out of the step right after an empty
+    finish was sent back; other steps offer all. A question leaves them in throughout."""
+    from kcode.agent import runner
+    from kcode.llm.scripted import ScriptedModel
+
+    withheld = []
+
+    class LocalLike(ScriptedModel):
+        withheld_tools = frozenset()
+
+        def stream(self, messages, tools, *, cancel=None):
+            withheld.append(sorted(self.withheld_tools))
+            yield from super().stream(messages, tools, cancel=cancel)
+
+    def go(task, turns):
+        withheld.clear()
+        script = write_script(tmp_path / "s.json", turns)
+        monkeypatch.setattr(runner, "_model", lambda config, session_id, on_notice=None: LocalLike.from_file(script))
+        return run_task(task, Config(model="scripted:unused"), repo=calc_repo).result
+
+    result = go("Fix the failing test in calc", [READ, FINISH, READ, FINISH])
+    assert result.status == "finished" and result.summary.endswith("(no changes)")
+    # (the second read repeats the first with nothing changed since: the loop guard withholds it)
+    assert withheld == [["finish", "write_file"], [], ["finish"], ["read_file"]]
+    result = go("What does calc.mul return?", [READ, FINISH])
+    assert result.status == "finished" and withheld == [[], []]
+    # a resumed session keeps whether the model had looked
+    again = Verification.restore({"verify": Verification(task="fix it", looked=True).saved()}, task="fix it")
+    assert again.looked and not again.withheld_tools()
+    assert Verification.restore({}, task="fix it").withheld_tools() == {"finish", "write_file"}
+
+
 def test_a_finish_sent_back_leaves_every_call_with_its_result(calc_repo, tmp_path):
     """The finish tool raises; its call still gets its result stored before the note."""
     script = write_script(tmp_path / "script.json", [READ, FINISH, FINISH])

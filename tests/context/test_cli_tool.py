@@ -56,4 +56,8 @@ def test_repo_map_tool(small_repo, tmp_path, monkeypatch):
     listing = tool.run(tool.Params(query="shop/inventory.py"), ctx).output
     assert "InventoryLedger" in listing and "reserve_stock" in listing
     assert "No definition" in tool.run(tool.Params(query="no_such_name"), ctx).output
+    # a query written as words (small models do): each identifier in it, code-like ones first
+    worded = tool.run(tool.Params(query="search where compute_discount is defined"), ctx).output
+    assert worded.startswith("Definitions of compute_discount") and "shop/pricing.py:1: function" in worded
+    assert "No definition or reference of 'search for no_such_name'" in tool.run(tool.Params(query="search for no_such_name"), ctx).output
     assert "repo_map" == tool.spec().name and "defined" in tool.spec().description

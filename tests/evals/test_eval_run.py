@@ -121,3 +121,28 @@ def test_interrupted_run_resumes(eval_fixture, kcode, tmp_path):
     assert rest.returncode == 0, rest.stderr
     assert "(1 done already)" in rest.stderr
     assert sorted(load_results(out)) == ["acme__calc-1", "acme__calc-2", "acme__calc-3"]
+
+
+def test_an_empty_patch_is_unresolved_not_failed(eval_fixture, tmp_path):
+    """An instance whose agent changed nothing is graded unresolved without running (no
+    environment needed), and neither the counts nor the progress line call it failed."""
+    mirrors, dataset, scripts = eval_fixture
+    insts = load_dataset(dataset)[:1]
+    iid = insts[0].instance_id
+    (scripts / f"{iid}.json").write_text(json.dumps({"turns": [
+        {"tool_calls": [{"name": "read_file", "arguments": {"path": "calc/__init__.py"}}]},
+        {"tool_calls": [{"name": "finish", "arguments": {"summary": "nothing to do"}}]},
+        {"tool_calls": [{"name": "finish", "arguments": {"summary": "nothing to do"}}]},
+    ]}))
+    out = tmp_path / "run"
+    seen = []
+    counts = run_eval(insts, EvalOptions(str(out), model=f"scripted:{scripts}", repos_dir=str(mirrors), grade=True,
+                                         config={"max_steps": 4}), on_result=lambda result, done, total: seen.append(result))
+    result = load_results(out)[iid]
+    assert result["patch_lines"] == 0 and result["resolved"] is False and result["grade_error"] is None
+    assert counts["failed"] == 0 and counts["resolved"] == 0 and seen[0]["resolved"] is False
+    from kcode.cli.eval import _Progress
+
+    progress = _Progress(1, 0)
+    progress(seen[0], 1, 1)
+    assert progress._counts() == "resolved 0  failed 0"

@@ -8,7 +8,7 @@ import pytest
 
 from kcode.cancel import CancelToken
 from kcode.config import LlamaCppOptions
-from kcode.errors import Interrupted, ModelUnavailable
+from kcode.errors import ConfigError, Interrupted, ModelUnavailable
 from kcode.llm import ModelOptions, ReasoningChunk, StepEnd, TextChunk, ToolSpec, create_model
 from kcode.llm.gguf import GgufInfo
 from kcode.llm.llamacpp import LlamaCppModel, Sampling
@@ -179,14 +179,38 @@ def test_a_required_tool_call_is_constrained_from_the_first_token(tiny_llama_moe
     model.require_tool_call = True
     for attempt in range(3):
         chunks, end = run_step(model, [SYSTEM, {"role": "user", "content": f"Attempt {attempt}."}], SHORT_TOOLS)
-        # random weights may go on calling tools until the output cap: then only the last call is cut
-        assert end.content == "" and end.tool_calls and end.finish_reason in ("tool_calls", "length")
-        complete = end.tool_calls if end.finish_reason == "tool_calls" else end.tool_calls[:-1]
-        for call in complete:
-            assert call.name in ("read_file", "bash") and call.arguments, call
-            assert call.error is None or "is too long" in call.error, call  # maxLength is approximate
+        # exactly one call: random weights would otherwise chain calls until the output cap
+        assert end.content == "" and len(end.tool_calls) == 1 and end.finish_reason == "tool_calls", end
+        call = end.tool_calls[0]
+        assert call.name in ("read_file", "bash") and call.arguments, call
+        assert call.error is None or "is too long" in call.error, call  # maxLength is approximate
         assert not any(isinstance(c, TextChunk) for c in chunks)
     model.close()
+
+
+def test_by_default_every_step_calls_a_tool_and_withheld_tools_are_left_out_of_the_grammar(tiny_llama_moe):
+    """Without thinking, tool_calls defaults to "required": each step opens with a tool call,
+    no prose. ``withheld_tools`` (the loop leaves finish out before the model has looked)
+    shapes the grammar only: the calls use the other tools, and the prompt is unchanged."""
+    options = ModelOptions(temperature=1.0, seed=5, max_output_tokens=300, llamacpp=LlamaCppOptions(ctx=2048, constrain_tools=False))
+    model = create_model(str(tiny_llama_moe), options)
+    assert not model.require_tool_call  # the default does it, not the loop's flag
+    model.withheld_tools = frozenset({"bash"})
+    names = set()
+    for attempt in range(3):
+        chunks, end = run_step(model, [SYSTEM, {"role": "user", "content": f"Attempt {attempt}."}], SHORT_TOOLS)
+        assert end.content == "" and len(end.tool_calls) == 1 and end.finish_reason == "tool_calls", end
+        names |= {call.name for call in end.tool_calls}
+        assert not any(isinstance(c, TextChunk) for c in chunks)
+    assert names == {"read_file"}, names
+    model.close()
+    free = create_model(str(tiny_llama_moe), ModelOptions(temperature=1.0, seed=5, max_output_tokens=40,
+                                                          llamacpp=LlamaCppOptions(ctx=2048, constrain_tools=False, tool_calls="auto")))
+    ends = [run_step(free, [SYSTEM, {"role": "user", "content": f"Attempt {n}."}], SHORT_TOOLS)[1] for n in range(2)]
+    free.close()
+    assert any(end.content for end in ends)  # random weights write text when they may
+    with pytest.raises(ConfigError, match="tool_calls must be 'auto' or 'required'"):
+        create_model(str(tiny_llama_moe), ModelOptions(llamacpp=LlamaCppOptions(ctx=2048, tool_calls="always")))
 
 
 def test_a_new_turn_marker_ends_the_step(model):

@@ -117,5 +117,8 @@ def test_an_attacher_needs_a_session_and_a_read_only_one_sends_nothing(tmp_path)
     steerer = AttachedRunHandle(tmp_path)
     with pytest.raises(Exception, match="unknown decision"):
         steerer.answer("r1", "maybe")
+    with pytest.raises(SessionError, match="is not running: `kcode resume"):
+        steerer.steer("nobody reads this")  # no process holds the log
+    assert not (tmp_path / "control.jsonl").exists()
     steerer.close()
     watcher.close()

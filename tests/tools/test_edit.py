@@ -36,6 +36,8 @@ def test_not_found_quotes_the_closest_region():
         apply_edit(text, "def add(a, b):\n    return a -- b", "x")
     message = str(error.value)
     assert "not found" in message and "Did you mean lines 1-2" in message and "return a - b" in message
+    # the region is marked, with up to three lines around it
+    assert "    2>\t    return a - b" in message and "    5 \tdef mul(a, b):" in message and "    6 \t" not in message
 
 
 def test_edit_that_breaks_python_syntax_is_reverted(call, calc_repo):

@@ -26,6 +26,10 @@ def test_read_file_refuses_binary_and_missing_and_outside(call, calc_repo, tmp_p
     assert "binary file" in call("read_file", path="blob.bin").output
     missing = call("read_file", path="nope.py")
     assert missing.is_error and "no such file" in missing.output
+    # a guessed path gets the files of its folder, or the closest tracked paths
+    guessed = call("read_file", path="calc/ordinal.py").output
+    assert "calc/ordinal.py: no such file. Files in calc/: calc/__init__.py" in guessed, guessed
+    assert "Did you mean: calc/__init__.py?" in call("read_file", path="calcs/__init__.py").output
     outside = call("read_file", path="../../etc/passwd")
     assert outside.is_error and "outside the repository" in outside.output
     (tmp_path / "secret.txt").write_text("s3cret")

@@ -17,6 +17,9 @@ def test_search_finds_matches_with_line_numbers(call):
 def test_search_with_glob_and_path(call):
     assert "tests/test_calc.py" in call("search", pattern="assert", glob="*.py").output
     assert "no matches" in call("search", pattern="assert", path="calc").output
+    # an empty path and glob (small models send them) mean the whole repository
+    assert "calc/__init__.py:1:def add(a, b):" in call("search", pattern="def add", path="", glob="").output
+    assert "tests/test_calc.py" in call("list_files", path="").output
 
 
 def test_search_over_limit_asks_to_narrow(call, calc_repo):

@@ -54,9 +54,11 @@ def schema_rules(tools: list[ToolSpec]) -> tuple[dict[str, str], dict[str, str]]
     return rules, names
 
 
-def tool_call_grammar(tools: list[ToolSpec], opener: str, *, include_opener: bool = False) -> str:
+def tool_call_grammar(tools: list[ToolSpec], opener: str, *, include_opener: bool = False, single: bool = False) -> str:
     """A GBNF grammar for what follows ``opener`` (a Kimi or Hermes tool-call opener), or for
-    the opener and what follows (``include_opener``: a step that must call a tool)."""
+    the opener and what follows (``include_opener``: a step that must call a tool).
+    ``single``: exactly one call (a step that must call a tool: under the grammar from its
+    first token, a small model otherwise chains the same few calls until the output cap)."""
     from kcode.llm.toolcall_parse import (
         HERMES_BEGIN,
         HERMES_END,
@@ -76,8 +78,8 @@ def tool_call_grammar(tools: list[ToolSpec], opener: str, *, include_opener: boo
         rules["kimi-call"] = f"({calls}) {_literal(KIMI_CALL_END)}"
         rules["idx"] = "[0-9] [0-9]?"
         if opener == KIMI_SECTION_BEGIN:
-            rules["root"] = (f'{_literal(KIMI_CALL_BEGIN)} kimi-call '
-                             f'({_literal(KIMI_CALL_BEGIN)} kimi-call)* {_literal(KIMI_SECTION_END)}')
+            more = "" if single else f'({_literal(KIMI_CALL_BEGIN)} kimi-call)* '
+            rules["root"] = f'{_literal(KIMI_CALL_BEGIN)} kimi-call {more}{_literal(KIMI_SECTION_END)}'
         else:
             rules["root"] = "kimi-call"
     elif opener == HERMES_BEGIN:
@@ -87,7 +89,7 @@ def tool_call_grammar(tools: list[ToolSpec], opener: str, *, include_opener: boo
         )
         rules["hermes-call"] = (f'"\\n"? "{{" space "\\"name\\"" space ":" space ({bodies}) '
                                 f'"}}" "\\n"? {_literal(HERMES_END)}')
-        rules["root"] = f'hermes-call ("\\n"? {_literal(HERMES_BEGIN)} hermes-call)*'
+        rules["root"] = "hermes-call" if single else f'hermes-call ("\\n"? {_literal(HERMES_BEGIN)} hermes-call)*'
     else:
         raise ValueError(f"no tool-call grammar for opener {opener!r}")
     if include_opener:

@@ -29,7 +29,7 @@ from typing import Any
 
 from kcode.cancel import CancelToken
 from kcode.config import LlamaCppOptions
-from kcode.errors import Interrupted, ModelRequestError
+from kcode.errors import ConfigError, Interrupted, ModelRequestError
 from kcode.llm.base import (
     Message,
     ReasoningChunk,
@@ -141,6 +141,8 @@ class LlamaCppModel:
         on_notice: Callable[[str], None] | None = None,
     ) -> None:
         options = options or LlamaCppOptions()
+        if options.tool_calls not in (None, "auto", "required"):
+            raise ConfigError(f"tool_calls must be 'auto' or 'required', not {options.tool_calls!r}")
         self.path = Path(path).expanduser()
         self.name = f"llamacpp:{self.path.name}"
         self._sampling = sampling or Sampling()
@@ -181,6 +183,10 @@ class LlamaCppModel:
         # The next step must call a tool (the grammar starts at once): the loop sets it after an
         # answer without a tool call, whatever constrain_tools says.
         self.require_tool_call = False
+        # Every step calls a tool (tool_calls "required"; by default when the template does not
+        # think): no prose steps, which a small model writes at length instead of acting.
+        self._always_call = options.tool_calls == "required" or (options.tool_calls is None and not options.thinking)
+        self.withheld_tools: frozenset[str] = frozenset()  # left out of this step's grammar (not the prompt)
         self._grammar_first = False  # llama-cpp-python's order (the grammar on the whole vocabulary): benchmarks only
 
     # --- ChatModel -------------------------------------------------------------------------
@@ -228,7 +234,9 @@ class LlamaCppModel:
         budget = min(self._max_output_tokens, self._n_ctx - len(tokens) - 1)
         sampler = TokenSampler(self._llm, self._sampling.kwargs, grammar_first=self._grammar_first)
         try:
-            opener = _OPENERS.get(self._template.tool_call_format) if self.require_tool_call and tools else None
+            must_call = self.require_tool_call or self._always_call
+            opener = _OPENERS.get(self._template.tool_call_format) if must_call and tools else None
+            allowed = [tool for tool in tools if tool.name not in self.withheld_tools] or tools
             if opener is not None:  # set by the loop after an answer without a tool call
                 # The step opens with the opener's own (special) token, put there rather than
                 # sampled: under a grammar matched by text it would be spelled in plain pieces
@@ -241,7 +249,7 @@ class LlamaCppModel:
                 generated += forced
                 timings.first_token_at = time.perf_counter()
                 yield from self._chunks(splitter.feed(decoder.decode(b"".join(self.vocabulary.piece(t) for t in forced))))
-                sampler.constrain(tool_call_grammar(tools, opener))
+                sampler.constrain(tool_call_grammar(allowed, opener, single=True))  # one call, then the results
             for token in self._generate(sampler):
                 if timings.first_token_at is None:
                     timings.first_token_at = time.perf_counter()
@@ -256,7 +264,7 @@ class LlamaCppModel:
                     break
                 if (self._constrain_tools and tools and not sampler.constrained
                         and splitter.tool_opener is not None):
-                    sampler.constrain(tool_call_grammar(tools, splitter.tool_opener))
+                    sampler.constrain(tool_call_grammar(allowed, splitter.tool_opener))
         finally:
             self.last_step.resampled_tokens = sampler.resampled
             sampler.close()
