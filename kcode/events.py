@@ -90,6 +90,11 @@ class SessionStarted(Event):
     model: str
     mode: str = "worktree"  # or "in-place"
     resumed: bool = False
+    # what a status line shows from the start (0 / "": not known, e.g. an older log)
+    context_window: int = 0
+    sandbox: str = ""  # the sandbox profile
+    max_steps: int = 0
+    max_time: float = 0.0  # seconds
 
 
 @dataclass(kw_only=True)

@@ -144,7 +144,8 @@ def test_esc_esc_stops_the_run(calc_repo, tmp_path):
 
 
 def test_an_approval_is_asked_in_a_modal_and_answered_through_the_handle(calc_repo, tmp_path):
-    turns = [bash("echo fetched", network=True), FINISH]
+    # a command that fails in the sandbox for want of the network asks for it (kcode.tools.shell)
+    turns = [bash("echo fetched; python3 -c \"import socket; socket.getaddrinfo('example.com', 80)\""), FINISH]
     app = local_app(calc_repo, turns, tmp_path, task="fetch", approvals="on-request")
 
     async def go():
