@@ -92,6 +92,11 @@ class SessionStarted(Event):
     resumed: bool = False
     serving: str = ""  # where a local model runs: "in process", or which kept-alive server
     subagents: str = ""  # how sub-agents are served: in parallel, queued on the model, or off (and why)
+    # what a status line shows from the start (0 / "": not known, e.g. an older log)
+    context_window: int = 0
+    sandbox: str = ""  # the sandbox profile
+    max_steps: int = 0
+    max_time: float = 0.0  # seconds
 
 
 @dataclass(kw_only=True)

@@ -77,6 +77,11 @@ def _bus(log: SessionLog, subscribers: list[Subscriber], tests: list[dict], meta
     return bus
 
 
+def _limits(config: Config, model: ChatModel) -> dict:
+    """The run's window, sandbox profile and budgets, for SessionStarted (a status line's)."""
+    return {"context_window": model.context_window, "sandbox": config.sandbox, "max_steps": config.max_steps, "max_time": config.max_time}
+
+
 def _context(config: Config, store: SessionStore, meta: SessionMeta, workspace: Workspace, cancel: CancelToken, bus: EventBus) -> ToolContext:
     scratch = store.scratch_dir(meta.session_id)
     scratch.mkdir(parents=True, exist_ok=True)
@@ -374,7 +379,7 @@ def run_task(
         tests: list[dict] = []
         bus = _bus(log, list(subscribers), tests, meta)
         try:
-            bus.emit(SessionStarted(session_id=session_id, task=task, repo=str(root), workdir=str(workspace.path), branch=workspace.branch, base_commit=workspace.base_commit, model=model.name, mode=workspace.mode, **serving_info(config, model, parent_id if owns_tools else "")))
+            bus.emit(SessionStarted(session_id=session_id, task=task, repo=str(root), workdir=str(workspace.path), branch=workspace.branch, base_commit=workspace.base_commit, model=model.name, mode=workspace.mode, **serving_info(config, model, parent_id if owns_tools else ""), **_limits(config, model)))
             notices.attach(bus)
             _skill_notices(skills, bus)
             ctx = _context(config, store, meta, workspace, cancel, bus)
@@ -452,7 +457,7 @@ def resume_task(
         try:
             meta.status = "running"
             store.write_meta(meta)
-            bus.emit(SessionStarted(session_id=meta.session_id, task=meta.task, repo=meta.repo, workdir=meta.workdir, branch=meta.branch, base_commit=meta.base_commit, model=model.name, mode=meta.mode, resumed=True, **serving_info(config, model, meta.parent_id if owns_tools else "")))
+            bus.emit(SessionStarted(session_id=meta.session_id, task=meta.task, repo=meta.repo, workdir=meta.workdir, branch=meta.branch, base_commit=meta.base_commit, model=model.name, mode=meta.mode, resumed=True, **serving_info(config, model, meta.parent_id if owns_tools else ""), **_limits(config, model)))
             notices.attach(bus)
             _skill_notices(skills, bus)
             for call in recovered.interrupted_calls:
