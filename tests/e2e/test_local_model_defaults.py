@@ -35,11 +35,12 @@ def test_no_constrain_tools_is_recorded_with_the_session(kcode, calc_repo, tmp_p
 @pytest.mark.slow
 @pytest.mark.skipif(not _SMALL.is_file(), reason="the 0.5B GGUF is not here: kcode models pull qwen2.5-coder-0.5b")
 def test_a_real_answer_cut_at_the_cap_is_noted_and_the_next_step_calls_a_tool(kcode, calc_repo):
-    """The 0.5B model asked for an explanation writes prose; with a 64-token cap the step ends
-    there, the model is told, and the next step (constrained) is a tool call."""
+    """The 0.5B model asked for an explanation writes prose when it may (tool_calls "auto"; by
+    default every step is a tool call); with a 64-token cap the step ends there, the model is
+    told, and the next step (constrained) is a tool call."""
     proc = kcode("run", "Explain in detail, in several paragraphs, how a Python package is laid out.",
                  "--model", str(_SMALL), "--max-output-tokens", "64", "--max-steps", "2", "--temperature", "0",
-                 "--ctx", "8192", cwd=calc_repo, timeout=600)
+                 "--ctx", "8192", cwd=calc_repo, timeout=600, env={"KCODE_TOOL_CALLS": "auto"})
     assert proc.returncode in (0, 3), proc.stderr[-2000:]  # finished (e.g. a finish call) or the step budget
     (meta,) = SessionStore().list()
     events = _jsonl(SessionStore().log_path(meta.session_id).read_text())
