@@ -86,6 +86,7 @@ class Agent(ToolCalls):
         self.guard.restore(saved.get("guard", {}))
         self.plan = PlanReminder.restore(saved)
         self.verify = Verification.restore(saved, task=self.task, auto_test=self.auto_test)
+        self.verify.can_change = bool({"edit_file", "write_file"} & set(self.tools.names))  # not an explore sub-agent
         self._budgets = BudgetWatch(self.budget)
         self._work = WorkTree(run_tests=self._auto_tests, checkpoint=self._checkpoint, changes=lambda: None if self.workspace is None else self.workspace.changed_files())
 

@@ -201,6 +201,7 @@ class Verification:
     review: FinishReview = field(default_factory=FinishReview)
     looked: bool = False  # the model has read, searched or run something (a call that worked)
     finish_withheld: int = 0  # steps finish stays out of the grammar after an empty send-back (not saved)
+    can_change: bool = True  # the run has tools that change files (an explore sub-agent has none)
 
     def withheld_tools(self) -> set[str]:
         """What a constrained step leaves out of its grammar (a local model's; the prompt is
@@ -210,7 +211,7 @@ class Verification:
         looking), and ``finish`` for ``FINISH_WITHHELD_STEPS`` steps after an empty finish was
         sent back, or until files change (its note asks to reproduce, find and change first;
         small models answer it with the same finish). A later finish is free."""
-        if not asks_for_change(self.task):
+        if not self.can_change or not asks_for_change(self.task):
             return set()
         if not self.looked:
             return {"finish", "write_file"}
@@ -282,7 +283,7 @@ class Verification:
         note = None
         if self.last_tests is not None and not self.last_tests.ok:
             note = self.review.failing(self.last_tests.failing)
-        elif not changed:
+        elif not changed and self.can_change:  # a read-only run's finish has nothing to change
             note = self.review.empty(self.task)
             self.finish_withheld = FINISH_WITHHELD_STEPS if note is not None else 0
         elif changes and all(change["kind"] == "add" for change in changes):

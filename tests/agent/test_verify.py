@@ -289,3 +289,17 @@ def test_a_feature_built_from_new_files_only_is_accepted_at_once(passing_calc, t
     outcome, notes = _run(passing_calc, tmp_path, "Add a small script that prints mul(-2, 3)", [REPRO, FINISH])
     assert outcome.result.status == "finished" and outcome.result.steps == 2
     assert not [n for n in notes if "only add new files" in n]
+
+
+def test_a_run_without_editing_tools_finishes_without_changes_at_once(calc_repo, tmp_path):
+    """An explore sub-agent's tools cannot change files: its finish without changes is its
+    answer, not sent back, even on a task worded as a fix."""
+    from kcode.tools import default_tools
+
+    script = write_script(tmp_path / "s.json", [READ, FINISH])
+    events = []
+    tools = default_tools().without("edit_file", "write_file")
+    outcome = run_task("Fix the failing test in calc", Config(model=f"scripted:{script}"), repo=calc_repo, tools=tools, subscribers=[events.append])
+    assert outcome.result.status == "finished" and outcome.result.steps == 2, outcome.result.summary
+    notes = [e.message["content"] for e in events if isinstance(e, MessageAdded) and e.message["role"] == "user"][1:]
+    assert not any("nothing in the repository has changed" in note for note in notes)
