@@ -80,6 +80,7 @@ class Agent(ToolCalls):
     _prompt_tokens: int = field(default=0, init=False)  # size of the last prompt plus what was added since
     _call_cancel: CancelToken | None = field(default=None, init=False)  # the running tool call's
     _step_cancel: CancelToken = field(default_factory=CancelToken, init=False)  # the step's: a child of the run's
+    _caller_cancel: CancelToken | None = field(default=None, init=False)  # the token the run was given
 
     def __post_init__(self, state: dict[str, Any] | None) -> None:
         saved = state or {}
@@ -97,7 +98,9 @@ class Agent(ToolCalls):
         if self.compaction is not None:
             self._prompt_tokens = conversation_tokens(self.messages, self.model.count_tokens)
         status, summary = "error", ""
-        self.ctx.cancel = self.ctx.cancel.child()  # the time limit cancels this run, not its caller's token
+        # the time limit cancels this run's own token, not its caller's; the caller's is held here
+        # (a token links to its children weakly: dropped, it could no longer reach this one)
+        self._caller_cancel, self.ctx.cancel = self.ctx.cancel, self.ctx.cancel.child()
         out_of_time = lambda: False  # noqa: E731
         try:
             with self._budgets.time_limit(self.budget.max_time - self.elapsed_before, self.ctx.cancel) as out_of_time:

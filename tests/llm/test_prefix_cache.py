@@ -30,7 +30,7 @@ def task(text: str) -> dict:
 
 
 def new_model(path, cache, on_notice=None, **placement) -> LlamaCppModel:
-    return LlamaCppModel(path, LlamaCppOptions(ctx=2048, prefix_cache=str(cache), **placement),
+    return LlamaCppModel(path, LlamaCppOptions(ctx=2048, prefix_cache=str(cache), tool_calls="auto", **placement),
                          sampling=Sampling(0.0, seed=1), max_output_tokens=1, on_notice=on_notice)
 
 
@@ -221,7 +221,7 @@ def test_real_model_second_run_evaluates_only_the_new_task(qwen_0_5b, tmp_path):
     cache = tmp_path / "kv"
 
     def model():
-        return LlamaCppModel(qwen_0_5b, LlamaCppOptions(ctx=4096, prefix_cache=str(cache)),
+        return LlamaCppModel(qwen_0_5b, LlamaCppOptions(ctx=4096, prefix_cache=str(cache), tool_calls="auto"),
                              sampling=Sampling(0.0, seed=1), max_output_tokens=1)
 
     def run(messages):

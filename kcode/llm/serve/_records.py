@@ -23,7 +23,7 @@ from typing import Any
 from kcode.config import LlamaCppOptions
 from kcode.errors import ConfigError
 
-__all__ = ["ServerRecord", "servers_dir", "server_key", "file_identity", "parse_keep_alive",
+__all__ = ["server_log", "ServerRecord", "servers_dir", "server_key", "file_identity", "parse_keep_alive",
            "read_records", "read_record", "write_record", "remove_record", "start_lock", "process_alive"]
 
 # llama.cpp settings that do not change what a server computes: a server is shared across them
@@ -168,3 +168,9 @@ def process_alive(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def server_log(line: str) -> None:
+    """One line of a server process's own log: its standard output, which the starter points at
+    the server's log file (never a terminal: the server is detached)."""
+    os.write(1, (line + "\n").encode("utf-8", errors="replace"))

@@ -23,7 +23,6 @@ import secrets
 import select
 import signal
 import socket
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,7 +32,7 @@ from typing import Any
 from kcode.cancel import CancelToken
 from kcode.config import LlamaCppOptions
 from kcode.errors import KcodeError
-from kcode.llm.serve._records import ServerRecord, file_identity, remove_record, write_record
+from kcode.llm.serve._records import ServerRecord, file_identity, remove_record, server_log, write_record
 from kcode.llm.serve._wire import chunk_to_wire, tools_from_wire
 
 __all__ = ["ModelServer", "main"]
@@ -156,13 +155,13 @@ class ModelServer:
     def serve(self) -> None:
         write_record(self.record)
         threading.Thread(target=self.http.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
-        print(f"kcode model server pid {os.getpid()} on 127.0.0.1:{self.record.port}: {self.path}", flush=True)
+        server_log(f"kcode model server pid {os.getpid()} on 127.0.0.1:{self.record.port}: {self.path}")
         try:
             self.watch()
         finally:
             remove_record(self.key, os.getpid())
             self.http.shutdown()
-            print(f"kcode model server pid {os.getpid()} stopped: {self.why}", flush=True)
+            server_log(f"kcode model server pid {os.getpid()} stopped: {self.why}")
             # a step still running is cut off with the process; its client sees the connection end
             with self.lock_state:
                 busy = self.busy
@@ -285,5 +284,4 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: server.stop("SIGTERM"))
     signal.signal(signal.SIGINT, lambda *_: server.stop("SIGINT"))
     server.serve()
-    sys.stdout.flush()
-    os._exit(0)  # a step cut off in a handler thread must not hold the process
+    os._exit(0)  # (its log lines are written unbuffered, by server_log)  # a step cut off in a handler thread must not hold the process

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from kcode.config import LlamaCppOptions
-from kcode.llm.serve._records import ServerRecord, file_identity, remove_record, write_record
+from kcode.llm.serve._records import ServerRecord, file_identity, remove_record, server_log, write_record
 
 __all__ = ["find_llama_server", "llama_server_command", "supervise", "DEFAULT_SLOT_CTX"]
 
@@ -89,7 +89,7 @@ def supervise(request: dict[str, Any], start_timeout: float = 600.0) -> int:
     token, port = secrets.token_urlsafe(32), _free_port()
     identity = file_identity(path)
     command = llama_server_command(request["llama_server"], path, options, slots, port, token)
-    print("kcode model server: " + " ".join(c if c != token else "***" for c in command), flush=True)
+    server_log("kcode model server: " + " ".join(c if c != token else "***" for c in command))
     child = subprocess.Popen(command, stdin=subprocess.DEVNULL, close_fds=True)  # its output goes to our log
     stopping = threading.Event()
     why = ["llama-server exited"]
@@ -105,14 +105,14 @@ def supervise(request: dict[str, Any], start_timeout: float = 600.0) -> int:
         if child.poll() is not None or time.monotonic() > deadline or stopping.is_set():
             child.kill()
             child.wait()
-            print(f"kcode model server: llama-server did not start (status {child.returncode})", flush=True)
+            server_log(f"kcode model server: llama-server did not start (status {child.returncode})")
             return 1
         time.sleep(0.1)
     record = ServerRecord(key=key, pid=os.getpid(), port=port, token=token, model=str(path), started=time.time(),
                           keep_alive=keep_alive, ctx=options.ctx or DEFAULT_SLOT_CTX, log=request.get("log", ""),
                           kind="llama-server", slots=slots, last_used=time.time())
     write_record(record)
-    print(f"kcode model server pid {os.getpid()}: llama-server pid {child.pid} on 127.0.0.1:{port}, {slots} slots", flush=True)
+    server_log(f"kcode model server pid {os.getpid()}: llama-server pid {child.pid} on 127.0.0.1:{port}, {slots} slots")
     last_seen, idle_since = "", time.monotonic()
     try:
         while not stopping.wait(0.5):
@@ -142,5 +142,5 @@ def supervise(request: dict[str, Any], start_timeout: float = 600.0) -> int:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-        print(f"kcode model server pid {os.getpid()} stopped: {why[0]}", flush=True)
+        server_log(f"kcode model server pid {os.getpid()} stopped: {why[0]}")
     return 0
