@@ -27,7 +27,10 @@ def _first_turn(session_id: str) -> dict:
 @pytest.mark.slow
 @pytest.mark.skipif(not _SMALL.is_file(), reason="the 0.5B GGUF is not here: kcode models pull qwen2.5-coder-0.5b")
 def test_the_second_run_uses_the_kept_alive_model_and_its_warm_context(kcode, calc_repo):
-    flags = ["--model", str(_SMALL), "--max-steps", "1", "--max-output-tokens", "8", "--temperature", "0", "--ctx", "4096"]
+    # a fixed pack budget: the default one follows the measured prefill speed, so on a loaded
+    # machine the two runs could pack different heads
+    flags = ["--model", str(_SMALL), "--max-steps", "1", "--max-output-tokens", "8", "--temperature", "0", "--ctx", "4096",
+             "--pack-budget", "600"]
     env = {"KCODE_KEEP_ALIVE": "2m"}
     first = kcode("run", "What does calc.add do?", *flags, cwd=calc_repo, env=env, timeout=600)
     second = kcode("run", "What does calc.mul do?", *flags, cwd=calc_repo, env=env, timeout=600)
