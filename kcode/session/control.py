@@ -47,7 +47,7 @@ from typing import IO, Any, Protocol, runtime_checkable
 
 from kcode.errors import ControlBusy, SessionError, UsageError
 from kcode.events import Event
-from kcode.session.log import log_in_use
+from kcode.session.log import lock_held, log_in_use
 from kcode.session.tail import EventTail
 
 __all__ = [
@@ -123,17 +123,7 @@ def check_answer(decision: str) -> None:
 
 def writer_attached(session_dir: Path) -> bool:
     """Whether some process holds the session's control channel now."""
-    try:
-        handle = (Path(session_dir) / LOCK_FILE).open("rb")
-    except FileNotFoundError:
-        return False
-    with handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-        return False
+    return lock_held(Path(session_dir) / LOCK_FILE, exclusive=True)
 
 
 class ControlWriter:

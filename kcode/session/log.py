@@ -26,7 +26,7 @@ from kcode.errors import SessionError
 from kcode.events import Checkpoint, Event, SessionFinished, TurnCompleted, event_from_dict
 from kcode.session.versions import LOG_VERSION, LineUpgrader
 
-__all__ = ["SessionLog", "read_events", "read_event_dicts", "log_in_use", "count_lines"]
+__all__ = ["SessionLog", "read_events", "read_event_dicts", "log_in_use", "lock_held", "count_lines"]
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +117,19 @@ def count_lines(path: Path) -> int:
 
 def log_in_use(path: Path) -> bool:
     """Whether a live process is writing the log at ``path`` (holds its lock)."""
+    return lock_held(path)
+
+
+def lock_held(path: Path, *, exclusive: bool = False) -> bool:
+    """Whether some process holds a ``flock`` on ``path`` that a non-blocking shared (or
+    ``exclusive``) lock cannot pass; False when there is no such file."""
     try:
-        handle = path.open("rb")
+        handle = Path(path).open("rb")
     except FileNotFoundError:
         return False
     with handle:
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(handle.fileno(), (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         except BlockingIOError:
             return True
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
