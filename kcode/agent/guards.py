@@ -7,8 +7,10 @@
 - a call made again with no progress since it was first made (nothing changed, no new test
   result; in a row or not, A B A B): its tools are left out of the next ``WITHHOLD_STEPS``
   steps' grammar, for a local model whose tool calls are constrained
-  (:meth:`LoopGuard.repeated_tools`; two steps, so that an A B A B loop loses both); a small
-  model otherwise repeats it until the streak's notes stop the run;
+  (:meth:`LoopGuard.repeated_tools`; two steps for the first repeat, so that an A B A B loop
+  loses both, and two more for each further one, up to ``WITHHOLD_MAX_STEPS``, so that a
+  longer cycle, A B C A B C, loses all its tools at once too); a small model otherwise repeats
+  it until the streak's notes stop the run;
 - no progress (no file changed, no new test result) for N steps: a nudge, and at 2N a stop.
 
 The notes' texts are in ``prompts/loop/`` (:mod:`kcode.agent.notes`).
@@ -30,7 +32,8 @@ REPEAT_FORCE_AT = 12
 ALTERNATION_WINDOW = 6
 MALFORMED_LIMIT = 3
 SINCE_PROGRESS_KEPT = 40  # calls remembered for repeated_tools
-WITHHOLD_STEPS = 2  # steps a repeated call's tools stay out of the grammar
+WITHHOLD_STEPS = 2  # steps a repeated call's tools stay out of the grammar, per repeat
+WITHHOLD_MAX_STEPS = 8
 
 
 def canonical_call(name: str, arguments: dict[str, Any]) -> str:
@@ -67,8 +70,9 @@ class LoopGuard:
             self._last_names = tuple(call.split(":", 1)[0] for call in calls)
             signature = "|".join(calls)
             self._withheld = {name: left - 1 for name, left in self._withheld.items() if left > 1}
-            if signature in self._since_progress:
-                self._withheld.update(dict.fromkeys(self._last_names, WITHHOLD_STEPS))
+            if (made := self._since_progress.count(signature)):
+                steps = min(WITHHOLD_MAX_STEPS, WITHHOLD_STEPS * made)
+                self._withheld.update({name: max(steps, self._withheld.get(name, 0)) for name in self._last_names})
             self._since_progress = (self._since_progress + [signature])[-SINCE_PROGRESS_KEPT:]
             self._check_repeats(signature, verdict)
             self._recent.append(signature)
@@ -78,7 +82,7 @@ class LoopGuard:
 
     def repeated_tools(self) -> set[str]:
         """The tools of calls made again with no progress since they were first made, for
-        ``WITHHOLD_STEPS`` steps after the repeat."""
+        ``WITHHOLD_STEPS`` steps after the first repeat and as many more after each further one."""
         return set(self._withheld)
 
     def _check_malformed(self, malformed: int, verdict: GuardVerdict) -> None:

@@ -394,6 +394,7 @@ def run_task(
                 messages = _opening(config, model, tools, workspace, task, agents_cwd, bus, started_at=started_at)
             else:
                 messages = _log_opening(bus, opening)
+            ctx.state.seen_files = seen_files(messages, ctx.root)  # what the edit tools may change
             agent = _agent(config, model, tools, ctx, bus, workspace, messages, task, agents_cwd, repack=opening is None, control=control)
             return _finish(agent, meta, store, workspace, tests, apply)
         finally:
@@ -467,12 +468,12 @@ def resume_task(
                 tools = with_subagents(config, tools, model, store, meta, workspace, bus, cancel)
             ctx.state.todo = list(state.todo)
             messages = state.conversation()
-            ctx.state.seen_files = seen_files(messages, ctx.root)  # what write_file may overwrite
             if not recovered.snapshots:  # no step had started: log (the rest of) the opening
                 if opening is None:
                     messages = _opening(config, model, tools, workspace, meta.task, workspace.path, bus, logged=messages)
                 else:
                     messages = _log_opening(bus, opening, logged=messages)
+            ctx.state.seen_files = seen_files(messages, ctx.root)  # what the edit tools may change
             agent = _agent(config, model, tools, ctx, bus, workspace, messages, meta.task, workspace.path, repack=opening is None, step=state.step, elapsed_before=recovered.elapsed, usage=TokenUsage(*state.usage), state=state.agent_state, control=control)
             return _finish(agent, meta, store, workspace, tests, apply=False)
         finally:

@@ -1,5 +1,12 @@
 """``edit_file``: replace an exact snippet, with a whitespace-tolerant retry, a "did you
-mean" error quoting the closest region, and a syntax check that reverts broken Python."""
+mean" error quoting the closest region, and a syntax check that reverts broken Python.
+
+A file must have been seen before it is edited (as Claude Code's Edit asks): read with
+``read_file``, written with ``write_file``, or packed whole into the prompt. The first edit of
+an unseen file is not made; its error shows the lines around where ``old`` matches, and the
+file then counts as seen, so the same call made again goes through. Small models otherwise
+edit code they have never looked at, with ``old`` text they guessed (renaming a function
+because its name matched, changing the wrong function's default)."""
 
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ from kcode.tools.paths import display_path, resolve_path
 __all__ = ["EditFileTool", "apply_edit"]
 
 _CONTEXT_LINES = 3
+_UNSEEN_CONTEXT_LINES = 12  # around the match, for the first edit of a file not yet seen
 
 
 class EditFileParams(Params):
@@ -124,6 +132,23 @@ def apply_edit(text: str, old: str, new: str, *, replace_all: bool = False, show
     return outcome
 
 
+def _unseen_refusal(text: str, outcome: EditOutcome, old: str, shown: str) -> str:
+    """The error for a first edit of a file the model has not seen: where ``old`` matches,
+    marked, with the lines around it."""
+    lines = text.split("\n")
+    first = outcome.first_line
+    last = first + max(1, old.strip("\n").count("\n") + 1) - 1
+    start, end = max(1, first - _UNSEEN_CONTEXT_LINES), min(len(lines), last + _UNSEEN_CONTEXT_LINES)
+    numbered = "\n".join(f"{n:>5}{'>' if first <= n <= last else ' '}\t{lines[n - 1]}" for n in range(start, end + 1))
+    where = f"`old` matches {outcome.count} times; the first match" if outcome.count > 1 else "`old` matches"
+    return (
+        f"{shown}: not edited: you have not read this file yet, so check the code before changing it. "
+        f"Lines {start}-{end} of {len(lines)} ({where} at the lines marked >):\n{numbered}\n"
+        "If this is the code that needs the change, call edit_file again with `old` copied exactly from these "
+        "lines (without the line numbers); if not, find the right place (search, read_file)."
+    )
+
+
 def _snippet(text: str, first_line: int, line_count: int) -> str:
     lines = text.split("\n")
     start = max(1, first_line - _CONTEXT_LINES)
@@ -141,7 +166,11 @@ class EditFileTool(Tool):
         shown = display_path(ctx.root, path)
         original = read_text_file(path, shown)
         refuse_generated(shown, original, ctx.task)
+        seen = shown in ctx.state.seen_files
+        ctx.state.seen_files.add(shown)  # a refusal or a near miss below shows the file's lines
         outcome = apply_edit(original, params.old, params.new, replace_all=params.replace_all, shown=shown)
+        if not seen:
+            raise ToolError(_unseen_refusal(original, outcome, params.old, shown))
         problems = check_python_edit(path, shown, original, outcome.text)
         path.write_text(outcome.text, encoding="utf-8")
         how = " (matched ignoring whitespace)" if outcome.fuzzy else ""

@@ -174,11 +174,17 @@ def replaces_most(before: str, after: str) -> tuple[bool, int, int]:
     return kept * 2 < len(old), len(old), kept
 
 
+_WHOLE_FILE_TAG = re.compile(r'<file path="([^"]+)">')  # a whole file in the pack (an excerpt has more attributes)
+
+
 def seen_files(messages: list[dict], root: Path) -> set[str]:
-    """The files the conversation's ``read_file`` and ``write_file`` calls named, as shown
-    paths (what a resumed session has seen)."""
+    """The files the model has seen: those packed whole into the system prompt, and those the
+    conversation's ``read_file`` and ``write_file`` calls named, as shown paths (what
+    ``edit_file`` and ``write_file`` need before they change a file; a resumed session's too)."""
     seen = set()
     for message in messages:
+        if message.get("role") == "system" and isinstance(message.get("content"), str):
+            seen.update(_WHOLE_FILE_TAG.findall(message["content"]))
         for call in message.get("tool_calls") or []:
             path = (call.get("arguments") or {}).get("path") if call.get("name") in ("read_file", "write_file") else None
             if isinstance(path, str):

@@ -106,8 +106,32 @@ _FAILING_IDS = [
 ]
 
 
+_UNITTEST_RAN = re.compile(r"^Ran (\d+) tests? in [\d.]+s$", re.M)
+_UNITTEST_VERDICT = re.compile(r"^(OK|FAILED)(?: \(([^)]*)\))?$", re.M)
+_UNITTEST_FAILING = re.compile(r"^(?:FAIL|ERROR): (\S+) \(([\w.]+?)(?:\.\1)?\)", re.M)
+
+
+def _parse_unittest(output: str) -> TestReport | None:
+    """unittest's "Ran N tests" and "OK" / "FAILED (failures=1, errors=2, skipped=3)"."""
+    ran = _UNITTEST_RAN.findall(output)
+    verdict = _UNITTEST_VERDICT.findall(output)
+    if not ran or not verdict:
+        return None
+    counts = dict(re.findall(r"(\w+)=(\d+)", verdict[-1][1]))
+    report = TestReport(failed=int(counts.get("failures", 0)), errors=int(counts.get("errors", 0)),
+                        skipped=int(counts.get("skipped", 0)) + int(counts.get("expected failures", 0)))
+    report.passed = max(0, int(ran[-1]) - report.failed - report.errors - report.skipped)
+    for name, where in _UNITTEST_FAILING.findall(output):
+        report.failures.append((f"{where}.{name}", ""))
+    return report
+
+
 def parse_summary(output: str) -> TestReport:
-    """Counts from a runner's summary lines (the last line that mentions each count wins)."""
+    """Counts from a runner's summary lines (the last line that mentions each count wins);
+    unittest's summary is read as unittest prints it."""
+    unittest = _parse_unittest(output)
+    if unittest is not None:
+        return unittest
     report = TestReport()
     for name, pattern in _COUNT_PATTERNS.items():
         found = pattern.findall(output)
@@ -172,8 +196,15 @@ class RunTestsTool(Tool):
         if report is None:
             report = parse_summary(result.output)
         ok = result.exit_code == 0 and not result.timed_out and report.failed == 0 and report.errors == 0
+        nothing_ran = report.total == 0 and (junit is not None or _UNITTEST_RAN.search(result.output) is not None)
+        ok = ok and not nothing_ran
+        rendered = _render(command, ok, report, result.describe())
+        if nothing_ran:
+            detected = ctx.test_command or detect_test_command(ctx.root)
+            rendered += "\nNo tests ran: this command found no tests" + (
+                f"; the project's test command is `{detected}`" if detected and detected != command else "") + "."
         return ToolResult(
-            _render(command, ok, report, result.describe()),
+            rendered,
             is_error=not ok,
             data={
                 "tests": {

@@ -82,3 +82,17 @@ def test_a_call_made_again_without_progress_has_its_tool_withheld_for_two_steps(
     guard.observe(9, two, 0, False)
     guard.observe(10, two, 0, False)
     assert guard.repeated_tools() == {"search", "read_file"}
+
+
+def test_a_three_call_cycle_loses_all_its_tools_at_once():
+    """A B C A B C A B C (the 1.5B on cachetools: repo_map, search, a refused write_file):
+    each further repeat withholds its tool longer, so the cycle cannot go on."""
+    guard = LoopGuard(stuck_steps=1000)
+    cycle = [canonical_call("repo_map", {"query": "LRUCache"}), canonical_call("search", {"pattern": "x"}),
+             canonical_call("write_file", {"path": "a.py", "content": "y"})]
+    withheld = []
+    for step in range(1, 10):
+        guard.observe(step, [cycle[(step - 1) % 3]], 0, False)
+        withheld.append(guard.repeated_tools())
+    assert withheld[3:6] == [{"repo_map"}, {"repo_map", "search"}, {"search", "write_file"}]  # first repeats: 2 steps
+    assert withheld[6:] == [{"write_file", "repo_map"}, {"repo_map", "search"}, {"repo_map", "search", "write_file"}]

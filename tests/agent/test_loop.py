@@ -199,3 +199,30 @@ def test_the_loop_reads_in_one_sitting():
     their own modules): the module at most 300 lines, one step at most 40."""
     assert len(inspect.getsource(loop).splitlines()) <= 300
     assert len(inspect.getsource(loop.Agent._step).splitlines()) <= 40
+
+
+BLIND_EDIT = {"tool_calls": [{"name": "edit_file", "arguments": {"path": "calc/__init__.py", "old": "return a - b", "new": "return a + b"}}]}
+TESTS_THEN_FINISH = [{"tool_calls": [{"name": "run_tests", "arguments": {}}]},
+                     {"tool_calls": [{"name": "finish", "arguments": {"summary": "Fixed add()."}}]}]
+
+
+def _tool_outputs(events):
+    return [e.message["content"] for e in events if isinstance(e, MessageAdded) and e.message["role"] == "tool"]
+
+
+def test_an_edit_of_a_file_the_model_has_not_seen_is_shown_first_then_made(calc_repo, tmp_path):
+    """Without the pack, the model has seen no file: its first edit shows the code around
+    `old` instead of changing it; the same call again goes through."""
+    script = write_script(tmp_path / "blind.json", [BLIND_EDIT, BLIND_EDIT, *TESTS_THEN_FINISH])
+    outcome, events = run(calc_repo, script, pack="none")
+    outputs = _tool_outputs(events)
+    assert "not edited: you have not read this file yet" in outputs[0] and ">\t    return a - b" in outputs[0]
+    assert outputs[1].startswith("edited calc/__init__.py")
+    assert outcome.result.status == "finished" and outcome.tests["ok"]
+
+
+def test_a_file_packed_whole_counts_as_seen(calc_repo, tmp_path):
+    script = write_script(tmp_path / "packed.json", [BLIND_EDIT, *TESTS_THEN_FINISH])
+    outcome, events = run(calc_repo, script)
+    assert _tool_outputs(events)[0].startswith("edited calc/__init__.py")
+    assert outcome.result.status == "finished" and outcome.tests["ok"]

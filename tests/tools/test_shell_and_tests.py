@@ -101,3 +101,22 @@ def test_todo_replaces_the_plan(call, ctx):
     assert "[~] c" in result.output
     bad = call("todo", items=[{"text": "x", "status": "maybe"}])
     assert bad.is_error and ctx.state.todo == [{"text": "c", "status": "in_progress"}]
+
+
+def test_unittest_summaries_are_parsed_with_the_failing_tests():
+    output = (
+        "F.E.s.\n======\nFAIL: test_teens (tests.test_ordinal.OrdinalTest.test_teens)\n------\n"
+        "ERROR: test_neg (tests.test_ordinal.OrdinalTest)\n------\nRan 6 tests in 0.004s\n\nFAILED (failures=1, errors=1, skipped=1)\n"
+    )
+    report = parse_summary(output)
+    assert (report.passed, report.failed, report.errors, report.skipped) == (3, 1, 1, 1)
+    assert [test_id for test_id, _ in report.failures] == ["tests.test_ordinal.OrdinalTest.test_teens", "tests.test_ordinal.OrdinalTest.test_neg"]
+    assert (parse_summary("Ran 4 tests in 0.1s\n\nOK (skipped=1)").passed, parse_summary("Ran 4 tests in 0.1s\n\nOK").passed) == (3, 4)
+
+
+def test_a_unittest_command_that_finds_no_tests_is_not_a_pass(call, calc_repo):
+    """unittest exits 0 after "Ran 0 tests" on Python 3.11: that must not read as a pass."""
+    result = call("run_tests", command="python3 -m unittest discover -s calc")
+    assert result.is_error and "No tests ran" in result.output and result.data["tests"]["ok"] is False
+    assert "the project's test command is `python3 -m pytest`" in result.output
+    assert call("run_tests").data["tests"]["failed"] == 1  # the project's own command still runs them
