@@ -5,7 +5,7 @@ The instance's grading environment (:mod:`kcode.evals.envs`: one venv per reposi
 version, with the dependencies) is built or reused, and the agent's checkout gets a light
 ``.venv/`` on top of it: the same interpreter, a ``.pth`` file that puts the checkout's own
 source first on ``sys.path`` (``src/`` when the project uses that layout), then the grading
-environment's packages. So ``python -m pytest`` in the checkout tests the agent's edits with
+environment's packages, and its console scripts (``pytest``) run by that interpreter. So ``python -m pytest`` in the checkout tests the agent's edits with
 the project's dependencies, and kcode (and any agent that puts ``.venv/bin`` first on its
 PATH) finds it as the repository's virtualenv. ``.venv/`` is kept out of git status.
 """
@@ -39,6 +39,29 @@ def _source_root(checkout: Path) -> Path:
     return checkout
 
 
+def _console_scripts(env_bin: Path, venv_bin: Path) -> list[str]:
+    """The grading environment's console scripts (``pytest``, ``tox``, ...) in the agent's
+    ``.venv/bin``, run by its interpreter: a bare ``pytest`` then tests the checkout's source
+    with the project's dependencies, not whatever ``pytest`` comes next on ``PATH`` (another
+    Python's, importing another copy of the library). Returns the names made."""
+    made = []
+    for script in sorted(env_bin.iterdir()):
+        name = script.name
+        if name.startswith(("python", "pip", "activate", "Activate")) or (venv_bin / name).exists() or not script.is_file():
+            continue
+        try:
+            first = script.open("rb").readline()
+        except OSError:
+            continue
+        if not first.startswith(b"#!") or b"python" not in first:
+            continue
+        wrapper = venv_bin / name
+        wrapper.write_text(f'#!/bin/sh\nexec "{venv_bin / "python"}" "{script}" "$@"\n', encoding="utf-8")
+        wrapper.chmod(0o755)
+        made.append(name)
+    return made
+
+
 def prepare_agent_env(inst: Instance, checkout: Path, *, repos_dir: Path | None = None, cache_dir: Path | None = None) -> tuple[Path, Path]:
     """Make ``checkout/.venv`` over the instance's grading environment; return (its path, the
     grading environment's folder, which the agent's sandbox must show read-only).
@@ -65,6 +88,7 @@ def prepare_agent_env(inst: Instance, checkout: Path, *, repos_dir: Path | None 
     # at its own testbed: its finder comes after the path entries), then the env's packages
     # with their own .pth files processed (site.addsitedir)
     (site / "_kcode_eval_env.pth").write_text(f"{_source_root(checkout)}\nimport site; site.addsitedir({str(env_site)!r})\n", encoding="utf-8")
+    _console_scripts(env_python.parent, venv / "bin")
     exclude = checkout / ".git" / "info" / "exclude"
     exclude.parent.mkdir(parents=True, exist_ok=True)
     with exclude.open("a", encoding="utf-8") as fh:

@@ -3,6 +3,7 @@ gold resolves 100 %, empty 0 %. Skipped, with the reason, when PyPI cannot be re
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,7 @@ def test_a_fast_subset_builds_and_gold_resolves_all_and_empty_none(tmp_path: Pat
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import importlib, sys; m = importlib.import_module(sys.argv[1]); print(m.__file__)",
                             inst.repo.split("/")[1].replace("-", "_")], cwd=tmp_path, capture_output=True, text=True)
     assert where.stdout.startswith(str(repo)), where.stdout + where.stderr
+    # a bare `pytest`, with the agent's PATH (.venv/bin first): the same tests, of the checkout
+    path = f"{venv / 'bin'}:{os.environ['PATH']}"
+    bare = subprocess.run(["pytest", "-q", "-p", "no:cacheprovider", test_id], cwd=repo, capture_output=True, text=True, timeout=300, env={**os.environ, "PATH": path})
+    assert bare.returncode == 1 and "1 failed" in bare.stdout, bare.stdout[-2000:] + bare.stderr[-2000:]
