@@ -43,7 +43,7 @@ from kcode.paths import data_dir
 from kcode.session import SessionLog, SessionMeta, SessionStore, log_in_use, new_session_id
 from kcode.skills import SkillSet, discover_skills, render_catalog
 from kcode.tools import SessionState, SkillTool, ToolContext, ToolRegistry, default_tools
-from kcode.tools.files import seen_files
+from kcode.tools.files import seen_files, whole_files
 from kcode.trust import check_project_settings, is_trusted
 from kcode.vcs import ApplyReport, Workspace, apply_result, repo_root
 
@@ -395,6 +395,7 @@ def run_task(
             else:
                 messages = _log_opening(bus, opening)
             ctx.state.seen_files = seen_files(messages, ctx.root)  # what the edit tools may change
+            ctx.state.whole_files = whole_files(messages, ctx.root)  # what write_file may replace
             agent = _agent(config, model, tools, ctx, bus, workspace, messages, task, agents_cwd, repack=opening is None, control=control)
             return _finish(agent, meta, store, workspace, tests, apply)
         finally:
@@ -474,6 +475,7 @@ def resume_task(
                 else:
                     messages = _log_opening(bus, opening, logged=messages)
             ctx.state.seen_files = seen_files(messages, ctx.root)  # what the edit tools may change
+            ctx.state.whole_files = whole_files(messages, ctx.root)  # what write_file may replace
             agent = _agent(config, model, tools, ctx, bus, workspace, messages, meta.task, workspace.path, repack=opening is None, step=state.step, elapsed_before=recovered.elapsed, usage=TokenUsage(*state.usage), state=state.agent_state, control=control)
             return _finish(agent, meta, store, workspace, tests, apply=False)
         finally:

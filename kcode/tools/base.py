@@ -50,9 +50,12 @@ class SessionState:
     """State the tools share with the loop and that is saved with the session."""
 
     todo: list[dict[str, str]] = field(default_factory=list)
-    # files the model has seen whole or in part (read_file) or written itself (write_file), by
-    # their shown path: only those may be overwritten (kcode.tools.files.WriteFileTool)
+    # files the model has seen whole or in part (the pack, read_file, an edit's view) or written
+    # itself (write_file), by their shown path: only those may be edited (kcode.tools.edit)
     seen_files: set[str] = field(default_factory=set)
+    # of those, the files seen whole (packed whole, read from the first line to the last, or
+    # written): only those may be replaced by a write_file that keeps little of them
+    whole_files: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,10 @@
 
 ``write_file`` refuses to replace most of an existing file unless the model asks for it: a
 file of ``GUARDED_LINES`` lines or more whose new content keeps less than half of its
-non-blank lines (``replaces_most``) is only overwritten when the model has read it (or written
-it) in this session and passes ``overwrite: true``; otherwise the error points to ``edit_file``.
-Small models otherwise "fix" an 890-line module by writing a 3-line one.
+non-blank lines (``replaces_most``) is only overwritten when the model has seen all of it in
+this session (packed whole, read from the first line to the last, or written it) and passes
+``overwrite: true``; otherwise the error points to ``edit_file``. Small models otherwise "fix"
+an 890-line module by writing a 3-line one, or by writing the one function they read over it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "refuse_generated",
     "replaces_most",
     "seen_files",
+    "whole_files",
     "GUARDED_LINES",
 ]
 
@@ -89,6 +91,8 @@ class ReadFileTool(Tool):
         if params.offset > total:
             raise ToolError(f"{shown}: offset {params.offset} is past the end (the file has {total} lines)")
         end = min(total, params.offset + params.limit - 1)
+        if params.offset == 1 and end == total:
+            ctx.state.whole_files.add(shown)
         width = len(str(end))
         body = []
         for number in range(params.offset, end + 1):
@@ -175,6 +179,7 @@ def replaces_most(before: str, after: str) -> tuple[bool, int, int]:
 
 
 _WHOLE_FILE_TAG = re.compile(r'<file path="([^"]+)">')  # a whole file in the pack (an excerpt has more attributes)
+_WHOLE_READ = re.compile(r"(\S+) \(lines 1-(\d+) of \2\)\n")  # read_file's header, for all of a file
 
 
 def seen_files(messages: list[dict], root: Path) -> set[str]:
@@ -195,6 +200,27 @@ def seen_files(messages: list[dict], root: Path) -> set[str]:
     return seen
 
 
+def whole_files(messages: list[dict], root: Path) -> set[str]:
+    """The files a resumed conversation has seen whole: packed whole into the system prompt,
+    read from the first line to the last (the ``read_file`` result's header says so), or
+    written by ``write_file``."""
+    whole = set()
+    for message in messages:
+        content = message.get("content")
+        if message.get("role") == "system" and isinstance(content, str):
+            whole.update(_WHOLE_FILE_TAG.findall(content))
+        elif message.get("role") == "tool" and isinstance(content, str) and (read := _WHOLE_READ.match(content)):
+            whole.add(read.group(1))
+        for call in message.get("tool_calls") or []:
+            path = (call.get("arguments") or {}).get("path") if call.get("name") == "write_file" else None
+            if isinstance(path, str):
+                try:
+                    whole.add(display_path(root, resolve_path(root, path, for_write=True)))
+                except ToolError:
+                    continue
+    return whole
+
+
 class WriteFileTool(Tool):
     name = "write_file"
     Params = WriteFileParams
@@ -209,11 +235,12 @@ class WriteFileTool(Tool):
         before = path.read_text(encoding="utf-8", errors="replace") if existed else None
         refuse_generated(shown, before or "", ctx.task)
         if before is not None:
-            _refuse_destructive(shown, before, params, ctx.state.seen_files)
+            _refuse_destructive(shown, before, params, ctx.state.whole_files)
         problems = check_python_edit(path, shown, before, params.content)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(params.content, encoding="utf-8")
         ctx.state.seen_files.add(shown)
+        ctx.state.whole_files.add(shown)
         lines = params.content.count("\n") + (0 if params.content.endswith("\n") or not params.content else 1)
         verb = "overwrote" if existed else "created"
         return ToolResult(f"{verb} {shown} ({lines} lines){problems}", data={"path": shown, "created": not existed})
@@ -225,7 +252,8 @@ def _refuse_destructive(shown: str, before: str, params: WriteFileParams, seen: 
         return
     missing = []
     if shown not in seen:
-        missing.append(f"read it first with read_file(path={shown!r})")
+        total = len(before.splitlines())
+        missing.append(f"read it first with read_file(path={shown!r}), all {total} lines of it")
     if not params.overwrite:
         missing.append("pass overwrite: true")
     raise ToolError(

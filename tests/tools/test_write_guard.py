@@ -42,7 +42,9 @@ def test_replacing_most_of_a_file_unread_is_refused_and_points_to_edit_file(call
 def test_the_flag_alone_is_not_enough_nor_reading_alone(call, big):
     flagged = call("write_file", path="calc/big.py", content="x = 1\n", overwrite=True)
     assert flagged.is_error and "read it first" in flagged.output and "pass overwrite" not in flagged.output
-    assert not call("read_file", path="calc/big.py", limit=5).is_error  # part of it is enough
+    assert not call("read_file", path="calc/big.py", offset=80).is_error  # a part is not enough
+    assert "read it first" in call("write_file", path="calc/big.py", content="x = 1\n", overwrite=True).output
+    assert not call("read_file", path="calc/big.py").is_error  # all 90 lines
     unflagged = call("write_file", path="calc/big.py", content="x = 1\n")
     assert unflagged.is_error and "pass overwrite: true" in unflagged.output and "read it first" not in unflagged.output
     assert big.read_text() == MODULE
@@ -93,3 +95,15 @@ def test_through_a_run_and_a_resume_the_read_is_remembered(big, calc_repo, tmp_p
     assert not written.is_error, written.output
     assert second.result.status == "finished"
     assert json.loads(json.dumps(second.changed_files)) == [{"path": "calc/big.py", "kind": "update"}]
+
+
+def test_a_resumed_run_remembers_which_files_were_read_whole(calc_repo):
+    from kcode.tools.files import whole_files
+
+    messages = [
+        {"role": "system", "content": '<file path="calc/__init__.py">\nx\n</file>\n<file path="calc/big.py" excerpt="lines 1-3 of 90">\n'},
+        {"role": "tool", "content": "calc/other.py (lines 1-12 of 12)\n1\tx = 1\n"},
+        {"role": "tool", "content": "calc/part.py (lines 1-400 of 900); continue with offset=401\n1\tx = 1\n"},
+        {"role": "assistant", "tool_calls": [{"name": "write_file", "arguments": {"path": "./calc/made.py", "content": "y"}}]},
+    ]
+    assert whole_files(messages, calc_repo) == {"calc/__init__.py", "calc/other.py", "calc/made.py"}
