@@ -255,11 +255,14 @@ class Verification:
         return sorted({test_id.split("::")[0] for test_id in failing})
 
     def _note_tests(self, results: list[ToolResult]) -> bool:
-        """Remember the last test outcome; True when it differs from the previous one."""
+        """Remember the last test outcome; True when it differs from the previous one. A run
+        that ran no test (a command that is not a test runner, a path that does not exist) is
+        neither: a small model otherwise "progresses" by running a broken command, which
+        clears the loop guard, and its finish is sent back for a failure that says nothing."""
         new = False
         for result in results:
             tests = result.data.get("tests")
-            if tests:
+            if tests and tests["passed"] + tests["failed"] + tests["errors"] + tests.get("skipped", 0) > 0:
                 run = TestRun.from_tool(tests)
                 new |= run != self.last_tests
                 self.last_tests = run

@@ -303,3 +303,16 @@ def test_a_run_without_editing_tools_finishes_without_changes_at_once(calc_repo,
     assert outcome.result.status == "finished" and outcome.result.steps == 2, outcome.result.summary
     notes = [e.message["content"] for e in events if isinstance(e, MessageAdded) and e.message["role"] == "user"][1:]
     assert not any("nothing in the repository has changed" in note for note in notes)
+
+
+def test_a_test_command_that_ran_no_test_is_neither_a_result_nor_progress(calc_repo, tmp_path):
+    """The 1.5B ran `tests/test_x.py` as a command (permission denied): that cleared the loop
+    guard as "a new test result" and its finish was sent back for a failure that said nothing."""
+    broken = {"tool_calls": [{"name": "run_tests", "arguments": {"command": "tests/test_calc.py"}}]}
+    edit = {"tool_calls": [{"name": "edit_file", "arguments": {"path": "calc/__init__.py", "old": "return a - b", "new": "return a + b"}}]}
+    outcome, notes = _run(calc_repo, tmp_path, "Fix the failing test in calc", [edit, broken, FINISH])
+    assert not [n for n in notes if "the last test run failed" in n]
+    assert outcome.result.status == "finished" and outcome.result.steps == 3
+    verification = Verification(task="Fix it")
+    ran_nothing = {"tests": {"ok": False, "passed": 0, "failed": 0, "errors": 0, "skipped": 0, "failing": [], "exit_code": 126}}
+    assert verification._note_tests([type("R", (), {"data": ran_nothing})()]) is False and verification.last_tests is None
