@@ -166,11 +166,12 @@ class EditFileTool(Tool):
         shown = display_path(ctx.root, path)
         original = read_text_file(path, shown)
         refuse_generated(shown, original, ctx.task)
-        seen = shown in ctx.state.seen_files
-        ctx.state.seen_files.add(shown)  # a refusal or a near miss below shows the file's lines
+        if shown not in ctx.state.seen_files:
+            ctx.state.seen_files.add(shown)  # the refusal or the near miss shows the file's lines
+            # where `old` matches (every match counted: the view comes before "matches N times")
+            found = apply_edit(original, params.old, params.new, replace_all=True, shown=shown)
+            raise ToolError(_unseen_refusal(original, found, params.old, shown))
         outcome = apply_edit(original, params.old, params.new, replace_all=params.replace_all, shown=shown)
-        if not seen:
-            raise ToolError(_unseen_refusal(original, outcome, params.old, shown))
         problems = check_python_edit(path, shown, original, outcome.text)
         path.write_text(outcome.text, encoding="utf-8")
         how = " (matched ignoring whitespace)" if outcome.fuzzy else ""

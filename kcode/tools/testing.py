@@ -196,13 +196,16 @@ class RunTestsTool(Tool):
         if report is None:
             report = parse_summary(result.output)
         ok = result.exit_code == 0 and not result.timed_out and report.failed == 0 and report.errors == 0
-        nothing_ran = report.total == 0 and (junit is not None or _UNITTEST_RAN.search(result.output) is not None)
+        # pytest's JUnit file or unittest's "Ran 0 tests" says so; 126/127: the command could not run
+        nothing_ran = report.total == 0 and (junit is not None or _UNITTEST_RAN.search(result.output) is not None
+                                             or result.exit_code in (126, 127))
         ok = ok and not nothing_ran
         rendered = _render(command, ok, report, result.describe())
         if nothing_ran:
             detected = ctx.test_command or detect_test_command(ctx.root)
             rendered += "\nNo tests ran: this command found no tests" + (
-                f"; the project's test command is `{detected}`" if detected and detected != command else "") + "."
+                f"; the project's test command is `{detected}` (call run_tests without `command` to run it, "
+                "or pass a test file or test id to it)" if detected and detected != command else "") + "."
         return ToolResult(
             rendered,
             is_error=not ok,

@@ -135,3 +135,12 @@ def test_a_file_read_first_is_edited_at_once_and_a_near_miss_counts_as_seen(ctx,
     miss = call("edit_file", path="calc/__init__.py", old="return a + c", new="return a")
     assert miss.is_error and "Did you mean" in miss.output
     assert not call("edit_file", path="calc/__init__.py", old="return a + b", new="return a - b").is_error
+
+
+def test_an_unseen_file_is_shown_even_when_old_matches_several_times(ctx, call, calc_repo):
+    """The 1.5B's `old: "parse_int_list"` matched 7 times: the "matches N times" error showed no
+    code, then replace_all renamed the function everywhere unseen."""
+    ctx.state.seen_files.clear()
+    result = call("edit_file", path="calc/__init__.py", old="return a", new="return b")
+    assert result.is_error and "you have not read this file yet" in result.output and "matches 2 times" in result.output
+    assert "return a - b" in result.output and "return a * b" in result.output

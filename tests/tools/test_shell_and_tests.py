@@ -120,3 +120,8 @@ def test_a_unittest_command_that_finds_no_tests_is_not_a_pass(call, calc_repo):
     assert result.is_error and "No tests ran" in result.output and result.data["tests"]["ok"] is False
     assert "the project's test command is `python3 -m pytest`" in result.output
     assert call("run_tests").data["tests"]["failed"] == 1  # the project's own command still runs them
+
+
+def test_a_test_command_that_cannot_run_says_how_to_run_the_tests(call):
+    result = call("run_tests", command="run_tests")  # the tool's own name, as a command (exit 127)
+    assert result.is_error and "No tests ran" in result.output and "call run_tests without `command`" in result.output
