@@ -140,7 +140,13 @@ def _unseen_refusal(text: str, outcome: EditOutcome, old: str, shown: str) -> st
     last = first + max(1, old.strip("\n").count("\n") + 1) - 1
     start, end = max(1, first - _UNSEEN_CONTEXT_LINES), min(len(lines), last + _UNSEEN_CONTEXT_LINES)
     numbered = "\n".join(f"{n:>5}{'>' if first <= n <= last else ' '}\t{lines[n - 1]}" for n in range(start, end + 1))
-    where = f"`old` matches {outcome.count} times; the first match" if outcome.count > 1 else "`old` matches"
+    where = "`old` matches"
+    if outcome.count > 1:
+        starts, at = [], text.find(old)
+        while at != -1 and len(starts) < 10:
+            starts.append(str(_line_of(text, at)))
+            at = text.find(old, at + 1)
+        where = f"`old` matches {outcome.count} times (at lines {', '.join(starts)}); the first"
     return (
         f"{shown}: not edited: you have not read this file yet, so check the code before changing it. "
         f"Lines {start}-{end} of {len(lines)} ({where} at the lines marked >):\n{numbered}\n"
