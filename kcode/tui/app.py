@@ -102,7 +102,10 @@ class KcodeApp(App[int]):
 
     # -- events in -----------------------------------------------------------------------
     def drain(self) -> int:
-        """Fold the queued events into the transcript and redraw; returns how many."""
+        """Fold the queued events into the transcript and redraw; returns how many (none
+        once the app is shutting down: its widgets are being removed)."""
+        if not self.is_running:
+            return 0
         inbox, apply = self.inbox, self.transcript.apply
         deadline = time.perf_counter() + self.drain_budget
         count = 0
@@ -244,6 +247,20 @@ class KcodeApp(App[int]):
             pass
 
 
+def _terminal_size_from_the_terminal() -> None:
+    """Textual takes COLUMNS and LINES before the terminal's own size and then ignores
+    resizes. A parent process may have exported them without meaning it (GNU readline does,
+    in any Python that loads it: pytest, a script that starts kcode), which pinned the TUI to
+    80x24 in a wider terminal; in a real terminal, its size wins."""
+    import os
+    import sys
+
+    stream = sys.__stdout__
+    if stream is not None and stream.isatty():
+        for name in ("COLUMNS", "LINES"):
+            os.environ.pop(name, None)
+
+
 def main(handle: Any, *, task: str | None = None, repo: Path | None = None, open_session: Callable[[str | None], Any] | None = None,
          history_path: Path | None = None) -> int:  # fmt: skip
     """Run the TUI on ``handle`` until the user quits; the exit code is the run's (0 while it
@@ -256,6 +273,7 @@ def main(handle: Any, *, task: str | None = None, repo: Path | None = None, open
     from kcode.tui.handles import session_opener
 
     history = History(history_path if history_path is not None else data_dir() / "tui-history.jsonl")
+    _terminal_size_from_the_terminal()
     app = KcodeApp(handle, task=task, repo=repo, open_session=open_session or session_opener(handle), history=history)
     code = app.run()
     return int(code or 0)

@@ -44,12 +44,14 @@ class ConversationView(VerticalScroll):
         self.views: dict[int, Synced] = {}  # id(block) -> its widget, for mounted turns
         self.lo = 0  # the first mounted turn (those before it are folded)
         self.cleared = 0  # /clear: turns before this are not shown at all
+        self.marker = Static("", id="folded")  # held, not queried: a sync may come before compose
 
     def compose(self):
-        yield Static("", id="folded")
+        yield self.marker
 
     def on_mount(self) -> None:
-        self.query_one("#folded", Static).display = False
+        self.marker.display = False
+        self.sync()  # what came in while this view was being mounted (a /resume's past)
 
     # -- following the end -------------------------------------------------------------
     @property
@@ -59,7 +61,11 @@ class ConversationView(VerticalScroll):
     def sync(self) -> None:
         """Bring the widgets up to the transcript: new blocks mounted (in mounted turns, or a
         new turn), changed ones redrawn, and only the window's turns kept mounted. Blocks of
-        folded turns are not built at all (a catch-up of 20,000 events mounts one window)."""
+        folded turns are not built at all (a catch-up of 20,000 events mounts one window).
+        Before the view is mounted (a /resume's new view) or while the app shuts down, the
+        changes wait in the transcript."""
+        if not self.is_mounted or not self.marker.is_mounted or not self.app.is_running:
+            return
         changed, _ = self.transcript.take_changes()
         if not changed:
             return
@@ -124,7 +130,7 @@ class ConversationView(VerticalScroll):
 
     def _marker(self) -> None:
         folded = self.lo - self.cleared
-        marker = self.query_one("#folded", Static)
+        marker = self.marker
         marker.display = folded > 0
         if folded > 0:
             marker.update(f"▲ {folded} earlier turn{'s' if folded != 1 else ''} folded — scroll up (or page up) to show them")
@@ -159,7 +165,7 @@ class ConversationView(VerticalScroll):
             if first is not None:
                 self.mount_all(turns, before=first)
             else:
-                self.mount_all(turns, after=self.query_one("#folded"))
+                self.mount_all(turns, after=self.marker)
             for turn in turns:
                 self.turn_views[turn.index] = turn
             added = self.lo - start

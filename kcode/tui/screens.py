@@ -96,7 +96,9 @@ class ApprovalScreen(ModalScreen[tuple[str, str]]):
             if self.reason:
                 yield Static(f"[dim]{escape(self.reason)}[/]\n")
             yield Static("[bold]o[/] allow once   [bold]a[/] allow always (this session)   [bold]d[/] deny with a reason", id="keys")
-            yield Input(placeholder="why not? (enter sends the denial)", id="reason")
+            # disabled (so not focusable) until d: otherwise the screen's auto-focus puts the
+            # hidden box under the keys, and the d that picks "deny" is typed into it too
+            yield Input(placeholder="why not? (enter sends the denial)", id="reason", disabled=True)
 
     def action_once(self) -> None:
         if not self.has_class("denying"):
@@ -109,7 +111,9 @@ class ApprovalScreen(ModalScreen[tuple[str, str]]):
     def action_deny(self) -> None:
         if not self.has_class("denying"):
             self.add_class("denying")
-            self.query_one("#reason", Input).focus()
+            box = self.query_one("#reason", Input)
+            box.disabled = False
+            box.focus()  # the d itself is not typed: the box was not focused when it came
 
     def on_input_submitted(self, message: Input.Submitted) -> None:
         self.dismiss(("deny", message.value.strip()))

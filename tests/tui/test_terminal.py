@@ -59,10 +59,11 @@ def tmux(tmp_path):
 
 
 def _env(kcode_home: Path, **extra: str) -> dict[str, str]:
-    return {"KCODE_HOME": str(kcode_home), "PYTHONPATH": str(ROOT), "TERM": "xterm-256color", **extra}
+    # COLUMNS/LINES as a parent that loaded GNU readline exports them (pytest without a tty
+    # does): the TUI must still take the pane's real size, 110x32 (kcode.tui.app.main)
+    return {"KCODE_HOME": str(kcode_home), "PYTHONPATH": str(ROOT), "TERM": "xterm-256color", "COLUMNS": "80", "LINES": "24", **extra}
 
 
-@pytest.mark.xfail(reason="the scripted run ends with a failing test run on screen; first run at the closing fresh-clone check, not fixed yet", strict=False)
 def test_kcode_task_runs_to_the_end_in_a_terminal(tmux, calc_repo, tmp_path, kcode_home):
     script = write_script(tmp_path / "fix.json", FIX_TURNS)
     tmux.start([sys.executable, "-m", "kcode", "Fix the failing test"], calc_repo, _env(kcode_home, KCODE_MODEL=f"scripted:{script}"))
@@ -75,14 +76,14 @@ def test_kcode_task_runs_to_the_end_in_a_terminal(tmux, calc_repo, tmp_path, kco
     assert "return a + b" in git(calc_repo, "show", f"{meta.branch}:calc/__init__.py")
 
 
-@pytest.mark.xfail(reason="attaching under tmux does not show the steered run as expected; first run at the closing fresh-clone check, not fixed yet", strict=False)
 def test_attach_to_a_headless_run_steers_it_and_leaves_it_going(tmux, calc_repo, tmp_path, kcode_home):
     turns = [{"tool_calls": [{"name": "bash", "arguments": {"command": "sleep 8; echo first"}}]},
              {"tool_calls": [{"name": "bash", "arguments": {"command": "sleep 4; echo second"}}]},
              {"content": "Done.", "tool_calls": [{"name": "finish", "arguments": {"summary": "both ran"}}]}]  # fmt: skip
     script = write_script(tmp_path / "slow.json", turns)
+    # a question: its finish without changes is taken at once (kcode.agent.verify)
     env = {**os.environ, **_env(kcode_home)}
-    headless = subprocess.Popen([sys.executable, "-m", "kcode", "run", "slow work", "--model", f"scripted:{script}"], cwd=calc_repo, env=env,
+    headless = subprocess.Popen([sys.executable, "-m", "kcode", "run", "How long do these commands take?", "--model", f"scripted:{script}"], cwd=calc_repo, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 120
