@@ -80,6 +80,7 @@ class Agent(ToolCalls):
     _prompt_tokens: int = field(default=0, init=False)  # size of the last prompt plus what was added since
     _call_cancel: CancelToken | None = field(default=None, init=False)  # the running tool call's
     _step_cancel: CancelToken = field(default_factory=CancelToken, init=False)  # the step's: a child of the run's
+    _interrupt_pending: bool = field(default=False, init=False)  # interrupt_step() not yet handled by a step
     _caller_cancel: CancelToken | None = field(default=None, init=False)  # the token the run was given
 
     def __post_init__(self, state: dict[str, Any] | None) -> None:
@@ -126,6 +127,8 @@ class Agent(ToolCalls):
 
     def _step(self) -> None:
         self._begin_step()
+        if self._step_cancel.cancelled and not self.ctx.cancel.cancelled:  # an interrupt sent between steps
+            return self._interrupted([])
         try:
             end = self._call_model()
         except StepInterrupted:
@@ -171,6 +174,8 @@ class Agent(ToolCalls):
         self.step += 1
         self.ctx.step = self.step
         self._step_cancel = self.ctx.cancel.child()
+        if self._interrupt_pending:  # sent after the last step could see it: it ends this one
+            self._step_cancel.cancel()
         self.bus.emit(TurnStarted(step=self.step))
         if hasattr(self.model, "withheld_tools"):  # a local model's grammar can leave tools out
             self.model.withheld_tools = frozenset(self.verify.withheld_tools() | self.guard.repeated_tools())
@@ -224,18 +229,24 @@ class Agent(ToolCalls):
 
     def interrupt_step(self) -> None:
         """End the current step (its model stream, its running tool call; calls not started
-        are not run), not the run. From any thread."""
+        are not run), not the run. From any thread. One sent between two steps (the last
+        step's calls done, the next not started) ends the next step before its model call,
+        as Esc does in Claude Code and Codex: whatever the agent is doing when the user
+        presses it stops, and the run waits for the user."""
+        self._interrupt_pending = True
         self._step_cancel.cancel()
 
     def _interrupted(self, results: list[ToolResult]) -> None:
         """The rest of a step the user interrupted: its changes checkpointed, a note to the
         model, the step saved; then, with a frontend attached, wait for its message."""
+        self._interrupt_pending = False
         if any(result.changed_files for result in results):
             self._checkpoint()
         self._add({"role": "user", "content": loop_note("step_interrupted")})
         self.bus.emit(TurnCompleted(step=self.step, model_state=self.model.state(), agent_state=self._saved()))
         if self.control is not None:
             self.control.wait_for_input(self.ctx.cancel)
+        self._interrupt_pending = False  # an interrupt while the run waited had nothing to end
         if self.ctx.cancel.cancelled:
             raise Interrupted("interrupted by the user")
 

@@ -11,7 +11,10 @@ log alone tells an attacher (and a resume) what happened:
   the user message) when the next step starts. A resume re-queues what was queued but never
   reached a completed step.
 - ``interrupt``: :class:`InterruptEvent` (step); the step's cancel token is cancelled (the
-  model's stream and the running tool call stop), the step ends, the run goes on. While a
+  model's stream and the running tool call stop), the step ends, the run goes on. One sent
+  between two steps ends the next step before its model call (as Esc in Claude Code and
+  Codex stops whatever the agent is doing); one sent while the run waits for the user's
+  message has nothing to end (a notice says so). While a
   frontend is attached (a local one, or a writer on the channel), the run then waits for its
   next message, or for the frontend to go away.
 - ``stop``: :class:`InterruptEvent` (run); the run's token is cancelled, the run ends as
@@ -86,6 +89,7 @@ class RunControl:
         self._agent: Any = None  # kcode.agent.loop.Agent while a run is attached
         self._reader: ControlReader | None = None
         self._input = threading.Event()  # set when a message or a stop comes in
+        self._waiting_input = False  # wait_for_input is waiting (an interrupt has nothing to end)
 
     # -- a run attaches ------------------------------------------------------------------
 
@@ -168,9 +172,14 @@ class RunControl:
             return bool(self._steering)
 
     def interrupt_step(self) -> bool:
-        """End the current step; False when no run is going."""
+        """End the current step, or the next one when sent between two steps (the run then
+        waits for the user); False when no run is going, or when it already waits for the
+        user's message (nothing to interrupt: a notice says so)."""
         agent = self._agent
         if agent is None:
+            return False
+        if self._waiting_input:
+            self._emit(ErrorEvent(message="nothing to interrupt: the run is waiting for your message", kind="notice"))
             return False
         self._emit(InterruptEvent(scope="step", step=agent.step))
         agent.interrupt_step()
@@ -216,11 +225,15 @@ class RunControl:
     def wait_for_input(self, cancel: CancelToken) -> None:
         """After a step interrupt: while a frontend is attached, wait for its next message
         (or a stop, or the frontend going away)."""
-        while not cancel.cancelled and not self.has_steering:
-            reader = self._reader
-            if not (self.interactive or (reader is not None and reader.writer_attached())):
-                return
-            self._input.wait(self._poll_seconds)
+        try:
+            while not cancel.cancelled and not self.has_steering:
+                reader = self._reader
+                if not (self.interactive or (reader is not None and reader.writer_attached())):
+                    return
+                self._waiting_input = True
+                self._input.wait(self._poll_seconds)
+        finally:
+            self._waiting_input = False
 
     def approve(self, needs: str, command: str, reason: str, paths: list[str], cancel: CancelToken) -> Approval:
         """Ask the frontend whether a command may have ``needs`` ("network" or

@@ -168,3 +168,24 @@ def test_steering_left_undelivered_when_a_headless_run_ends_reaches_the_resumed_
     resumed = resume_task(outcome.meta.session_id, subscribers=[again])  # a new process would do the same: from the log
     assert resumed.result.status == "finished"
     assert [(e.text, e.step) for e in again.events if isinstance(e, SteeringDelivered)] == [("one more thing", 3)]
+
+
+def test_an_interrupt_sent_between_two_steps_ends_the_next_one_and_the_run_waits(calc_repo, tmp_path):
+    # sent when step 1 has completed (its TurnCompleted, on the run's thread) and step 2 has
+    # not started: it used to cancel step 1's spent token, and step 2 ran as if nothing came
+    handle, seen = handle_for(calc_repo, write_script(tmp_path / "s.json", [bash("echo one"), bash("echo two"), FINISH, FINISH]))
+    handle.subscribe(lambda e: isinstance(e, TurnCompleted) and e.step == 1 and handle.interrupt_step())
+    handle.start("review calc")
+    seen.wait_for(lambda e: isinstance(e, TurnCompleted) and e.step == 2)
+    time.sleep(1.0)
+    assert not any(isinstance(e, TurnStarted) and e.step == 3 for e in seen.events) and handle.running  # waiting for the user
+    assert not any(isinstance(e, ToolCallStarted) and e.step == 2 for e in seen.events)  # step 2 ended before its model call
+    handle.interrupt_step()  # while it waits: nothing to interrupt, and it says so
+    seen.wait_for(lambda e: e.type == "error" and "nothing to interrupt" in e.message)
+    handle.steer("go on")
+    assert handle.wait(60) and handle.outcome.result.status == "finished"
+    events = seen.events
+    assert [e.step for e in events if isinstance(e, InterruptEvent)] == [1]
+    assert [(e.step, e.output.splitlines()[0]) for e in events if isinstance(e, ToolCallFinished) and e.name == "bash"] == [(1, "one"), (3, "two")]
+    assert next(e for e in events if isinstance(e, SteeringDelivered)).step == 3
+    handle.close()
