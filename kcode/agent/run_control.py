@@ -107,6 +107,7 @@ class RunControl:
             held, self._held = self._held, []
         if self.approvals == "on-request":
             agent.ctx.approve = self.approve
+            agent.ctx.always_allowed = self.always_allowed
         for event in held:
             agent.bus.emit(event)
         self._reader = ControlReader(session_dir)
@@ -252,6 +253,11 @@ class RunControl:
                 self._emit(ApprovalResolved(request_id=request.request_id, decision="deny", reason="interrupted"))
                 return Approval("deny", "the user interrupted the step before answering")
         return Approval(waiting.decision, waiting.reason)
+
+    def always_allowed(self) -> frozenset[str]:
+        """The needs answered "always" in this session."""
+        with self._lock:
+            return frozenset(self._always)
 
     def waiting_requests(self) -> list[ApprovalRequested]:
         with self._lock:

@@ -87,6 +87,7 @@ class ToolContext:
     emit: Callable[[Any], Any] = lambda event: None
     task: str | None = None  # the user's task: a generated file it names may be edited
     approve: Approver | None = None  # approvals = "on-request" (kcode.agent.run_control); None: never ask
+    always_allowed: Callable[[], frozenset[str]] = frozenset  # the needs the user allowed "always" this session
 
 
 @dataclass
