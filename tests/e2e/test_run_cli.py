@@ -60,6 +60,27 @@ def test_work_branch_passes_its_tests(kcode, calc_repo, fix_script, kcode_home, 
     assert log.splitlines()[0] == "kcode: step 3"
 
 
+def test_stream_json_prints_each_event_as_it_happens(kcode_home, calc_repo, tmp_path):
+    # a pipe, not a terminal: the lines must not wait in a buffer for the run's end
+    import os
+    import shutil
+    import time
+
+    turns = [{"tool_calls": [{"name": "bash", "arguments": {"command": "echo first"}}]}, {"tool_calls": [{"name": "bash", "arguments": {"command": "sleep 5"}}]},
+             {"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]}]  # fmt: skip
+    script = write_script(tmp_path / "slow.json", turns)
+    env = {**os.environ, "KCODE_HOME": str(kcode_home), "NO_COLOR": "1"}
+    proc = subprocess.Popen([shutil.which("kcode"), "run", "How long does sleep take?", "--model", f"scripted:{script}", "--output-format", "stream-json"],
+                            cwd=calc_repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)  # fmt: skip
+    arrived = []
+    for line in proc.stdout:
+        arrived.append((time.monotonic(), json.loads(line)))
+    assert proc.wait(60) == 0
+    first = next(t for t, obj in arrived if obj["type"] == "item.completed" and obj["item"].get("aggregated_output", "").startswith("first"))
+    sleep = next(t for t, obj in arrived if obj["type"] == "item.started" and "sleep 5" in json.dumps(obj))
+    assert arrived[-1][1]["type"] == "result" and arrived[-1][0] - sleep > 4 and arrived[-1][0] - first > 4
+
+
 def test_stream_json_validates_and_replay_reproduces_it(kcode, calc_repo, fix_script, tmp_path):
     out_file = tmp_path / "last.txt"
     proc = kcode("run", "fix", "--model", f"scripted:{fix_script}", "--output-format", "stream-json", "-o", str(out_file), cwd=calc_repo)

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -77,9 +78,12 @@ def test_kcode_task_runs_to_the_end_in_a_terminal(tmux, calc_repo, tmp_path, kco
 
 
 def test_attach_to_a_headless_run_steers_it_and_leaves_it_going(tmux, calc_repo, tmp_path, kcode_home):
-    turns = [{"tool_calls": [{"name": "bash", "arguments": {"command": "sleep 8; echo first"}}]},
-             {"tool_calls": [{"name": "bash", "arguments": {"command": "sleep 4; echo second"}}]},
-             {"content": "Done.", "tool_calls": [{"name": "finish", "arguments": {"summary": "both ran"}}]}]  # fmt: skip
+    # each command waits for the test's go (a file the sandbox can read: not under its private
+    # /tmp), not for a fixed time: a loaded machine may start the TUI after any fixed sleep
+    gates = Path(tempfile.mkdtemp(prefix="kcode-gates-", dir="/var/tmp"))
+    (gates / "gate.sh").write_text('for i in $(seq 1500); do [ -e "$(dirname "$0")/go-$1" ] && break; sleep 0.2; done; echo "gate $1 open"\n')
+    gate = lambda n: {"tool_calls": [{"name": "bash", "arguments": {"command": f"sh {gates}/gate.sh {n}"}}]}  # noqa: E731
+    turns = [gate(1), gate(2), {"content": "Done.", "tool_calls": [{"name": "finish", "arguments": {"summary": "both ran"}}]}]
     script = write_script(tmp_path / "slow.json", turns)
     # a question: its finish without changes is taken at once (kcode.agent.verify)
     env = {**os.environ, **_env(kcode_home)}
@@ -91,16 +95,22 @@ def test_attach_to_a_headless_run_steers_it_and_leaves_it_going(tmux, calc_repo,
             time.sleep(0.2)
         (meta,) = SessionStore().list()
         tmux.start([sys.executable, "-m", "kcode", "attach", meta.session_id], calc_repo, _env(kcode_home))
-        tmux.wait_for("bash: sleep 8; echo first")
+        tmux.wait_for("gate.sh 1")
         tmux.keys("use the second result", "Enter")
         tmux.wait_for("use the second result")
+        (gates / "go-1").touch()
+        tmux.wait_for("gate.sh 2")  # step 2, appended to the log after the TUI attached
         tmux.keys("C-q")  # the TUI closes; the run goes on
         tmux.wait_for("EXITED-", timeout=60)
+        assert headless.poll() is None
+        (gates / "go-2").touch()
         out, err = headless.communicate(timeout=180)
     finally:
         if headless.poll() is None:
             headless.kill()
+        shutil.rmtree(gates, ignore_errors=True)
     assert headless.returncode == 0, err[-2000:]
     events = list(read_events(SessionStore().log_path(meta.session_id)))
-    assert any(e.type == "steering.delivered" and e.text == "use the second result" for e in events)
+    assert any(e.type == "steering.delivered" and e.text == "use the second result" and e.step == 2 for e in events)
+    assert [e.output.splitlines()[0] for e in events if e.type == "tool.finished" and e.name == "bash"] == ["gate 1 open", "gate 2 open"]
     assert events[-1].type == "session.finished" and events[-1].status == "finished"
