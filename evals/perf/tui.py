@@ -90,6 +90,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def _ms(value: float | None) -> str:
+    return "not measured (the key's frame never came)" if value is None else f"{value:.1f} ms"
+
+
 def report(figures: dict) -> int:
     rows = [
         ("key-to-frame p50", figures["p50_ms"], "ms", "p50_ms"),
@@ -106,7 +110,7 @@ def report(figures: dict) -> int:
         failed += not ok
         print(f"{name:<26} {value:>8.1f} {unit}   target <= {TARGETS[key]} {unit}   {'ok' if ok else 'MISSED'}")
     print(f"({figures['samples']} key samples over {figures['seconds']:.0f} s of streaming; {figures['tokens']} tokens and "
-          f"{figures['lines']:,} tool lines reached the view; attach key latency {figures['attach_key_ms']:.1f} ms)")  # fmt: skip
+          f"{figures['lines']:,} tool lines reached the view; attach key latency {_ms(figures['attach_key_ms'])}; load average {figures['load']})")  # fmt: skip
     return 1 if failed else 0
 
 
@@ -141,8 +145,8 @@ def main() -> int:
     figures = {
         "p50_ms": percentile(latencies, 0.50), "p95_ms": percentile(latencies, 0.95), "p99_ms": percentile(latencies, 0.99),
         "first_frame_ms": live["first_frame_ms"], "rss_2000_mb": memory["rss_2000_mb"], "rss_20000_mb": memory["rss_20000_mb"],
-        "attach_ms": attach["attach_ms"], "attach_key_ms": attach["key_ms"], "samples": len(latencies), "seconds": live["seconds"],
-        "tokens": live["tokens"], "lines": live["lines"],
+        "attach_ms": attach["attach_ms"], "attach_key_ms": attach.get("key_ms"), "samples": len(latencies), "seconds": live["seconds"],
+        "tokens": live["tokens"], "lines": live["lines"], "load": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
     }  # fmt: skip
     return report(figures)
 
