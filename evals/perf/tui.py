@@ -133,7 +133,10 @@ def main() -> int:
     only = os.environ.get("KCODE_PERF_TUI_ONLY")
     if only:  # one child's raw figures, for working on one of them
         extra = ["--session", str(write_session(Path(tempfile.mkdtemp()), 20_000))] if only == "attach" else []
-        print(json.dumps({k: v for k, v in run_in_pty([only, "--seconds", str(args.seconds), *extra], timeout=args.seconds + 120).items() if k != "latencies_ms"}))
+        raw = run_in_pty([only, "--seconds", str(args.seconds), *extra], timeout=args.seconds + 120)
+        latencies = raw.get("latencies_ms") or [0.0]
+        raw.update({f"p{q}_ms": round(percentile(latencies, q / 100), 1) for q in (50, 95, 99)} if only == "live" else {})
+        print(json.dumps({k: v for k, v in raw.items() if k != "latencies_ms"}))
         return 0
     live = run_in_pty(["live", "--seconds", str(args.seconds)], timeout=args.seconds + 60)
     memory = run_in_pty(["memory"], timeout=180)
