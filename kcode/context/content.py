@@ -1,23 +1,28 @@
 """What of the top-ranked files the pack shows as source: whole files and excerpts.
 
 The pack shows the source of the best-ranked files within a share of the budget. Its units
-are whole files and single definitions, taken best first. A definition's worth adds two
-harmonic priors over two orders of the definitions of the POOL best-ranked files:
+are single definitions (a class by its own lines: header, docstring, attributes; its
+methods are units of their own) and files without definitions, taken best first by their
+worth, one scale over the POOL best-ranked files (see :func:`content_units`):
 
-- file then definition: the k-th best definition of the file ranked r is worth
-  r^-1 · k^-0.6 (its file's own order, :func:`definition_order`), as the chance that it is
-  the code the task is about falls off both down the ranking and down a file's definitions;
-- definition-level retrieval: the g-th best definition of the whole pool by BM25 of the
-  task's words against each definition's own words (its name, its scopes' headers, its
-  lines, strings and comments included; the IDF over the pool) is worth g^-1 more. So the
-  function that raises the error a report quotes in plain words comes first even deep in
-  a 5,000-line module, or in a file the ranking put 30th.
+    worth = relevance · r^-0.5 · (tokens + 50)^-0.5
 
-A file whose whole text is cheap next to the room left is shown whole at its first turn
-instead, if it is among the first :data:`CANDIDATES`; from further down only excerpts. A
-unit that does not fit is passed over. Test files count as TEST_DEMOTION times their rank,
-and room left over goes to the map, never to small files further down the ranking.
-Generated and metadata files never get here (the index leaves them out).
+- relevance: BM25 of the task's words against the unit's own words (its name, twice, its
+  scopes' headers, its lines, strings and comments included; the IDF over the pool), as a
+  share of the pool's best, squared, plus a little of the reference graph's flow into it and the
+  names the task writes (the share squared: BM25 grows like a log-odds). So the function that raises the error a report quotes in plain
+  words comes first even deep in a 5,000-line module, or in a file the ranking put 30th;
+- r: the file's rank (a test's or the documentation's counts TEST_DEMOTION times): the
+  chance that a unit is the code the task is about falls off down the ranking;
+- tokens: what the unit costs; a long function is likelier to hold the fix than a short
+  one, but not in proportion to its length.
+
+A file is shown whole at its first turn instead when that costs at most WHOLE_SHARE/r of
+the room left (all of it /r for a file without definitions), if it is among the first
+:data:`CANDIDATES`; from further down only excerpts. A unit that does not fit, or would
+take more than UNIT_SHARE of the whole allowance, is passed over. Room left over goes to
+the map, never to small files further down the ranking. Generated and metadata files never
+get here (the index leaves them out).
 """
 
 from __future__ import annotations
@@ -27,10 +32,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from kcode.context.excerpt import Excerpt, ExcerptCost, bm25_scores, build_excerpt, definition_order, own_words
+from kcode.context.excerpt import Excerpt, ExcerptCost, bm25_scores, build_excerpt, own_ranges, own_words
 from kcode.context.index import IndexedFile
 from kcode.context.layout import quantize
-from kcode.context.rank import Ranking
+from kcode.context.rank import Ranking, subwords
 
 __all__ = ["Content", "Units", "choose_content", "content_units", "CONTENT_SHARE", "NO_TASK_CONTENT_SHARE", "WHOLE_SHARE", "MIN_ROOM", "CANDIDATES"]
 
@@ -44,10 +49,15 @@ UNIT_SHARE = 0.5  # nor a definition more than this share (except the very first
 MIN_ROOM = 100  # tokens: less room left than this ends the choice
 CANDIDATES = 20  # files that may be shown whole, from the top of the ranking
 POOL = 40  # files whose definitions take part (as excerpts), from the top of the ranking
-LEXICAL_DECAY = 1.0  # the g-th definition of the pool's lexical order is worth g ** -LEXICAL_DECAY more
 MAX_UNITS = 3000  # units tried, best first
 TEST_DEMOTION = 3  # a test file's rank counts this many times (see source_first)
-FILE_DECAY, DEFINITION_DECAY = 1.0, 0.6  # a unit's worth: rank ** -FILE_DECAY * k ** -DEFINITION_DECAY
+# A unit's worth (see content_units): relevance * rank ** -FILE_DECAY * (tokens + COST_FLOOR) ** -COST_DECAY
+FILE_DECAY, COST_DECAY, COST_FLOOR = 0.5, 0.5, 50.0
+# BM25 grows like a log-odds of relevance: a unit scoring half the best is far less than
+# half as likely to be the one, so its share counts squared.
+LEXICAL_POWER = 2.0
+GRAPH_WEIGHT = 0.1  # the walk's flow into a definition, as a share of the pool's most, against BM25's share
+NAMED_WEIGHT = 1.0  # per name the task writes (less the more files define it)
 
 
 # The pool's units best first, (path, rank, definition index; -1: a file without
@@ -110,7 +120,8 @@ def choose_content(
         if path not in picked:  # the file's first turn: whole, if it is cheap and ranks high enough
             picked[path] = []
             whole_cost = ratio * estimate(indexed.size + len(path) + 20)
-            if r <= CANDIDATES and (whole_cost <= WHOLE_SHARE * left or (whole_cost <= left and j < 0)):
+            # The room a file may take whole falls with its rank (1/r).
+            if r <= CANDIDATES and whole_cost <= (WHOLE_SHARE if j >= 0 else 1.0) * left / r:
                 block = render_whole(path)
                 content.whole.append(path)
                 content.blocks[path] = block
@@ -123,9 +134,9 @@ def choose_content(
         excerpt = build_excerpt(
             indexed, lines_of[path], trial, left + tokens(old), chars_per_token=chars_per_token, cost=costs[path]
         )
-        if excerpt is None or len(excerpt.definitions) < len(_distinct(indexed, trial)):
+        if excerpt is None or len(excerpt.definitions) < len(_distinct(indexed, trial, costs[path])):
             continue  # the definition does not fit
-        if content.blocks and tokens(excerpt.text) - tokens(old) > UNIT_SHARE * left:
+        if content.blocks and tokens(excerpt.text) - tokens(old) > UNIT_SHARE * allowance:
             continue  # one definition may not take most of the room (but the first may)
         picked[path] = trial
         content.excerpts[path] = excerpt
@@ -141,7 +152,12 @@ def choose_content(
     return content
 
 
-_TEST_PATH = re.compile(r"(^|/)(tests?|testing|spec)/|(^|/)(test_[^/]*|[^/]*_tests?\.[a-z]+|[^/]*\.(spec|test)\.[a-z]+|conftest\.py)$")
+# Tests, and the documentation's and examples' code: a report's words match them best, but a
+# fix goes in the code they exercise or describe.
+_TEST_PATH = re.compile(
+    r"(^|/)(tests?|testing|spec|docs?|examples?)/"
+    r"|(^|/)(test_[^/]*|[^/]*_tests?\.[a-z]+|[^/]*\.(spec|test)\.[a-z]+|conftest\.py)$"
+)
 
 
 def source_first(paths: list[str]) -> list[str]:
@@ -162,25 +178,33 @@ def content_units(
     """The pool's units, best first: (path, rank, definition index; -1 for a file without
     definitions), and each file's lines and excerpt cost table.
 
-    Two orders over every definition of the POOL files are fused by reciprocal rank: the
-    prior (the file's rank r and the definition's place k in its file's own order, worth
-    r^-1 · k^-0.6) and the lexical one (BM25 of the task's words against each definition's
-    own words, the IDF taken over the whole pool). The first finds what the ranking
-    found, file by file; the second finds the one function a bug report describes even
-    deep in a 5,000-line module or in a file the ranking put 30th."""
+    Every definition of the POOL files (and every such file without definitions, as one
+    document) is scored on one scale: its relevance, the BM25 of the task's words against
+    its own words (the IDF over the whole pool) as a share of the best, squared, plus what the graph
+    and the task's names say (GRAPH_WEIGHT of the walk's flow into it as a share of the
+    pool's most, NAMED_WEIGHT per name the task writes, less the more files define it);
+    times its file's prior, rank^-FILE_DECAY; per unit of room, tokens^-COST_DECAY (a long
+    function is likelier to hold the fix than a short one, but not in proportion to its
+    length). So the function whose words a report uses comes first even deep in a
+    5,000-line module or in a file ranked 30th, and a file's definitions that share no word
+    with the task do not crowd out those of the next files."""
     seeds = ranking.seeds
     named = {name: weight / max(1, (definers.get(name) or 1) if definers is not None else 1)
              for name, weight in seeds.identifiers.items()}  # fmt: skip
     pool = source_first(ranking.files[: POOL * 2])[:POOL]
-    prior: list[tuple[float, int, int]] = []  # (-worth, rank, definition)
     documents: list[Counter[str]] = []
-    keys: list[tuple[int, int]] = []
+    keys: list[tuple[int, int]] = []  # (rank, definition index; -1: the file)
+    graph: list[float] = []
+    sizes: list[int] = []  # characters
     lines_of: dict[str, list[str]] = {}
     costs: dict[str, ExcerptCost] = {}
     for r, path in enumerate(pool, 1):
         indexed = files[path]
         if not indexed.tags.definitions:
-            prior.append((-_worth(r, 1), r, -1))
+            documents.append(Counter(subwords(path + "\n" + text_of(path))))
+            keys.append((r, -1))
+            graph.append(0.0)
+            sizes.append(indexed.size)
             continue
         cached = file_cache.get(path) if file_cache is not None else None
         if cached is None or cached[0] is not indexed.tags:
@@ -188,30 +212,38 @@ def content_units(
             cached = (indexed.tags, lines, own_words(indexed, lines), ExcerptCost(path, lines))
             if file_cache is not None:
                 file_cache[path] = cached
-        lines_of[path], costs[path] = cached[1], cached[3]
-        order = definition_order(
-            indexed, cached[1], ranking.file_definition_scores(path).tolist(), named, seeds.words, cached[2]
-        )
-        prior.extend((-_worth(r, k), r, j) for k, j in enumerate(order, 1))
+        lines_of[path], cost = cached[1], cached[3]
+        costs[path] = cost
+        if cost.own is None:
+            cost.own = own_ranges(indexed, cached[1])
         documents.extend(cached[2])
-        keys.extend((r, j) for j in range(len(cached[2])))
-    worth: dict[tuple[int, int], float] = {(r, j): -negative for negative, r, j in prior}
+        flow = ranking.file_definition_scores(path).tolist()
+        for j, d in enumerate(indexed.tags.definitions):
+            keys.append((r, j))
+            graph.append(flow[j])
+            own = cost.own[j]
+            spans = own if own is not None else ((max(1, d.start), min(d.end, len(cached[1]))),)
+            sizes.append(sum(cost.prefix[b] - cost.prefix[a - 1] for a, b in spans if a <= b))
     lexical = bm25_scores(documents, seeds.words, seeds.word_weights)
-    ranked = sorted((i for i in range(len(keys)) if lexical[i] > 0), key=lambda i: (-lexical[i], keys[i]))
-    for g, i in enumerate(ranked, 1):
-        worth[keys[i]] += round(g**-LEXICAL_DECAY, 12)
-    best = sorted(worth, key=lambda key: (-round(worth[key], 12), key))[:MAX_UNITS]
+    best_lexical = max(lexical, default=0.0) or 1.0
+    best_graph = max(graph, default=0.0) or 1.0
+    worth: dict[tuple[int, int], float] = {}
+    for i, (r, j) in enumerate(keys):
+        relevance = (lexical[i] / best_lexical) ** LEXICAL_POWER + GRAPH_WEIGHT * graph[i] / best_graph
+        if j >= 0:
+            relevance += NAMED_WEIGHT * named.get(files[pool[r - 1]].tags.definitions[j].name, 0.0)
+        worth[(r, j)] = round(relevance * r**-FILE_DECAY * (sizes[i] / 4.0 + COST_FLOOR) ** -COST_DECAY, 12)
+    best = sorted(worth, key=lambda key: (-worth[key], key))[:MAX_UNITS]
     return [(pool[r - 1], r, j) for r, j in best], lines_of, costs
 
 
-def _worth(rank: int, k: int) -> float:
-    return round(rank**-FILE_DECAY * k**-DEFINITION_DECAY, 12)
-
-
-def _distinct(indexed: IndexedFile, chosen: list[int]) -> list[int]:
-    """Those of ``chosen`` not inside another of them (what build_excerpt counts as shown)."""
+def _distinct(indexed: IndexedFile, chosen: list[int], cost: ExcerptCost | None = None) -> list[int]:
+    """Those of ``chosen`` not inside another of them shown whole (what build_excerpt counts
+    as shown: a class shown by its own lines does not hold its methods)."""
     defs = indexed.tags.definitions
+    own = cost.own if cost is not None and cost.own is not None else [None] * len(defs)
     return [
         i for i in chosen
-        if not any(j != i and defs[j].start <= defs[i].start and defs[i].end <= defs[j].end for j in chosen)
+        if not any(j != i and own[j] is None and defs[j].start <= defs[i].start and defs[i].end <= defs[j].end
+                   for j in chosen)
     ]  # fmt: skip

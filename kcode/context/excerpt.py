@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from kcode.context.index import IndexedFile
 from kcode.context.rank import BM25_B, BM25_K1, subwords
 
-__all__ = ["Excerpt", "ExcerptCost", "definition_order", "own_words", "bm25_scores", "build_excerpt", "render_excerpt", "format_ranges"]
+__all__ = ["Excerpt", "ExcerptCost", "definition_order", "own_words", "own_ranges", "bm25_scores", "build_excerpt", "render_excerpt", "format_ranges"]
 
 MARK = "⋮"
 _GAP_FILL = 2  # ranges this few lines apart are joined (the lines cost less than a marker)
@@ -160,9 +160,40 @@ class ExcerptCost:
         for line in lines:
             self.prefix.append(self.prefix[-1] + len(line) + 1)
         self.fixed = len(path) + 60
+        self.own: list[tuple[tuple[int, int], ...] | None] | None = None  # see own_ranges, per file
 
     def __call__(self, ranges: Sequence[tuple[int, int]]) -> int:
         return self.fixed + sum(self.prefix[b] - self.prefix[a - 1] + 16 for a, b in ranges)
+
+
+def own_ranges(indexed: IndexedFile, lines: Sequence[str]) -> list[tuple[tuple[int, int], ...] | None]:
+    """Per definition: for a class that holds other definitions, the ranges of its own
+    non-blank lines (header, docstring, attributes: the lines no nested definition holds);
+    None for the rest.
+
+    A class is then a unit of its own lines, the lines its words were counted over (see
+    :func:`own_words`): its methods are units of their own, so choosing a 1,000-line class
+    for its docstring does not spend the room on every method in it. A function is always
+    shown whole, inner functions included (the model edits it as one)."""
+    defs = indexed.tags.definitions
+    total = len(lines)
+    owner = [-1] * (total + 1)
+    for i, d in enumerate(defs):  # sorted by line: a later-starting holder is nested deeper
+        for line in range(max(d.start, 1), min(d.end, total) + 1):
+            owner[line] = i
+    found: list[tuple[tuple[int, int], ...] | None] = [None] * len(defs)
+    for i, d in enumerate(defs):
+        if d.kind != "class" or not any(owner[line] != i for line in range(max(d.start, 1), min(d.end, total) + 1)):
+            continue
+        ranges: list[tuple[int, int]] = []
+        for line in range(max(d.start, 1), min(d.end, total) + 1):
+            if owner[line] == i and lines[line - 1].strip():
+                if ranges and ranges[-1][1] == line - 1:
+                    ranges[-1] = (ranges[-1][0], line)
+                else:
+                    ranges.append((line, line))
+        found[i] = tuple(ranges)
+    return found
 
 
 def build_excerpt(
@@ -176,6 +207,8 @@ def build_excerpt(
     tags = indexed.tags
     total = len(lines)
     cost = cost or ExcerptCost(indexed.path, lines)
+    if cost.own is None:
+        cost.own = own_ranges(indexed, lines)
     limit = room * chars_per_token
     chosen: list[int] = []
     spans: list[tuple[int, int]] = []
@@ -186,7 +219,8 @@ def build_excerpt(
         start, end = max(1, d.start), min(d.end, total)
         if end < start or any(a <= start and end <= b for a, b in spans):
             continue  # shown already, inside a chosen definition
-        extra = [(start, end)]
+        own = cost.own[i]
+        extra = [(start, end)] if own is None else list(own)
         for s in d.scopes:
             line, text = tags.headers[s]
             extra.append((line, min(total, line + text.count("\n"))))
@@ -194,7 +228,8 @@ def build_excerpt(
         if cost(candidate) > limit:
             continue
         chosen.append(i)
-        spans.append((start, end))
+        if own is None:  # a class shown by its own lines does not show its methods
+            spans.append((start, end))
         ranges = candidate
         if len(chosen) == 1 and imports:
             with_imports = _merge(ranges + imports)
