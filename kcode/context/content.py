@@ -9,20 +9,22 @@ worth, one scale over the POOL best-ranked files (see :func:`content_units`):
 
 - relevance: BM25 of the task's words against the unit's own words (its name, twice, its
   scopes' headers, its lines, strings and comments included; the IDF over the pool), as a
-  share of the pool's best, squared, plus a little of the reference graph's flow into it and the
-  names the task writes (the share squared: BM25 grows like a log-odds). So the function that raises the error a report quotes in plain
-  words comes first even deep in a 5,000-line module, or in a file the ranking put 30th;
+  share of the pool's best, squared (BM25 grows like a log-odds: half the best score is
+  far less than half as likely), plus a little of the reference graph's flow into it and
+  the names the task writes. So the function that raises the error a report quotes in
+  plain words comes first even deep in a 5,000-line module, or in a file ranked 30th;
 - r: the file's rank (a test's or the documentation's counts TEST_DEMOTION times): the
   chance that a unit is the code the task is about falls off down the ranking;
 - tokens: what the unit costs; a long function is likelier to hold the fix than a short
   one, but not in proportion to its length.
 
-A file is shown whole at its first turn instead when that costs at most WHOLE_SHARE/r of
-the room left (all of it /r for a file without definitions), if it is among the first
-:data:`CANDIDATES`; from further down only excerpts. A unit that does not fit, or would
-take more than UNIT_SHARE of the whole allowance, is passed over. Room left over goes to
-the map, never to small files further down the ranking. Generated and metadata files never
-get here (the index leaves them out).
+The first TOP_WHOLE files of the ranking are offered whole before any unit, and any file
+among the first :data:`CANDIDATES` at its first turn, each when that costs at most
+WHOLE_SHARE/r of the room left (all of it /r for a file without definitions); from further
+down only excerpts. A unit that does not fit, or would take more than UNIT_SHARE of the
+whole allowance, is passed over. Room left over goes to the map, never to small files
+further down the ranking. Generated and metadata files never get here (the index leaves
+them out).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ NO_TASK_CONTENT_SHARE = 0.25
 WHOLE_SHARE = 0.6  # a file is shown whole when that costs at most this share of the room left
 UNIT_SHARE = 0.5  # nor a definition more than this share (except the very first unit)
 MIN_ROOM = 100  # tokens: less room left than this ends the choice
+TOP_WHOLE = 1  # files from the top of the ranking offered whole before any definition
 CANDIDATES = 20  # files that may be shown whole, from the top of the ranking
 POOL = 40  # files whose definitions take part (as excerpts), from the top of the ranking
 MAX_UNITS = 3000  # units tried, best first
@@ -111,12 +114,23 @@ def choose_content(
     tokens = lambda text: ratio * estimate(len(text))  # noqa: E731
     picked: dict[str, list[int]] = {}
     units, lines_of, costs = units or content_units(ranking, files, text_of, definers, file_cache)
-    for path, r, j in units:
+    # The best-ranked files are offered whole before any unit (j = -2: whole or nothing).
+    lead = sorted({(r, path) for path, r, _ in units if r <= TOP_WHOLE})
+    for path, r, j in [(path, r, -2) for r, path in lead] + units:
         if left < MIN_ROOM:
             break
         if path in content.blocks and path not in content.excerpts:
             continue  # shown whole
         indexed = files[path]
+        if j == -2:
+            whole_cost = ratio * estimate(indexed.size + len(path) + 20)
+            if path not in picked and whole_cost <= WHOLE_SHARE * left / r:
+                picked[path] = []
+                block = render_whole(path)
+                content.whole.append(path)
+                content.blocks[path] = block
+                left -= quantize(tokens(block))
+            continue
         if path not in picked:  # the file's first turn: whole, if it is cheap and ranks high enough
             picked[path] = []
             whole_cost = ratio * estimate(indexed.size + len(path) + 20)
@@ -180,8 +194,8 @@ def content_units(
 
     Every definition of the POOL files (and every such file without definitions, as one
     document) is scored on one scale: its relevance, the BM25 of the task's words against
-    its own words (the IDF over the whole pool) as a share of the best, squared, plus what the graph
-    and the task's names say (GRAPH_WEIGHT of the walk's flow into it as a share of the
+    its own words (the IDF over the whole pool) as a share of the best, squared, plus what
+    the graph and the task's names say (GRAPH_WEIGHT of the walk's flow into it as a share of the
     pool's most, NAMED_WEIGHT per name the task writes, less the more files define it);
     times its file's prior, rank^-FILE_DECAY; per unit of room, tokens^-COST_DECAY (a long
     function is likelier to hold the fix than a short one, but not in proportion to its

@@ -1,13 +1,12 @@
 """Excerpts: the definitions of a file that matter for the task, as verbatim source.
 
 When a top-ranked file does not fit the pack whole, the pack shows the full source of its
-best definitions instead: those the task names first, then by a fusion of two orders, the
-reference graph's (how much of the walk flows into each definition) and a lexical one
-(BM25 of the task's words against each definition's own words: its name, twice, its
-scopes' header lines, and every word of its lines outside nested definitions, strings and
-comments included). Each comes with the header lines
-of its enclosing scopes (``class Foo(Base):``) and, room permitting, the file's top-level
-imports. The text is the file's own lines, unchanged, in chunks that each open with a
+best definitions instead (which: :mod:`kcode.context.content`, by the BM25 of the task's
+words against each definition's own words: its name, twice, its scopes' header lines, and
+every word of its lines outside nested definitions, strings and comments included; a big
+class is a unit of its own lines, see :func:`own_ranges`). Each comes with the header
+lines of its enclosing scopes (``class Foo(Base):``) and, room permitting, the file's
+top-level imports. The text is the file's own lines, unchanged, in chunks that each open with a
 ``⋮ lines a-b`` marker, so the model knows where they sit and can quote them to the edit
 tool exactly.
 """
@@ -22,13 +21,11 @@ from dataclasses import dataclass
 from kcode.context.index import IndexedFile
 from kcode.context.rank import BM25_B, BM25_K1, subwords
 
-__all__ = ["Excerpt", "ExcerptCost", "definition_order", "own_words", "own_ranges", "bm25_scores", "build_excerpt", "render_excerpt", "format_ranges"]
+__all__ = ["Excerpt", "ExcerptCost", "own_words", "own_ranges", "bm25_scores", "build_excerpt", "render_excerpt", "format_ranges"]
 
 MARK = "⋮"
 _GAP_FILL = 2  # ranges this few lines apart are joined (the lines cost less than a marker)
-_FUSION_K = 10.0  # reciprocal rank fusion within one file (tens of definitions, not thousands)
-GRAPH_WEIGHT = 0.2  # the graph's order counts this much against the lexical one
-_NAMED_WEIGHT = 1.0  # a definition the task names (a name only one file defines) leads its file
+CLASS_WHOLE_LINES = 60  # a class this short is shown whole (read as one, like a function)
 IMPORT_SHARE = 0.25  # imports are shown when they take at most this share of an excerpt's room
 
 
@@ -88,31 +85,6 @@ def own_words(indexed: IndexedFile, lines: Sequence[str]) -> list[Counter[str]]:
     return words
 
 
-def definition_order(
-    indexed: IndexedFile, lines: Sequence[str], graph_scores: Sequence[float], named: Mapping[str, float],
-    task_words: Sequence[str], words: list[Counter[str]] | None = None,
-) -> list[int]:
-    """The file's definitions, best first, by reciprocal rank fusion of the graph's order,
-    the lexical one, and the names the task mentions (``named``: weight per name, already
-    lowered for names many files define); ties by position in the file."""
-    defs = indexed.tags.definitions
-    n = len(defs)
-    if n == 0:
-        return []
-    if words is None:
-        words = own_words(indexed, lines)
-    lexical = bm25_scores(words, task_words)
-    fused = [0.0] * n
-    for scores, everyone, weight in ((graph_scores, True, GRAPH_WEIGHT), (lexical, False, 1.0)):
-        order = sorted(range(n), key=lambda i: (-scores[i], i))
-        for position, i in enumerate(order, 1):
-            if everyone or scores[i] > 0:
-                fused[i] += weight / (_FUSION_K + position)
-    for i, d in enumerate(defs):  # a name the task mentions: a third order, led by the rarest names
-        fused[i] += _NAMED_WEIGHT * named.get(d.name, 0.0) / (_FUSION_K + 1.0)
-    return sorted(range(n), key=lambda i: (-round(fused[i], 12), i))
-
-
 def bm25_scores(
     documents: Sequence[Counter[str]], query_words: Sequence[str], weights: Mapping[str, float] | None = None
 ) -> list[float]:
@@ -168,8 +140,8 @@ class ExcerptCost:
 
 def own_ranges(indexed: IndexedFile, lines: Sequence[str]) -> list[tuple[tuple[int, int], ...] | None]:
     """Per definition: for a class that holds other definitions, the ranges of its own
-    non-blank lines (header, docstring, attributes: the lines no nested definition holds);
-    None for the rest.
+    non-blank lines (header, docstring, attributes: the lines no nested definition holds),
+    if it is CLASS_WHOLE_LINES long or more; None for the rest.
 
     A class is then a unit of its own lines, the lines its words were counted over (see
     :func:`own_words`): its methods are units of their own, so choosing a 1,000-line class
@@ -183,7 +155,7 @@ def own_ranges(indexed: IndexedFile, lines: Sequence[str]) -> list[tuple[tuple[i
             owner[line] = i
     found: list[tuple[tuple[int, int], ...] | None] = [None] * len(defs)
     for i, d in enumerate(defs):
-        if d.kind != "class" or not any(owner[line] != i for line in range(max(d.start, 1), min(d.end, total) + 1)):
+        if d.kind != "class" or d.end - d.start < CLASS_WHOLE_LINES or not any(owner[line] != i for line in range(max(d.start, 1), min(d.end, total) + 1)):
             continue
         ranges: list[tuple[int, int]] = []
         for line in range(max(d.start, 1), min(d.end, total) + 1):
