@@ -41,7 +41,7 @@ from kcode.context.rank import Ranking, subwords
 
 __all__ = ["Content", "Units", "choose_content", "content_units", "CONTENT_SHARE", "NO_TASK_CONTENT_SHARE", "WHOLE_SHARE", "MIN_ROOM", "CANDIDATES"]
 
-CONTENT_SHARE = 0.8  # in "auto", the share of the budget offered to whole files and excerpts
+CONTENT_SHARE = 0.9  # in "auto", the share of the budget offered to whole files and excerpts (the map: the rest)
 # Without a task nothing says which bodies matter: the map's outline of the whole repository
 # gets most of the budget (and, coming first, is most of a cached prefix that a commit to a
 # shown file leaves intact).
@@ -214,8 +214,13 @@ def content_units(
     costs: dict[str, ExcerptCost] = {}
     for r, path in enumerate(pool, 1):
         indexed = files[path]
-        if not indexed.tags.definitions:
-            documents.append(Counter(subwords(path + "\n" + text_of(path))))
+        if not indexed.tags.definitions:  # one document: its path and text (kept with the file's content)
+            cached = file_cache.get(path) if file_cache is not None else None
+            if cached is None or cached[0] is not indexed.tags:
+                cached = (indexed.tags, None, [Counter(subwords(path + "\n" + text_of(path)))], None)
+                if file_cache is not None:
+                    file_cache[path] = cached
+            documents.extend(cached[2])
             keys.append((r, -1))
             graph.append(0.0)
             sizes.append(indexed.size)
