@@ -182,43 +182,39 @@ _WHOLE_FILE_TAG = re.compile(r'<file path="([^"]+)">')  # a whole file in the pa
 _WHOLE_READ = re.compile(r"(\S+) \(lines 1-(\d+) of \2\)\n")  # read_file's header, for all of a file
 
 
+def _packed_whole(messages: list[dict]) -> set[str]:
+    return {path for message in messages if message.get("role") == "system" and isinstance(message.get("content"), str)
+            for path in _WHOLE_FILE_TAG.findall(message["content"])}
+
+
+def _named_by_calls(messages: list[dict], root: Path, tools: tuple[str, ...]) -> set[str]:
+    """The shown paths that the conversation's calls to ``tools`` named."""
+    named = set()
+    for message in messages:
+        for call in message.get("tool_calls") or []:
+            path = (call.get("arguments") or {}).get("path") if call.get("name") in tools else None
+            if isinstance(path, str):
+                try:
+                    named.add(display_path(root, resolve_path(root, path, for_write=True)))
+                except ToolError:
+                    continue
+    return named
+
+
 def seen_files(messages: list[dict], root: Path) -> set[str]:
     """The files the model has seen: those packed whole into the system prompt, and those the
     conversation's ``read_file`` and ``write_file`` calls named, as shown paths (what
     ``edit_file`` and ``write_file`` need before they change a file; a resumed session's too)."""
-    seen = set()
-    for message in messages:
-        if message.get("role") == "system" and isinstance(message.get("content"), str):
-            seen.update(_WHOLE_FILE_TAG.findall(message["content"]))
-        for call in message.get("tool_calls") or []:
-            path = (call.get("arguments") or {}).get("path") if call.get("name") in ("read_file", "write_file") else None
-            if isinstance(path, str):
-                try:
-                    seen.add(display_path(root, resolve_path(root, path, for_write=True)))
-                except ToolError:
-                    continue
-    return seen
+    return _packed_whole(messages) | _named_by_calls(messages, root, ("read_file", "write_file"))
 
 
 def whole_files(messages: list[dict], root: Path) -> set[str]:
     """The files a resumed conversation has seen whole: packed whole into the system prompt,
     read from the first line to the last (the ``read_file`` result's header says so), or
     written by ``write_file``."""
-    whole = set()
-    for message in messages:
-        content = message.get("content")
-        if message.get("role") == "system" and isinstance(content, str):
-            whole.update(_WHOLE_FILE_TAG.findall(content))
-        elif message.get("role") == "tool" and isinstance(content, str) and (read := _WHOLE_READ.match(content)):
-            whole.add(read.group(1))
-        for call in message.get("tool_calls") or []:
-            path = (call.get("arguments") or {}).get("path") if call.get("name") == "write_file" else None
-            if isinstance(path, str):
-                try:
-                    whole.add(display_path(root, resolve_path(root, path, for_write=True)))
-                except ToolError:
-                    continue
-    return whole
+    read_whole = {read.group(1) for message in messages if message.get("role") == "tool" and isinstance(message.get("content"), str)
+                  and (read := _WHOLE_READ.match(message["content"]))}
+    return _packed_whole(messages) | read_whole | _named_by_calls(messages, root, ("write_file",))
 
 
 class WriteFileTool(Tool):
