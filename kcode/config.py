@@ -84,6 +84,12 @@ class Config:
     keep_tool_outputs: int = 6  # tool outputs kept verbatim when old ones are masked
     stuck_steps: int = 30  # steps without progress before a nudge (twice as many: stop)
     auto_test: bool = True  # run the tests when the model stops after editing without running them
+    # test-driven repair before the first step (kcode.agent.repair): "on" runs the tests and,
+    # when tests the task speaks of fail, tries model rewrites of the definitions they point at;
+    # "off" starts the loop at once; "auto": on, but for the scripted model (its script is the
+    # loop's). repair_share: the most of max_time it may take
+    repair: str = "auto"
+    repair_share: float = 0.5
     # tools
     test_command: str | None = None
     # sandbox profile name (see the top-level sandbox/ folder)

@@ -33,6 +33,7 @@ __all__ = [
     "ToolCallFinished",
     "FileChanged",
     "TestsRun",
+    "RepairTried",
     "Checkpoint",
     "TodoUpdated",
     "Usage",
@@ -177,6 +178,22 @@ class TestsRun(Event):
     errors: int = 0
     skipped: int = 0
     failing: list[str] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class RepairTried(Event):
+    """One candidate fix of the test-driven repair phase (kcode.agent.repair), tried before
+    the loop's first step: a definition the failing tests point at, rewritten by the model."""
+
+    type: ClassVar[str] = "repair.tried"
+    step: int
+    path: str
+    name: str  # the definition rewritten
+    sample: int  # 1, 2, ...: the model's n-th rewrite of it
+    outcome: str  # "fixed" | "partial" | "failing" | "regressed" | "unchanged" | "duplicate" | "no_code" | "syntax_error"
+    detail: str = ""  # the tests' counts, or why it was not run
+    diff: str = ""  # the candidate against the file as it was (empty when none was made)
+    duration_ms: float = 0.0
 
 
 @dataclass(kw_only=True)

@@ -21,6 +21,7 @@ from kcode.agent.compaction import CompactionPolicy, compact, conversation_token
 from kcode.agent.guards import LoopGuard, canonical_call
 from kcode.agent.notes import answer_notes, format_instructions_note, loop_note
 from kcode.agent.plan_reminder import PlanReminder
+from kcode.agent.repair import RepairPolicy, repair
 from kcode.agent.retry import RetryPolicy
 from kcode.agent.verify import Verification, WorkTree
 from kcode.cancel import CancelToken
@@ -63,6 +64,7 @@ class Agent(ToolCalls):
     compaction: CompactionPolicy | None = None
     guard: LoopGuard = field(default_factory=LoopGuard)
     auto_test: bool = True
+    repair: RepairPolicy | None = None  # test-driven repair before the first step (kcode.agent.repair)
     task: str = ""  # the user's task (is a finish without changes acceptable?)
     # rebuilds the system prompt with a fresh repository pack (focus files, failing files)
     repack: Callable[[list[str], list[str]], str] | None = None
@@ -105,6 +107,8 @@ class Agent(ToolCalls):
         out_of_time = lambda: False  # noqa: E731
         try:
             with self._budgets.time_limit(self.budget.max_time - self.elapsed_before, self.ctx.cancel) as out_of_time:
+                if self.repair is not None and self.step == 0:
+                    repair(self, self.repair)
                 while True:
                     self._step()
         except Submitted as stop:

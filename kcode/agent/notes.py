@@ -18,6 +18,8 @@ __all__ = [
     "NOTES",
     "loop_note",
     "compaction_note",
+    "repair_note",
+    "REPAIR_NOTES",
     "note_prefix",
     "malformed_call_note",
     "format_instructions_note",
@@ -54,8 +56,16 @@ COMPACTION_NOTES: dict[str, tuple[str, ...]] = {
     "masked_output": ("chars", "start"),  # an old tool output, masked
 }
 
+# every file in prompts/repair/ and the fields it takes (kcode.agent.repair)
+REPAIR_NOTES: dict[str, tuple[str, ...]] = {
+    "system": (),  # the system message of a rewrite request
+    "request": ("task", "failures", "definition", "path", "start", "end", "language", "code"),  # its user message
+    "fixed": ("failed_before", "definition", "path", "passed", "diff"),  # the note of a repair that made the tests pass
+    "not_fixed": ("failed", "failing", "suspects", "tried", "failure"),  # the loop's head start when none did
+}
+
 # prompt folder -> its notes
-NOTES: dict[str, dict[str, tuple[str, ...]]] = {"loop": LOOP_NOTES, "compaction": COMPACTION_NOTES}
+NOTES: dict[str, dict[str, tuple[str, ...]]] = {"loop": LOOP_NOTES, "compaction": COMPACTION_NOTES, "repair": REPAIR_NOTES}
 
 _FIELD = re.compile(r"\{(\w+)\}")
 
@@ -71,6 +81,11 @@ def _note(folder: str, name: str, fields: dict[str, object]) -> str:
 def loop_note(name: str, **fields: object) -> str:
     """The text of ``prompts/loop/<name>.md`` with its fields filled in (read once, then cached)."""
     return _note("loop", name, fields)
+
+
+def repair_note(note: str, **fields: object) -> str:
+    """The text of ``prompts/repair/<note>.md`` with its fields filled in."""
+    return _note("repair", note, fields)
 
 
 def compaction_note(name: str, **fields: object) -> str:

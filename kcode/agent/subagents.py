@@ -293,7 +293,7 @@ class Subagents:
                 self._quiet -= 1
 
     def _child_config(self, spec: SubagentSpec, steps: int) -> Config:
-        changes: dict[str, Any] = {"max_steps": steps}
+        changes: dict[str, Any] = {"max_steps": steps, "repair": "off"}  # the parent's task, not a sub-agent's, is repaired
         if self.limits.agent_time is not None:
             changes["max_time"] = self.limits.agent_time
         if self.limits.agent_tokens is not None:

@@ -39,7 +39,7 @@ from kcode.context.index import IndexedFile
 from kcode.context.layout import quantize
 from kcode.context.rank import Ranking, subwords
 
-__all__ = ["Content", "Units", "choose_content", "content_units", "CONTENT_SHARE", "NO_TASK_CONTENT_SHARE", "WHOLE_SHARE", "MIN_ROOM", "CANDIDATES"]
+__all__ = ["Content", "Units", "choose_content", "content_units", "CONTENT_SHARE", "NO_TASK_CONTENT_SHARE", "WHOLE_SHARE", "MIN_ROOM", "CANDIDATES", "is_test_path"]
 
 CONTENT_SHARE = 0.9  # in "auto", the share of the budget offered to whole files and excerpts (the map: the rest)
 # Without a task nothing says which bodies matter: the map's outline of the whole repository
@@ -172,6 +172,11 @@ _TEST_PATH = re.compile(
     r"(^|/)(tests?|testing|spec|docs?|examples?)/"
     r"|(^|/)(test_[^/]*|[^/]*_tests?\.[a-z]+|[^/]*\.(spec|test)\.[a-z]+|conftest\.py)$"
 )
+
+
+def is_test_path(path: str) -> bool:
+    """Whether ``path`` is a test, or the documentation's or examples' code."""
+    return _TEST_PATH.search(path) is not None
 
 
 def source_first(paths: list[str]) -> list[str]:

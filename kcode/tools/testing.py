@@ -19,7 +19,7 @@ from pydantic import Field
 from kcode.errors import ToolError
 from kcode.tools.base import Params, Tool, ToolContext, ToolResult
 
-__all__ = ["RunTestsTool", "TestReport", "detect_test_command", "parse_junit", "parse_summary"]
+__all__ = ["RunTestsTool", "TestReport", "detect_test_command", "parse_junit", "parse_summary", "is_pytest"]
 
 _MAX_FAILURES_SHOWN = 10
 _FAILURE_CHARS = 1500
@@ -151,6 +151,11 @@ def parse_summary(output: str) -> TestReport:
 
 class RunTestsParams(Params):
     command: str | None = Field(default=None, description="Test command to run instead of the configured/detected one, e.g. 'python3 -m pytest tests/test_x.py -x'.")
+
+
+def is_pytest(command: str) -> bool:
+    """Whether ``command`` runs pytest (so test ids and pytest's options may be added to it)."""
+    return _is_pytest(command)
 
 
 def _is_pytest(command: str) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from kcode.agent.compaction import HANDOFF_HEADER, CompactionPolicy, compact, mask_observations
-from kcode.agent.notes import LOOP_NOTES, NOTES, compaction_note, loop_note, note_prefix
+from kcode.agent.notes import LOOP_NOTES, NOTES, compaction_note, loop_note, note_prefix, repair_note
 from kcode.llm.scripted import ScriptedModel
 from kcode.resources import resource_dir
 
@@ -28,7 +28,7 @@ def _fields(folder: str, name: str) -> dict[str, str]:
 
 
 def _fill(folder: str, name: str, **fields: object) -> str:
-    return loop_note(name, **fields) if folder == "loop" else compaction_note(name, **fields)
+    return {"loop": loop_note, "compaction": compaction_note, "repair": repair_note}[folder](name, **fields)
 
 
 @pytest.mark.parametrize("folder", sorted(NOTES))
@@ -81,7 +81,7 @@ def test_the_wheel_ships_the_notes_and_an_installed_kcode_loads_them(tmp_path):
         assert shipped.read_text(encoding="utf-8") == (SOURCE / "prompts" / relative).read_text(encoding="utf-8")
     probe = (
         "import json, kcode, kcode.agent.notes as notes\n"
-        "fill = {'loop': notes.loop_note, 'compaction': notes.compaction_note}\n"
+        "fill = {'loop': notes.loop_note, 'compaction': notes.compaction_note, 'repair': notes.repair_note}\n"
         "print(json.dumps({'package': kcode.__file__, 'notes': {f'{d}/{n}': fill[d](n, **{k: 'X' for k in f})"
         " for d, table in notes.NOTES.items() for n, f in table.items()}}))"
     )

@@ -1,0 +1,258 @@
+"""Test-driven repair: before the loop's first step, run the tests; when tests fail and the
+task speaks of what they test, have the model rewrite the definitions the failures point at,
+one at a time, and keep a rewrite only when the tests say it fixes them.
+
+This is the Agentless recipe (localize, rewrite, validate by tests) in front of the agent
+loop. A small local model that cannot drive the loop to a fix (it repeats a no-op edit, it
+edits the docstring) can still write a corrected function when shown exactly one, and the
+tests pick the rewrite that works; a strong model gets there in a few seconds. Whatever the
+phase does not fix goes to the loop, with the failing tests and the suspects as its head start.
+
+Every rewrite is written to the file, tested, and put back unless accepted (put back also when
+the run is cut short); each one is a ``repair.tried`` event with its diff. An accepted one is
+checkpointed like any step's change, and the run finishes when no test fails any more.
+Python definitions only (the rewrite is parsed to find the definition in the model's answer).
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import re
+import shlex
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kcode.agent.notes import repair_note
+from kcode.context import get_packer
+from kcode.context.localize import Suspect, rank_suspects, words_of
+from kcode.errors import Submitted
+from kcode.events import RepairTried, Usage
+from kcode.llm.base import StepEnd, ToolCall
+from kcode.tools.base import ToolResult
+from kcode.tools.testing import detect_test_command, is_pytest
+
+__all__ = ["RepairPolicy", "repair", "failures_of", "extract_definition", "task_relates"]
+
+_BLOCK = re.compile(r"```[\w+-]*[ \t]*\n(.*?)```", re.S)
+_FAILURE = re.compile(r"^--- (\S.*)$", re.M)
+_FAILURE_CHARS = 1000
+_COMMON = {"the", "and", "for", "with", "that", "this", "from", "not", "but", "are", "was", "get", "set", "all", "any", "one", "two"}
+
+
+@dataclass(frozen=True)
+class RepairPolicy:
+    share: float = 0.5  # of the run's time budget, at most
+    suspects: int = 4  # definitions rewritten
+    samples: int = 3  # rewrites of each (the model samples: different answers)
+    quick_ids: int = 20  # failing tests re-run by id before the whole suite (pytest only)
+
+
+def failures_of(result: ToolResult) -> list[tuple[str, str]]:
+    """(test id, failure text) of each failure a ``run_tests`` result shows."""
+    output = result.output
+    marks = list(_FAILURE.finditer(output))
+    shown = [(m[1].strip(), output[m.end() : marks[i + 1].start() if i + 1 < len(marks) else len(output)].strip()) for i, m in enumerate(marks)]
+    known = {test_id for test_id, _ in shown}
+    rest = [(test_id, "") for test_id in result.data.get("tests", {}).get("failing", []) if test_id not in known]
+    return shown + rest
+
+
+def task_relates(task: str, failing: list[str], suspects: list[Suspect]) -> bool:
+    """Whether the task speaks of what fails: a word of it in a failing test's name, a
+    suspect's name or its file's name (a failing test the task says nothing of is left alone)."""
+    said = {word for name in re.findall(r"[A-Za-z_]\w+", task) for word in words_of(name)} - _COMMON
+    seen: set[str] = set()
+    for test_id in failing:
+        seen |= words_of(test_id.split("::")[-1].split("[")[0])
+    for found in suspects:
+        seen |= words_of(found.name) | words_of(Path(found.path).stem)
+    return bool(said & (seen - {"test", "tests"}))
+
+
+def extract_definition(answer: str, name: str) -> str | None:
+    """The source of the definition ``name`` in a model's answer (its last fenced block that
+    defines it, parsed as Python; decorators kept), dedented; None when there is none."""
+    for block in reversed(_BLOCK.findall(answer) or [answer]):
+        try:
+            tree = ast.parse(textwrap.dedent(block))
+        except SyntaxError:
+            continue
+        lines = textwrap.dedent(block).splitlines()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
+                start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                return textwrap.dedent("\n".join(lines[start - 1 : node.end_lineno]))
+    return None
+
+
+def _indent(code: str, like: str) -> str:
+    pad = like[: len(like) - len(like.lstrip())]
+    return "\n".join(pad + line if line.strip() else line for line in code.splitlines())
+
+
+def _diff(path: str, before: str, after: str) -> str:
+    return "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True), f"a/{path}", f"b/{path}", n=2))
+
+
+class _Phase:
+    def __init__(self, agent: Any, policy: RepairPolicy) -> None:
+        self.agent, self.policy = agent, policy
+        self.root = Path(agent.ctx.root)
+        self.deadline = agent.budget.max_time * policy.share
+        self.tried = 0
+        self.runs = 0
+
+    def out_of_time(self) -> bool:
+        return self.agent._elapsed() >= self.deadline or self.agent.ctx.cancel.cancelled
+
+    def tests(self, command: str | None = None) -> ToolResult:
+        self.runs += 1
+        arguments = {"command": command} if command else {}
+        return self.agent._run_tool(ToolCall(f"repair_tests_{self.runs}", "run_tests", arguments), record=False)
+
+    def ask(self, suspect: Suspect, code: str, failures: str) -> str:
+        agent = self.agent
+        request = repair_note("request", task=agent.task.strip(), failures=failures, definition=suspect.name, path=suspect.path,
+                              start=suspect.definition.start, end=suspect.definition.end, language="python", code=code)
+        messages = [{"role": "system", "content": repair_note("system")}, {"role": "user", "content": request}]
+        answer = ""
+        for chunk in agent.model.stream(messages, [], cancel=agent._step_cancel):
+            if isinstance(chunk, StepEnd):
+                agent.usage.add(chunk.usage)
+                agent.bus.emit(Usage(step=agent.step, **chunk.usage.as_dict()))
+                answer = chunk.content
+        return answer
+
+
+def _suspects(packer: Any, failures: list[tuple[str, str]], task: str, policy: RepairPolicy) -> list[Suspect]:
+    ranked = rank_suspects(packer.index.files, failures, task, limit=policy.suspects * 2)
+    return [found for found in ranked if found.path.endswith(".py")][: policy.suspects]
+
+
+def _failure_text(failures: list[tuple[str, str]], count: int) -> str:
+    shown = next((text for _, text in failures if text), "")[:_FAILURE_CHARS]
+    ids = ", ".join(test_id for test_id, _ in failures[:6]) + (" ..." if count > 6 else "")
+    return f"{shown}\n\n({count} failing: {ids})".strip()
+
+
+def _counts(result: ToolResult) -> tuple[int, int, set[str]]:
+    tests = result.data.get("tests") or {}
+    return tests.get("passed", 0), tests.get("failed", 0) + tests.get("errors", 0), set(tests.get("failing", []))
+
+
+def repair(agent: Any, policy: RepairPolicy) -> None:
+    """The repair phase for ``agent`` (a :class:`kcode.agent.loop.Agent` before its first
+    step). Raises Submitted when the tests pass after it; otherwise leaves the work tree as it
+    was and, when tests failed, a note for the loop."""
+    ctx = agent.ctx
+    command = ctx.test_command or detect_test_command(ctx.root)
+    if not command or "run_tests" not in agent.tools.names or not agent.verify.can_change:
+        return
+    phase = _Phase(agent, policy)
+    agent._step_cancel = ctx.cancel.child()
+    baseline = phase.tests()
+    passed, failed, failing = _counts(baseline)
+    if baseline.data.get("tests", {}).get("ok", True) or failed == 0:
+        return
+    agent.verify._note_tests([baseline])  # a finish before these pass is sent back
+    failures = failures_of(baseline)
+    packer = get_packer(ctx.root)
+    packer.refresh()
+    suspects = _suspects(packer, failures, agent.task, policy)
+    if not suspects or not task_relates(agent.task, sorted(failing), suspects):
+        return
+    first_suspects = suspects
+    failure_text = _failure_text(failures, failed)
+    seen: set[str] = set()
+    fixed = None
+    sample = 1
+    while sample <= policy.samples and fixed is None and not phase.out_of_time():
+        for suspect in suspects:
+            if phase.out_of_time():
+                break
+            outcome = _try(phase, suspect, sample, failure_text, failing, failed, seen, command)
+            if outcome is None:
+                continue
+            passed, failed, failing, accepted = outcome
+            if failed == 0:
+                fixed = accepted
+                break
+            # some failures fixed, none broken: kept; the rest are localized again (lines moved)
+            failures = failures_of(accepted[2])
+            packer.refresh([accepted[0].path])
+            suspects = _suspects(packer, failures, agent.task, policy) or suspects
+            failure_text = _failure_text(failures, failed)
+            sample = 0
+            break
+        sample += 1
+    suspects = first_suspects
+    if fixed is not None:
+        suspect, diff, _ = fixed
+        agent._checkpoint()
+        before = _counts(baseline)[1]
+        agent._add({"role": "user", "content": repair_note("fixed", failed_before=before, definition=suspect.name, path=suspect.path, passed=passed, diff=diff)})
+        tests = "the failing test passes" if before == 1 else f"the {before} failing tests pass"
+        raise Submitted(f"Fixed `{suspect.name}` in {suspect.path}: {tests} now ({passed} passed). Found and checked by kcode's test-driven repair.")
+    named = ", ".join(f"`{s.name}` ({s.path}:{s.definition.start})" for s in suspects)
+    agent._add({"role": "user", "content": repair_note("not_fixed", failed=failed, failing=", ".join(sorted(failing)[:6]), suspects=named, tried=phase.tried, failure=next((t for _, t in failures if t), "")[:_FAILURE_CHARS])})
+
+
+def _try(phase: _Phase, suspect: Suspect, sample: int, failure_text: str, failing: set[str], failed: int, seen: set[str], command: str) -> tuple[int, int, set[str], tuple[Suspect, str, ToolResult]] | None:
+    """One rewrite of ``suspect``, written, tested and kept or put back: the new counts and
+    what was kept when it fixed some failures without breaking anything, else None."""
+    agent, started = phase.agent, time.monotonic()
+    path = phase.root / suspect.path
+    try:
+        before = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    lines = before.splitlines(keepends=True)
+    start, end = suspect.definition.start, suspect.definition.end
+    original = "".join(lines[start - 1 : end]).rstrip("\n")
+    code = textwrap.dedent(original)
+
+    def report(outcome: str, detail: str = "", diff: str = "") -> None:
+        agent.bus.emit(RepairTried(step=agent.step, path=suspect.path, name=suspect.name, sample=sample, outcome=outcome, detail=detail, diff=diff, duration_ms=round((time.monotonic() - started) * 1000, 1)))
+
+    answer = phase.ask(suspect, code, failure_text)
+    rewritten = extract_definition(answer, suspect.name)
+    if rewritten is None:
+        return report("no_code")
+    if rewritten.strip() == code.strip():
+        return report("unchanged")
+    if rewritten in seen:
+        return report("duplicate")
+    seen.add(rewritten)
+    trailing = "\n" if lines[end - 1 : end] and lines[end - 1].endswith("\n") else ""
+    after = "".join(lines[: start - 1]) + _indent(rewritten, lines[start - 1]) + trailing + "".join(lines[end:])
+    try:
+        ast.parse(after)
+    except SyntaxError as error:
+        return report("syntax_error", f"line {error.lineno}: {error.msg}")
+    diff = _diff(suspect.path, before, after)
+    phase.tried += 1
+    kept = False
+    path.write_text(after, encoding="utf-8")
+    try:
+        quick = None
+        ids = sorted(failing)[: phase.policy.quick_ids]
+        if is_pytest(command) and ids:
+            quick = phase.tests(f"{command} {' '.join(shlex.quote(i) for i in ids)}")
+            quick_passed, quick_failed, _ = _counts(quick)
+            if quick_failed:
+                return report("failing", f"{quick_failed} of the failing tests still fail", diff)
+        result = phase.tests()
+        now_passed, now_failed, now_failing = _counts(result)
+        new = now_failing - failing
+        if new or now_failed >= failed:
+            return report("regressed" if new else "failing", f"{now_failed} failing" + (f", {len(new)} new: {', '.join(sorted(new)[:3])}" if new else ""), diff)
+        kept = True
+        report("fixed" if now_failed == 0 else "partial", f"{now_passed} passed, {now_failed} failing (was {failed})", diff)
+        return now_passed, now_failed, now_failing, (suspect, diff, result)
+    finally:
+        if not kept:
+            path.write_text(before, encoding="utf-8")
