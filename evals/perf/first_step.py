@@ -182,7 +182,9 @@ def _first_token_run(repo: Path, task: str, model_path: Path, **config: object) 
     try:
         start = time.perf_counter()
         settings = config_with(model=str(model_path), max_steps=1, max_output_tokens=8, temperature=0.0,
-                               auto_test=False, **config)  # pack_budget, prefix_cache, ...
+                               auto_test=False, repair="off", **config)  # pack_budget, prefix_cache, ...
+        # repair off: this measures the loop's first step (the repair phase, when it runs, comes
+        # before it and is a test run plus rewrites: its own events time it)
         runner.run_task(task, settings, repo=repo, subscribers=[note],
                         started_at=runner.process_start())  # as `kcode run` does
     finally:

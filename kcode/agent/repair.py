@@ -21,6 +21,7 @@ import difflib
 import re
 import shlex
 import textwrap
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from kcode.llm.base import StepEnd, ToolCall
 from kcode.tools.base import ToolResult
 from kcode.tools.testing import detect_test_command, is_pytest
 
-__all__ = ["RepairPolicy", "repair", "failures_of", "extract_definition", "task_relates"]
+__all__ = ["RepairPolicy", "repair", "failures_of", "extract_definition", "task_relates", "asks_for_fix"]
 
 _BLOCK = re.compile(r"```[\w+-]*[ \t]*\n(.*?)```", re.S)
 _FAILURE = re.compile(r"^--- (\S.*)$", re.M)
@@ -49,6 +50,7 @@ class RepairPolicy:
     suspects: int = 4  # definitions rewritten
     samples: int = 3  # rewrites of each (the model samples: different answers)
     quick_ids: int = 20  # failing tests re-run by id before the whole suite (pytest only)
+    test_seconds: float = 90.0  # a test run that takes longer is stopped, and the phase with it
 
 
 def failures_of(result: ToolResult) -> list[tuple[str, str]]:
@@ -61,6 +63,19 @@ def failures_of(result: ToolResult) -> list[tuple[str, str]]:
     return shown + rest
 
 
+# a task that asks for a fix or reports a bug (a question, a feature request or a refactoring
+# with tests failing for their own reasons is not repaired)
+_ASKS_FOR_FIX = re.compile(
+    r"\b(fix(es|ed|ing)?|bugs?|broken|wrong|incorrect(ly)?|fail(s|ed|ing|ure)?|errors?|crash(es|ed)?|exceptions?"
+    r"|raises?|expected|instead|should|regression|doesn'?t|does not|isn'?t|not work(ing)?|misbehav\w*"
+    r"|skips?|drops?|ignores?|loses|missing|make (the )?tests? pass)\b", re.I)
+
+
+def asks_for_fix(task: str) -> bool:
+    """Whether ``task`` reports a bug or asks for a fix (not a question or a new feature)."""
+    return _ASKS_FOR_FIX.search(task) is not None
+
+
 def task_relates(task: str, failing: list[str], suspects: list[Suspect]) -> bool:
     """Whether the task speaks of what fails: a word of it in a failing test's name, a
     suspect's name or its file's name (a failing test the task says nothing of is left alone)."""
@@ -68,8 +83,9 @@ def task_relates(task: str, failing: list[str], suspects: list[Suspect]) -> bool
     seen: set[str] = set()
     for test_id in failing:
         seen |= words_of(test_id.split("::")[-1].split("[")[0])
-    for found in suspects:
-        seen |= words_of(found.name) | words_of(Path(found.path).stem)
+    for found in suspects:  # those the tests point at (the task's own names prove nothing here)
+        if any(not reason.startswith("named in the task") for reason in found.why):
+            seen |= words_of(found.name) | words_of(Path(found.path).stem)
     return bool(said & (seen - {"test", "tests"}))
 
 
@@ -105,17 +121,33 @@ class _Phase:
         self.deadline = agent.budget.max_time * policy.share
         self.tried = 0
         self.runs = 0
+        self.stopped = False  # a test run was stopped: no more
 
     def out_of_time(self) -> bool:
-        return self.agent._elapsed() >= self.deadline or self.agent.ctx.cancel.cancelled
+        return self.stopped or self.agent._elapsed() >= self.deadline or self.agent.ctx.cancel.cancelled
 
     def tests(self, command: str | None = None) -> ToolResult:
+        """A test run, stopped after ``test_seconds`` or at the phase's deadline (a suite too
+        slow to run again and again is not one to repair by): then the phase ends."""
         self.runs += 1
         arguments = {"command": command} if command else {}
-        return self.agent._run_tool(ToolCall(f"repair_tests_{self.runs}", "run_tests", arguments), record=False)
+        agent = self.agent
+        token = agent._step_cancel = agent.ctx.cancel.child()
+        limit = min(self.policy.test_seconds, max(0.0, self.deadline - agent._elapsed()))
+        timer = threading.Timer(limit, token.cancel)
+        timer.daemon = True
+        timer.start()
+        try:
+            result = agent._run_tool(ToolCall(f"repair_tests_{self.runs}", "run_tests", arguments), record=False)
+        finally:
+            timer.cancel()
+        if token.cancelled:
+            self.stopped = True
+        return result
 
     def ask(self, suspect: Suspect, code: str, failures: str) -> str:
         agent = self.agent
+        agent._step_cancel = agent.ctx.cancel.child()
         request = repair_note("request", task=agent.task.strip(), failures=failures, definition=suspect.name, path=suspect.path,
                               start=suspect.definition.start, end=suspect.definition.end, language="python", code=code)
         messages = [{"role": "system", "content": repair_note("system")}, {"role": "user", "content": request}]
@@ -150,21 +182,20 @@ def repair(agent: Any, policy: RepairPolicy) -> None:
     was and, when tests failed, a note for the loop."""
     ctx = agent.ctx
     command = ctx.test_command or detect_test_command(ctx.root)
-    if not command or "run_tests" not in agent.tools.names or not agent.verify.can_change:
+    if not command or "run_tests" not in agent.tools.names or not agent.verify.can_change or not asks_for_fix(agent.task):
         return
     phase = _Phase(agent, policy)
-    agent._step_cancel = ctx.cancel.child()
     baseline = phase.tests()
     passed, failed, failing = _counts(baseline)
-    if baseline.data.get("tests", {}).get("ok", True) or failed == 0:
+    if phase.stopped or baseline.data.get("tests", {}).get("ok", True) or failed == 0:
         return
-    agent.verify._note_tests([baseline])  # a finish before these pass is sent back
     failures = failures_of(baseline)
     packer = get_packer(ctx.root)
     packer.refresh()
     suspects = _suspects(packer, failures, agent.task, policy)
     if not suspects or not task_relates(agent.task, sorted(failing), suspects):
         return
+    agent.verify._note_tests([baseline])  # the task's failing tests: a finish before they pass is sent back
     first_suspects = suspects
     failure_text = _failure_text(failures, failed)
     seen: set[str] = set()
@@ -243,9 +274,13 @@ def _try(phase: _Phase, suspect: Suspect, sample: int, failure_text: str, failin
         if is_pytest(command) and ids:
             quick = phase.tests(f"{command} {' '.join(shlex.quote(i) for i in ids)}")
             quick_passed, quick_failed, _ = _counts(quick)
+            if phase.stopped:
+                return report("failing", "the test run was stopped (too slow)", diff)
             if quick_failed:
                 return report("failing", f"{quick_failed} of the failing tests still fail", diff)
         result = phase.tests()
+        if phase.stopped:
+            return report("failing", "the test run was stopped (too slow)", diff)
         now_passed, now_failed, now_failing = _counts(result)
         new = now_failing - failing
         if new or now_failed >= failed:

@@ -34,7 +34,7 @@ _PYTHON_FRAME = re.compile(r'File "([^"]+)", line (\d+), in ')
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
 _STRONG = re.compile(r"`([^`\n]+)`|([A-Za-z_][\w.]*)\(")  # `code` or name( in a task
 _NOT_CODE = {"module", "field", "variable", "constant", "property", "key"}  # kinds with no body to fix
-_WEIGHTS = {"frame": 4.0, "innermost": 2.0, "test": 2.0, "task": 3.0, "task_word": 1.0, "callee": 1.5, "test_word": 1.0}
+_WEIGHTS = {"frame": 4.0, "innermost": 3.0, "test": 2.0, "task": 3.0, "task_word": 1.0, "callee": 1.5, "test_word": 1.0}
 
 
 @dataclass

@@ -25,6 +25,7 @@ from typing import Any
 
 from kcode.cancel import CancelToken
 from kcode.errors import ModelUnavailable, UsageError
+from kcode.resources import read_prompt
 from kcode.llm.base import (
     Message,
     ReasoningChunk,
@@ -118,6 +119,9 @@ class ScriptedModel:
         pass
 
     def _handoff_note(self, messages: list[Message]) -> Iterator[StreamChunk]:
+        """A summary for compaction, made up from the transcript (scripts are written for the
+        loop's steps, not for compaction's requests). Other tool-less requests (the repair
+        phase's rewrites) take the script's next turn."""
         transcript = str(messages[-1].get("content", "")) if messages else ""
         calls = [line for line in transcript.splitlines() if line.startswith("TOOL CALL ")]
         note = (
@@ -135,7 +139,7 @@ class ScriptedModel:
         *,
         cancel: CancelToken | None = None,
     ) -> Iterator[StreamChunk]:
-        if not tools:
+        if not tools and _is_summary_request(messages):  # compaction's: answered without a turn
             yield from self._handoff_note(messages)
             return
         if self._position >= len(self._turns):
@@ -162,3 +166,11 @@ class ScriptedModel:
             output_tokens=estimate_tokens(reasoning + content + "".join(c.raw for c in calls)),
         )
         yield StepEnd(content, reasoning, calls, usage, str(turn.get("finish_reason") or ("tool_calls" if calls else "stop")))
+
+
+def _is_summary_request(messages: list[Message]) -> bool:
+    """Whether ``messages`` is compaction's summary request (its system message is
+    ``prompts/compaction/instructions.md``)."""
+    first = messages[0] if messages else {}
+    instructions = read_prompt("compaction/instructions.md").strip()
+    return first.get("role") == "system" and str(first.get("content", "")).strip() == instructions

@@ -63,18 +63,30 @@ def _trim(text: str, limit: int = _FAILURE_CHARS) -> str:
     return text[: limit // 3] + "\n[...]\n" + text[-(2 * limit) // 3 :]
 
 
-def parse_junit(xml_text: str) -> TestReport:
+def _junit_id(classname: str, name: str, root: Path | None) -> str:
+    """pytest's id of a JUnit test case: ``pkg.tests.test_x.TestY`` + ``test_z`` is
+    ``pkg/tests/test_x.py::TestY::test_z``. The module is the longest dotted prefix that is a
+    file under ``root``; without one, the parts up to the first capitalized one (a class)."""
+    parts = classname.split(".")
+    split = None
+    if root is not None:
+        split = next((n for n in range(len(parts), 0, -1) if (root / ("/".join(parts[:n]) + ".py")).is_file()), None)
+    if split is None:
+        split = next((n for n, part in enumerate(parts) if part[:1].isupper()), len(parts)) or len(parts)
+    return "::".join([f"{'/'.join(parts[:split])}.py", *parts[split:], name])
+
+
+def parse_junit(xml_text: str, root: Path | None = None) -> TestReport:
     report = TestReport()
-    root = ElementTree.fromstring(xml_text)
-    for case in root.iter("testcase"):
+    tree = ElementTree.fromstring(xml_text)
+    for case in tree.iter("testcase"):
         classname = case.get("classname", "")
         name = case.get("name", "")
         file_attr = case.get("file")
         if file_attr:
             test_id = f"{file_attr}::{name}"
         elif classname:
-            parts = classname.split(".")
-            test_id = f"{'/'.join(parts)}.py::{name}" if parts else name
+            test_id = _junit_id(classname, name, root)
         else:
             test_id = name
         outcome = next((child for child in case if child.tag in ("failure", "error", "skipped")), None)
@@ -194,7 +206,7 @@ class RunTestsTool(Tool):
         report = None
         if junit is not None and junit.exists():
             try:
-                report = parse_junit(junit.read_text(encoding="utf-8", errors="replace"))
+                report = parse_junit(junit.read_text(encoding="utf-8", errors="replace"), ctx.root)
             except ElementTree.ParseError:
                 report = None
             junit.unlink(missing_ok=True)

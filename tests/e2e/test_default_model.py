@@ -66,7 +66,7 @@ def test_run_with_the_small_catalog_model_makes_a_tool_call_and_ends_cleanly(
     monkeypatch.setenv("KCODE_HOME", env["KCODE_HOME"])  # the run must find it, not pull it
     assert models.is_present("qwen2.5-coder-0.5b"), f"{_SMALL} is not a verified catalog pull"
     # bounded, reproducible steps (a 0.5B model can ramble for thousands of tokens)
-    env.update(KCODE_MAX_OUTPUT_TOKENS="512", KCODE_SEED="1234")
+    env.update(KCODE_MAX_OUTPUT_TOKENS="512", KCODE_SEED="1234", KCODE_REPAIR="off")  # the loop's own tool call
     task = "Use the read_file tool to read calc.py, then fix the bug in add()."
     result = subprocess.run(
         [KCODE, "run", "--model", "qwen2.5-coder-0.5b", "--max-steps", "4", "--pack", "none",
@@ -82,6 +82,28 @@ def test_run_with_the_small_catalog_model_makes_a_tool_call_and_ends_cleanly(
     assert calls, f"no tool call in {len(events)} events; stderr: {result.stderr[-2000:]}"
     assert events[-1]["type"] == "result"
     assert events[-1]["subtype"] in ("success", "error_budget_exhausted"), events[-1]
+
+
+@pytest.mark.slow
+def test_the_small_model_repairs_the_failing_function_before_the_loop(tiny_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Test-driven repair with a real model: the tests fail, the model rewrites add(), the
+    tests pass, the run finishes without a loop step (kcode.agent.repair)."""
+    if KCODE is None or importlib.util.find_spec("llama_cpp") is None or not Path(_SMALL).is_file():
+        pytest.skip("needs the kcode executable, llama-cpp-python and the pulled 0.5B model (CI has them)")
+    env = _isolated_env(tmp_path / "home", Path(_SMALL).parent)
+    env.update(KCODE_MAX_OUTPUT_TOKENS="512", KCODE_SEED="1234")
+    result = subprocess.run(
+        [KCODE, "run", "--model", "qwen2.5-coder-0.5b", "--max-steps", "3", "--max-time", "300",
+         "add() subtracts: add(2, 3) gives -1 instead of 5."],
+        cwd=tiny_repo, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    shown = result.stdout + result.stderr  # the progress lines go to stderr
+    assert "repair: add (calc.py) #" in shown and ": fixed" in shown, shown[-3000:]
+    assert "finished after 0 steps" in shown
+    branch = next(line.split()[-1].rstrip(".") for line in result.stdout.splitlines() if line.startswith("Result on branch"))
+    fixed = subprocess.run(["git", "show", f"{branch}:calc.py"], cwd=tiny_repo, capture_output=True, text=True, check=True).stdout
+    assert "a + b" in fixed and "a - b" not in fixed
 
 
 def test_run_without_a_model_uses_the_default_and_explains_the_download(tiny_repo: Path, tmp_path: Path) -> None:

@@ -84,6 +84,17 @@ def test_parse_junit_and_summaries():
     assert (go.passed, go.failed) == (1, 1) and go.failures[0][0] == "TestB"
 
 
+def test_a_junit_case_in_a_test_class_gets_pytests_own_id(tmp_path):
+    """A unittest-style class's case: its module is the dotted prefix that is a file (the id
+    must run with pytest, and name the file the test is in)."""
+    (tmp_path / "pkg" / "tests").mkdir(parents=True)
+    (tmp_path / "pkg" / "tests" / "test_d.py").write_text("")
+    xml = ('<testsuites><testsuite><testcase classname="pkg.tests.test_d.TestDict" name="test_dissoc">'
+           '<failure>trace</failure></testcase></testsuite></testsuites>')
+    assert parse_junit(xml, tmp_path).failures == [("pkg/tests/test_d.py::TestDict::test_dissoc", "trace")]
+    assert parse_junit(xml).failures == [("pkg/tests/test_d.py::TestDict::test_dissoc", "trace")]  # by the capital
+
+
 def test_finish_raises_submitted_through_the_registry(call):
     """``finish`` is control flow: the registry lets Submitted through (the loop reviews it);
     a finish without its summary is an ordinary error result."""

@@ -1,0 +1,228 @@
+"""Test-driven repair (kcode.agent.repair) through the runner the CLI uses, with a scripted
+model's rewrites, real pytest in the sandbox, real git; and its parts on their own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from kcode.agent.repair import asks_for_fix, extract_definition, failures_of, task_relates
+from kcode.agent.runner import run_task
+from kcode.config import Config
+from kcode.context.index import RepoIndex
+from kcode.context.localize import failure_frames, rank_suspects, words_of
+from kcode.events import MessageAdded, RepairTried
+from kcode.tools.base import ToolResult
+
+from tests.conftest import CALC_BUGGY, FIX_TURNS, write_script
+
+TASK = "add() subtracts: add(2, 3) gives -1 instead of 5."
+
+
+def run(repo: Path, script: Path, task: str = TASK, **config):
+    events = []
+    outcome = run_task(task, Config(model=f"scripted:{script}", **config), repo=repo, subscribers=[events.append])
+    return outcome, events
+
+
+def tried(events) -> list[str]:
+    return [event.outcome for event in events if isinstance(event, RepairTried)]
+
+
+def notes(events) -> list[str]:
+    return [e.message["content"] for e in events if isinstance(e, MessageAdded) and e.message.get("role") == "user"]
+
+
+def work_tree_file(outcome, path: str) -> str:
+    """The file as the run left it on its branch (the work tree itself is gone after the run)."""
+    repo = outcome.meta.repo
+    return subprocess.run(["git", "show", f"{outcome.meta.branch}:{path}"], cwd=repo, capture_output=True, text=True, check=True).stdout
+
+
+def test_a_rewrite_that_makes_the_tests_pass_is_kept_and_the_run_finishes(calc_repo, tmp_path):
+    rewrite = "The bug is the minus.\n\n```python\ndef add(a, b):\n    return a + b\n```\n"
+    outcome, events = run(calc_repo, write_script(tmp_path / "s.json", [{"content": rewrite}]), repair="on")
+    assert outcome.result.status == "finished" and outcome.result.steps == 0
+    assert "Fixed `add` in calc/__init__.py" in outcome.result.summary
+    assert outcome.tests["ok"] and outcome.tests["passed"] == 2
+    assert outcome.changed_files == [{"path": "calc/__init__.py", "kind": "update"}]
+    assert work_tree_file(outcome, "calc/__init__.py") == CALC_BUGGY.replace("a - b", "a + b")
+    assert tried(events) == ["fixed"]
+    fixed = next(e for e in events if isinstance(e, RepairTried))
+    assert "-    return a - b" in fixed.diff and "+    return a + b" in fixed.diff
+    assert any("now the tests pass" in note for note in notes(events))
+    assert [e.type for e in events].count("checkpoint") == 1
+
+
+def test_rewrites_that_do_not_fix_are_put_back_and_the_loop_starts_with_the_findings(calc_repo, tmp_path):
+    wrong = "```python\ndef add(a, b):\n    return a * b\n```"
+    turns = [{"content": wrong}, {"content": wrong}, {"content": "I am not sure."}, *FIX_TURNS]
+    outcome, events = run(calc_repo, write_script(tmp_path / "s.json", turns), repair="on")
+    assert tried(events) == ["failing", "duplicate", "no_code"]  # add is the one suspect, three samples
+    head_start = [note for note in notes(events) if "none made the failing tests pass" in note]
+    assert len(head_start) == 1 and "`add` (calc/__init__.py:1)" in head_start[0] and "tests/test_calc.py::test_add" in head_start[0]
+    # the loop then fixed it: its edit_file found the original text, so the rewrite was put back
+    assert outcome.result.status == "finished" and outcome.result.steps == 5
+    assert outcome.tests["ok"] and work_tree_file(outcome, "calc/__init__.py") == CALC_BUGGY.replace("a - b", "a + b")
+
+
+def test_failing_tests_the_task_does_not_speak_of_are_left_alone(calc_repo, tmp_path):
+    finish = {"tool_calls": [{"name": "finish", "arguments": {"summary": "documented"}}]}
+    outcome, events = run(calc_repo, write_script(tmp_path / "s.json", [finish, finish]), task="Fix the docstring of mul: it should say that it multiplies.", repair="on")
+    # the tests ran (test_add fails), no rewrite was asked for: both turns went to the loop
+    # (its empty finish is sent back once), and no note speaks of the failing test
+    assert [e.type for e in events].count("tests.run") == 1
+    assert tried(events) == [] and outcome.result.status == "finished" and outcome.result.steps == 2
+    assert not any("test_add" in note for note in notes(events))
+
+
+def test_auto_leaves_a_scripted_model_to_its_script_and_off_runs_no_tests(calc_repo, fix_script):
+    for setting in ("auto", "off"):
+        outcome, events = run(calc_repo, fix_script, repair=setting)
+        assert tried(events) == [] and outcome.result.status == "finished" and outcome.result.steps == 5
+    outcome, events = run(calc_repo, fix_script, repair="off")
+    first_tool = next(e for e in events if e.type == "tool.started")
+    assert first_tool.name == "read_file"  # the script's first call: no test run before it
+
+
+def test_a_repair_cut_short_puts_the_file_back(calc_repo, tmp_path):
+    hang = "```python\ndef add(a, b):\n    import time\n    time.sleep(120)\n    return a + b\n```"
+    outcome, events = run(calc_repo, write_script(tmp_path / "s.json", [{"content": hang}]), repair="on", max_time=10, repair_share=1.0)
+    assert outcome.result.status == "budget_exhausted"
+    assert work_tree_file(outcome, "calc/__init__.py") == CALC_BUGGY
+    assert outcome.changed_files == []
+
+
+def test_kcode_run_repairs_through_the_real_command(calc_repo, tmp_path, kcode):
+    script = write_script(tmp_path / "s.json", [{"content": "```python\ndef add(a, b):\n    return a + b\n```"}])
+    result = kcode("run", "--model", f"scripted:{script}", TASK, cwd=calc_repo, env={"KCODE_REPAIR": "on"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "repair: add (calc/__init__.py) #1: fixed" in result.stderr  # the progress lines
+    assert "Fixed `add` in calc/__init__.py" in result.stdout
+
+
+def test_an_unknown_repair_setting_is_a_clear_error(calc_repo, fix_script):
+    import pytest
+
+    from kcode.errors import UsageError
+
+    with pytest.raises(UsageError, match="unknown repair setting 'sometimes'"):
+        run(calc_repo, fix_script, repair="sometimes")
+
+
+# -- the parts -------------------------------------------------------------------------------
+
+
+def test_the_definition_is_taken_from_the_answer_whatever_surrounds_it():
+    answer = (
+        "Here is a usage example:\n```python\nprint(get(1))\n```\nAnd the fix:\n"
+        "```python\nclass Cache:\n    @cached\n    def get(self, key):\n        return self.data[key]\n```\nDone."
+    )
+    assert extract_definition(answer, "get") == "@cached\ndef get(self, key):\n    return self.data[key]"
+    assert extract_definition(answer, "put") is None
+    assert extract_definition("```python\ndef get(:\n```", "get") is None  # not Python
+    assert extract_definition("def get():\n    return 2\n", "get") == "def get():\n    return 2"  # no fence
+
+
+def test_failures_are_read_from_the_run_tests_result():
+    output = "$ pytest\nFAILED: 3 passed, 2 failed\n\n--- t.py::test_a\nassert 1 == 2\n\n--- t.py::test_b[x]\nboom\n"
+    result = ToolResult(output, data={"tests": {"failing": ["t.py::test_a", "t.py::test_b[x]", "t.py::test_c"]}})
+    assert failures_of(result) == [("t.py::test_a", "assert 1 == 2"), ("t.py::test_b[x]", "boom"), ("t.py::test_c", "")]
+
+
+def test_a_question_or_a_feature_request_is_not_a_fix():
+    for task in ("What does calc.add do?", "Add a --json flag to the CLI", "Rename foo to bar", "Document the mul function."):
+        assert not asks_for_fix(task), task
+    for task in (TASK, "windowed() skips windows", "findall ignores case_sensitive=True", "LRUCache evicts the wrong entry", "Make the tests pass"):
+        assert asks_for_fix(task), task
+
+
+def test_a_question_runs_no_tests_first(calc_repo, tmp_path):
+    answer = {"tool_calls": [{"name": "finish", "arguments": {"summary": "add subtracts"}}]}
+    outcome, events = run(calc_repo, write_script(tmp_path / "s.json", [answer, answer]), task="What does calc.add do?", repair="on")
+    # both turns went to the loop (an empty finish is sent back once); no test ran before them
+    assert [e.type for e in events].count("tests.run") == 0 and outcome.result.status == "finished" and outcome.result.steps == 2
+
+
+def test_words_of_identifiers():
+    assert words_of("do_truncate") == {"truncate"}
+    assert words_of("IntRange") == {"int", "range"}
+    assert words_of("parse_int_list") == {"parse", "int", "list"}
+
+
+def _repo(tmp_path: Path) -> Path:
+    root = tmp_path / "lib"
+    (root / "pkg").mkdir(parents=True)
+    (root / "tests").mkdir()
+    (root / "pkg" / "core.py").write_text(
+        "def ordinal(number):\n    return 'th' if number % 10 in (11, 12, 13) else 'st'\n\n\n"
+        "def ordinalize(number):\n    return str(number) + ordinal(number)\n\n\n"
+        "def _check(value):\n    if value < 0:\n        raise ValueError(value)\n    return value\n\n\n"
+        "def clamp(value):\n    return _check(value)\n\n\n"
+        "class Signer:\n    def unsign(self, value):\n        return value\n\n\n"
+        "class Other:\n    def unsign(self, value):\n        return None\n"
+    )
+    (root / "pkg" / "core.pyi").write_text("def ordinal(number: int) -> str: ...\n")
+    (root / "tests" / "test_core.py").write_text(
+        "from pkg.core import ordinal, clamp\n\n\ndef test_ordinal():\n    assert ordinal(11) == 'th'\n\n\n"
+        "def test_clamp():\n    assert clamp(-1) == 0\n"
+    )
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+    return root
+
+
+def _ranked(root: Path, failures, task: str) -> list[tuple[str, str]]:
+    index = RepoIndex.open(root, persist=False)
+    index.refresh()
+    return [(found.path, found.name) for found in rank_suspects(index.files, failures, task)]
+
+
+def test_the_failing_tests_body_and_the_task_point_at_the_function(tmp_path):
+    root = _repo(tmp_path)
+    ranked = _ranked(root, [("tests/test_core.py::test_ordinal", "assert 'st' == 'th'")], "`ordinalize(11)` gives '11st'")
+    # the test calls ordinal; the task names ordinalize, which calls ordinal; no stub file
+    assert ranked[:2] == [("pkg/core.py", "ordinal"), ("pkg/core.py", "ordinalize")]
+    assert all(path != "pkg/core.pyi" and not path.startswith("tests/") for path, _ in ranked)
+
+
+def test_a_traceback_frame_in_the_source_ranks_first(tmp_path):
+    root = _repo(tmp_path)
+    trace = (
+        "tests/test_core.py:9: in test_clamp\n    assert clamp(-1) == 0\n"
+        f"{root}/pkg/core.py:16: in clamp\n    return _check(value)\n"
+        "pkg/core.py:11: in _check\n    raise ValueError(value)\nE   ValueError: -1\n"
+    )
+    index = RepoIndex.open(root, persist=False)
+    index.refresh()
+    assert failure_frames(trace, index.files) == [("tests/test_core.py", 9), ("pkg/core.py", 16), ("pkg/core.py", 11)]
+    ranked = _ranked(root, [("tests/test_core.py::test_clamp", trace)], "clamp raises on negative numbers")
+    assert ranked[:2] == [("pkg/core.py", "_check"), ("pkg/core.py", "clamp")]  # the innermost frame first
+
+
+def test_a_dotted_name_in_the_task_picks_its_owner(tmp_path):
+    index = RepoIndex.open(_repo(tmp_path), persist=False)
+    index.refresh()
+    headers = index.files["pkg/core.py"].tags.headers
+    for owner in ("Signer", "Other"):
+        ranked = rank_suspects(index.files, [], f"`{owner}.unsign()` accepts anything")
+        best = next(found for found in ranked if found.name == "unsign")
+        assert [headers[i][1] for i in best.definition.scopes] == [f"class {owner}:"]
+        others = [found for found in ranked if found.name == "unsign" and found is not best]
+        assert all(found.score < best.score for found in others)
+
+
+def test_the_task_must_speak_of_what_fails(tmp_path):
+    index = RepoIndex.open(_repo(tmp_path), persist=False)
+    index.refresh()
+    failures = [("tests/test_core.py::test_ordinal", "")]
+    assert task_relates("ordinal suffixes are wrong", ["tests/test_core.py::test_ordinal"], rank_suspects(index.files, failures, "ordinal suffixes are wrong"))
+    unrelated = "Make Signer.unsign verify the signature"
+    assert not task_relates(unrelated, ["tests/test_core.py::test_ordinal"], rank_suspects(index.files, failures, unrelated))
+
+
+def test_the_module_imports_no_model_backend():
+    # the phase talks to whatever ChatModel the run has; importing it loads no backend
+    code = "import sys, kcode.agent.repair; print(any(m.startswith('llama_cpp') for m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
