@@ -60,6 +60,7 @@ COMPACTION_NOTES: dict[str, tuple[str, ...]] = {
 REPAIR_NOTES: dict[str, tuple[str, ...]] = {
     "system": (),  # the system message of a rewrite request
     "request": ("task", "failures", "definition", "path", "start", "end", "language", "code"),  # its user message
+    "outline": ("outline",),  # a method's class, shown before the request
     "fixed": ("failed_before", "definition", "path", "passed", "diff"),  # the note of a repair that made the tests pass
     "not_fixed": ("failed", "failing", "suspects", "tried", "failure"),  # the loop's head start when none did
 }

@@ -30,9 +30,10 @@ from typing import Any
 from kcode.agent.notes import repair_note
 from kcode.context import get_packer
 from kcode.context.localize import Suspect, rank_suspects, words_of
-from kcode.errors import Submitted
-from kcode.events import RepairTried, Usage
-from kcode.llm.base import StepEnd, ToolCall
+from kcode.cancel import CancelToken
+from kcode.errors import Interrupted, Submitted, TransientModelError
+from kcode.events import ErrorEvent, RepairTried, Usage
+from kcode.llm.base import StepEnd, TextChunk, TokenUsage, ToolCall
 from kcode.tools.base import ToolResult
 from kcode.tools.testing import detect_test_command, is_pytest
 
@@ -122,47 +123,93 @@ class _Phase:
         self.tried = 0
         self.runs = 0
         self.stopped = False  # a test run was stopped: no more
+        self.packer: Any = None  # the repository index (kcode.context.get_packer)
 
     def out_of_time(self) -> bool:
         return self.stopped or self.agent._elapsed() >= self.deadline or self.agent.ctx.cancel.cancelled
+
+    def _limited(self, seconds: float) -> tuple[CancelToken, threading.Timer]:
+        """A fresh step token for one test run or model call, cancelled after ``seconds`` or
+        at the phase's deadline, whichever comes first."""
+        agent = self.agent
+        token = agent._step_cancel = agent.ctx.cancel.child()
+        timer = threading.Timer(min(seconds, max(0.0, self.deadline - agent._elapsed())), token.cancel)
+        timer.daemon = True
+        timer.start()
+        return token, timer
 
     def tests(self, command: str | None = None) -> ToolResult:
         """A test run, stopped after ``test_seconds`` or at the phase's deadline (a suite too
         slow to run again and again is not one to repair by): then the phase ends."""
         self.runs += 1
         arguments = {"command": command} if command else {}
-        agent = self.agent
-        token = agent._step_cancel = agent.ctx.cancel.child()
-        limit = min(self.policy.test_seconds, max(0.0, self.deadline - agent._elapsed()))
-        timer = threading.Timer(limit, token.cancel)
-        timer.daemon = True
-        timer.start()
+        token, timer = self._limited(self.policy.test_seconds)
         try:
-            result = agent._run_tool(ToolCall(f"repair_tests_{self.runs}", "run_tests", arguments), record=False)
+            result = self.agent._run_tool(ToolCall(f"repair_tests_{self.runs}", "run_tests", arguments), record=False)
         finally:
             timer.cancel()
         if token.cancelled:
             self.stopped = True
         return result
 
-    def ask(self, suspect: Suspect, code: str, failures: str) -> str:
+    def ask(self, suspect: Suspect, code: str, failures: str, outline: str) -> str:
+        """The model's answer to a rewrite request. It is cut as soon as it holds a complete
+        code block defining the name (what follows is talk), or when it grows far past the
+        definition's size, or at the deadline."""
         agent = self.agent
-        agent._step_cancel = agent.ctx.cancel.child()
         request = repair_note("request", task=agent.task.strip(), failures=failures, definition=suspect.name, path=suspect.path,
                               start=suspect.definition.start, end=suspect.definition.end, language="python", code=code)
+        if outline:  # a method: what else its class has (a helper it should call, say)
+            request = repair_note("outline", outline=outline) + "\n\n" + request
         messages = [{"role": "system", "content": repair_note("system")}, {"role": "user", "content": request}]
-        answer = ""
-        for chunk in agent.model.stream(messages, [], cancel=agent._step_cancel):
-            if isinstance(chunk, StepEnd):
-                agent.usage.add(chunk.usage)
-                agent.bus.emit(Usage(step=agent.step, **chunk.usage.as_dict()))
-                answer = chunk.content
-        return answer
+        limit = 3 * len(code) + 1500
+        token, timer = self._limited(float("inf"))
+        text, usage = "", None
+        try:
+            for chunk in agent.model.stream(messages, [], cancel=token):
+                if isinstance(chunk, StepEnd):
+                    usage, text = chunk.usage, chunk.content
+                elif isinstance(chunk, TextChunk):
+                    text += chunk.text
+                    done = "`" in chunk.text and _BLOCK.search(text) and extract_definition(text, suspect.name) is not None
+                    if (done or len(text) > limit) and not token.cancelled:
+                        token.cancel()  # the stream stops at its next token
+        except Interrupted:
+            if agent.ctx.cancel.cancelled:
+                raise
+        except TransientModelError as error:  # a hiccup: this sample is lost, not the phase
+            agent.bus.emit(ErrorEvent(message=f"repair: {error}", kind="model_retry", step=agent.step))
+            text = ""
+        finally:
+            timer.cancel()
+        if usage is None:  # cut: the output counted by the tokenizer, the request's size unknown
+            usage = TokenUsage(output_tokens=agent.model.count_tokens(text))
+        agent.usage.add(usage)
+        agent.bus.emit(Usage(step=agent.step, **usage.as_dict()))
+        if token.cancelled and not text.strip():
+            self.stopped = agent._elapsed() >= self.deadline
+        return text
 
 
 def _suspects(packer: Any, failures: list[tuple[str, str]], task: str, policy: RepairPolicy) -> list[Suspect]:
     ranked = rank_suspects(packer.index.files, failures, task, limit=policy.suspects * 2)
     return [found for found in ranked if found.path.endswith(".py")][: policy.suspects]
+
+
+def _outline(tags: Any, suspect: Suspect) -> str:
+    """A method's class, as its header and the signature lines of its members (one line
+    each); empty for a top-level definition."""
+    definition = suspect.definition
+    if not definition.scopes:
+        return ""
+    headers = tags.headers
+    owner = definition.scopes[-1]
+    lines = [headers[owner][1].strip()]
+    members = [d for d in tags.definitions if d.scopes and d.scopes[-1] == owner]
+    for member in members[:40]:
+        text = headers[member.header][1].rstrip()
+        lines.append("    " + text.strip() + (" ...  # this one" if member.start == definition.start else " ..."))
+    return "\n".join(lines)
 
 
 def _failure_text(failures: list[tuple[str, str]], count: int) -> str:
@@ -185,12 +232,12 @@ def repair(agent: Any, policy: RepairPolicy) -> None:
     if not command or "run_tests" not in agent.tools.names or not agent.verify.can_change or not asks_for_fix(agent.task):
         return
     phase = _Phase(agent, policy)
+    phase.packer = packer = get_packer(ctx.root)
     baseline = phase.tests()
     passed, failed, failing = _counts(baseline)
     if phase.stopped or baseline.data.get("tests", {}).get("ok", True) or failed == 0:
         return
     failures = failures_of(baseline)
-    packer = get_packer(ctx.root)
     packer.refresh()
     suspects = _suspects(packer, failures, agent.task, policy)
     if not suspects or not task_relates(agent.task, sorted(failing), suspects):
@@ -249,7 +296,8 @@ def _try(phase: _Phase, suspect: Suspect, sample: int, failure_text: str, failin
     def report(outcome: str, detail: str = "", diff: str = "") -> None:
         agent.bus.emit(RepairTried(step=agent.step, path=suspect.path, name=suspect.name, sample=sample, outcome=outcome, detail=detail, diff=diff, duration_ms=round((time.monotonic() - started) * 1000, 1)))
 
-    answer = phase.ask(suspect, code, failure_text)
+    indexed = phase.packer.index.files.get(suspect.path)
+    answer = phase.ask(suspect, code, failure_text, _outline(indexed.tags, suspect) if indexed is not None else "")
     rewritten = extract_definition(answer, suspect.name)
     if rewritten is None:
         return report("no_code")

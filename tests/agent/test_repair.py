@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from kcode.agent.repair import asks_for_fix, extract_definition, failures_of, task_relates
@@ -65,6 +66,16 @@ def test_rewrites_that_do_not_fix_are_put_back_and_the_loop_starts_with_the_find
     # the loop then fixed it: its edit_file found the original text, so the rewrite was put back
     assert outcome.result.status == "finished" and outcome.result.steps == 5
     assert outcome.tests["ok"] and work_tree_file(outcome, "calc/__init__.py") == CALC_BUGGY.replace("a - b", "a + b")
+
+
+def test_an_answer_is_cut_once_it_holds_the_definition(calc_repo, tmp_path):
+    # 24 characters a chunk, 0.2 s each: the talk after the code block would take 80 s
+    talky = "```python\ndef add(a, b):\n    return a + b\n```\n" + "Let me explain why. " * 480
+    script = write_script(tmp_path / "s.json", [{"content": talky, "chunk_seconds": 0.2}])
+    started = time.monotonic()
+    outcome, events = run(calc_repo, script, repair="on")
+    assert tried(events) == ["fixed"] and outcome.result.status == "finished"
+    assert time.monotonic() - started < 60
 
 
 def test_failing_tests_the_task_does_not_speak_of_are_left_alone(calc_repo, tmp_path):
