@@ -65,7 +65,8 @@ class LlamaCppOptions:
     # `kcode models ps|stop`
     keep_alive: str = "0"
     # parallel slots for sub-agents: above 0, the kept-alive server is llama.cpp's own
-    # llama-server with this many slots (its binary: llama_server, else the one on PATH)
+    # llama-server with this many slots (its binary: llama_server, else the one
+    # `kcode models build-server` built into the cache, else the one on PATH)
     parallel_slots: int = 0
     llama_server: str | None = None
 
@@ -120,6 +121,8 @@ class Config:
     max_subagents: int = 300
     max_swarm_steps: int = 4000
     subagent_steps: int = 30  # per sub-agent
+    subagent_time: float | None = None  # seconds per sub-agent (None: the run's max_time)
+    subagent_tokens: int | None = None  # per sub-agent, as max_tokens (None: the run's max_tokens)
     max_parallel: int = 8  # sub-agents at once
     executor: str = "local"  # where sub-agents run: local (threads of this process), ray (a local Ray), ray:ADDRESS
     # Not a setting: the settings whose value is the repository's own .kcode/config.toml's

@@ -90,7 +90,12 @@ class RayExecutor:
             kwargs: dict[str, Any] = {"address": self.address} if self.address else {
                 "num_cpus": max(workers, os.cpu_count() or 1), "include_dashboard": False,
             }
-            ray.init(ignore_reinit_error=True, log_to_driver=False, configure_logging=False, **kwargs)
+            try:
+                ray.init(ignore_reinit_error=True, log_to_driver=False, configure_logging=False, **kwargs)
+            except Exception as error:  # Ray's own: a local Ray that did not come up, a cluster not reached
+                ray.shutdown()  # what it started of a local Ray
+                where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
+                raise KcodeError(f"could not start {where}: {str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__}") from error
             self._started = True
         self._gate = cf.ThreadPoolExecutor(workers, thread_name_prefix="kcode-ray")
         self._remote: dict[Callable, Any] = {}

@@ -10,7 +10,10 @@ the parent's machine that writes them into the parent's session folder. A task r
 (Ray retries one whose worker died; a parent resumed after a kill starts it again) finds them
 there and resumes the sub-agent from its log: the steps it logged are not taken again, and a
 tool call cut short is rolled back to the last checkpoint first, as for any resumed session.
-A cancel goes through the keeper too: the task polls it and cancels its run's token, so the
+A sub-agent resumed after its parent was resumed (a kill, then ``kcode resume``) may have
+started from a commit the parent's line no longer holds (the parent went back to before the
+merges it was made on, and merged again): that commit is shipped too, and the parent keeps
+a ref on each remote sub-agent's start until its task is back. A cancel goes through the keeper too: the task polls it and cancels its run's token, so the
 sub-agent stops as a local one does (its commands killed, its log kept).
 """
 
@@ -37,6 +40,7 @@ __all__ = ["Keeper", "RemoteJob", "RemoteResult", "run_shipped", "ship_start", "
 
 _START_REF = "refs/kcode/ship/start"  # the start commit, in the bundle the parent ships
 _BRANCH_REF = "refs/kcode/ship/branch"  # the sub-agent's branch, in the bundles it sends back
+_RESUME_REF = "refs/kcode/ship/resume-base"  # a resumed sub-agent's own start, when it is not in the start's history
 _SYNC_AFTER = ("turn.completed", "checkpoint", "session.finished")
 
 
@@ -53,8 +57,11 @@ class RemoteJob:
     steps: int
     parent_id: str
     base: str  # the parent's checkpoint the sub-agent starts from
-    bundle: bytes  # holds ``base`` as _START_REF
+    bundle: bytes  # holds ``base`` as _START_REF (and ``resume_base`` as _RESUME_REF)
     keeper: Any  # the Keeper actor
+    # a sub-agent resumed after its parent was: the commit it started from, when the parent's
+    # line no longer holds it (the resumed parent went back to before the merges it was made on)
+    resume_base: str = ""
 
 
 @dataclass
@@ -159,6 +166,8 @@ def run_shipped(job: RemoteJob) -> RemoteResult:
     os.environ["KCODE_HOME"] = str(root / "home")
     repo = root / "repo"
     repo_from_bundle(repo, job.bundle, _START_REF, "refs/kcode/start")
+    if job.resume_base:
+        fetch_bundle(repo, job.bundle, _RESUME_REF, "refs/kcode/resume-base")
     store = SessionStore(root / "sessions")
     model = _default_model_factory(SubagentSpec(job.description, job.prompt, job.mode), job.config)
     tools = subagent_tools(job.mode)
@@ -201,9 +210,10 @@ def run_shipped(job: RemoteJob) -> RemoteResult:
     return result
 
 
-def ship_start(repo: Path, base: str) -> bytes:
-    """The bundle a remote sub-agent starts from: ``base`` and its history."""
-    return bundle_commits(repo, base, _START_REF)
+def ship_start(repo: Path, base: str, resume_base: str = "") -> bytes:
+    """The bundle a remote sub-agent starts from: ``base`` and its history (and
+    ``resume_base``, a resumed sub-agent's own start, with its history)."""
+    return bundle_commits(repo, base, _START_REF, also={_RESUME_REF: resume_base} if resume_base else None)
 
 
 def take_back(repo: Path, result: RemoteResult) -> str:

@@ -5,6 +5,7 @@ local sub-agent's."""
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
 import time
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,7 @@ from kcode.config import Config
 from kcode.errors import KcodeError
 from kcode.paths import data_dir
 from kcode.session import SessionMeta, read_events
+from kcode.vcs.git import git, git_ok
 
 if TYPE_CHECKING:
     from kcode.agent.subagents import SubagentReport, SubagentSpec, Subagents
@@ -24,13 +26,24 @@ GRACE = 15.0  # seconds a cancelled task has to stop before it is killed
 
 
 def _executor(sub: Subagents):
+    """The run's Ray executor and keeper, started with the first remote sub-agent. One that
+    could not start is not tried again for every later sub-agent: they all get its error."""
     with sub._lock:
+        if sub._executor_error is not None:
+            raise KcodeError(sub._executor_error)
         if sub._executor is None:
             from kcode.agent.remote import start_keeper
             from kcode.executor import create_executor
 
-            sub._executor = create_executor(sub.config.executor, sub.limits.max_parallel, retries=RETRIES)
-            sub._keeper = start_keeper(sub.store.dir(sub.meta.session_id) / "remote")
+            try:
+                sub._executor = create_executor(sub.config.executor, sub.limits.max_parallel, retries=RETRIES)
+                sub._keeper = start_keeper(sub.store.dir(sub.meta.session_id) / "remote")
+            except Exception as error:
+                if sub._executor is not None:
+                    sub._executor.shutdown(cancel_pending=True)
+                    sub._executor = None
+                sub._executor_error = f"{error}" if isinstance(error, KcodeError) else f"could not start the Ray executor: {error}"
+                raise KcodeError(sub._executor_error) from error
         return sub._executor
 
 
@@ -39,14 +52,23 @@ def run_remote(sub: Subagents, spec: SubagentSpec, key: str, steps: int, config:
     from kcode.agent.subagents import SubagentReport, _child_task
 
     executor = _executor(sub)
+    repo = sub.workspace.path
     with sub._tree, sub._lock:
         if spec.mode == "edit" and not sub._quiet:
             sub._checkpoint_parent("kcode: before sub-agent " + spec.description[:60])
         base = sub.workspace.head
-        if sub._shipped[0] != base:  # a swarm's sub-agents share one bundle until a merge moves the parent
-            sub._shipped = (base, ship_start(sub.workspace.path, base))
-        bundle = sub._shipped[1]
-    job = RemoteJob(key, spec.description, spec.prompt, spec.mode, _child_task(spec), config, steps, sub.meta.session_id, base, bundle, sub._keeper)
+        started = _saved_start(sub, key)
+        if started and started != base and not git_ok(["merge-base", "--is-ancestor", started, base], repo):
+            resume_base, bundle = started, ship_start(repo, base, started)  # its own start goes along
+        else:
+            resume_base = ""
+            if sub._shipped[0] != base:  # a swarm's sub-agents share one bundle until a merge moves the parent
+                sub._shipped = (base, ship_start(repo, base))
+            bundle = sub._shipped[1]
+        start_ref = f"refs/kcode/remote-start/{sub.meta.session_id}/{key}"
+        git(["update-ref", start_ref, resume_base or started or base], repo)  # kept until it is back
+    job = RemoteJob(key, spec.description, spec.prompt, spec.mode, _child_task(spec), config, steps, sub.meta.session_id, base, bundle,
+                    sub._keeper, resume_base=resume_base)
     hard = CancelToken()  # kills the task: when it has not stopped GRACE seconds after a cancel
     future = executor.submit_cancellable(run_shipped, job, cancel=hard)
     try:
@@ -68,6 +90,7 @@ def run_remote(sub: Subagents, spec: SubagentSpec, key: str, steps: int, config:
         raise
     except Exception as error:  # Ray's errors: the task failed, or its worker died too often
         raise KcodeError(f"the sub-agent's Ray task failed: {str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__}") from error
+    git(["update-ref", "-d", start_ref], repo, check=False)  # its branch holds its start now
     meta = SessionMeta(**result.meta)
     meta.repo, meta.workdir = str(sub.workspace.path), str(data_dir() / "worktrees" / meta.session_id)  # here, not on its worker
     sub.store.write_meta(meta)
@@ -87,6 +110,17 @@ def run_remote(sub: Subagents, spec: SubagentSpec, key: str, steps: int, config:
         except KcodeError as error:  # its work stays on its branch
             report.error = f"could not merge (its work is on {report.branch}): {error}"
     return report
+
+
+def _saved_start(sub: Subagents, key: str) -> str:
+    """The commit a sub-agent started from, by the keeper's copy of its metadata (on this
+    machine); "" when it has none (it did not start before)."""
+    try:
+        meta = json.loads((sub.store.dir(sub.meta.session_id) / "remote" / key / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    start = meta.get("base_commit") if isinstance(meta, dict) else None
+    return start if isinstance(start, str) and git_ok(["cat-file", "-e", f"{start}^{{commit}}"], sub.workspace.path) else ""
 
 
 def close_remote(sub: Subagents) -> None:

@@ -98,7 +98,8 @@ def with_subagents(config: Config, tools: ToolRegistry, model: ChatModel, store:
 
     if not (config.executor in ("local", "local:threads") or config.executor == "ray" or config.executor.startswith("ray:")):
         raise UsageError(f"sub-agents run on local or ray[:ADDRESS], not executor {config.executor!r}")
-    limits = SubagentLimits(max_agents=config.max_subagents, max_steps=config.max_swarm_steps, agent_steps=config.subagent_steps, max_parallel=config.max_parallel)
+    limits = SubagentLimits(max_agents=config.max_subagents, max_steps=config.max_swarm_steps, agent_steps=config.subagent_steps,
+                            agent_time=config.subagent_time, agent_tokens=config.subagent_tokens, max_parallel=config.max_parallel)
     subagents = Subagents(config=config, store=store, meta=meta, workspace=workspace, bus=bus, cancel=cancel, limits=limits, parent_model=model)
     return tools.with_tools(TaskTool(subagents), SwarmTool(subagents))
 

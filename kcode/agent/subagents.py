@@ -200,6 +200,7 @@ class Subagents:
         # --executor ray: sub-agents as Ray tasks (kcode.agent.remote), made at the first one
         self.remote = config.executor.startswith("ray") and not self.serial
         self._executor: Any = None
+        self._executor_error: str | None = None  # why it could not start (then not tried again)
         self._keeper: Any = None
         self._shipped: tuple[str, bytes] = ("", b"")  # the last start commit shipped, and its bundle
         self._registry_path = store.dir(meta.session_id) / "subagents.json"
@@ -210,6 +211,7 @@ class Subagents:
         # sub-agents of this parent from before a resume, by their task: one killed before the
         # registry learned its id is continued, not started again
         self._earlier = {m.task: m.session_id for m in store.list() if m.parent_id == meta.session_id}
+        self._earlier.update(_remote_earlier(store.dir(meta.session_id) / "remote"))
 
     # ---- limits and the registry ----
     def _load_registry(self) -> dict[str, dict]:
@@ -419,6 +421,20 @@ class Subagents:
         info = self.workspace.checkpoint(message)
         if info is not None:
             self.bus.emit(Checkpoint(step=0, commit=info.commit, ref=self.workspace.branch))
+
+
+def _remote_earlier(folder: Path) -> dict[str, str]:
+    """Remote sub-agents of a parent from before a resume, by their task: the keeper's copies
+    of their metadata (kcode.agent.remote), for those whose session did not come back."""
+    earlier = {}
+    for path in sorted(folder.glob("*/meta.json")) if folder.is_dir() else []:
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and meta.get("task") and meta.get("session_id"):
+            earlier[meta["task"]] = meta["session_id"]
+    return earlier
 
 
 def _child_task(spec: SubagentSpec) -> str:

@@ -3,6 +3,7 @@
 ``plan`` reads a GGUF's header and tensor table (no weights loaded) and says where each
 tensor group would go under the given placement flags. ``bench`` measures how fast a model
 processes prompts here (the figure the pack budget is sized by) and generates.
+``build-server`` builds llama.cpp's ``llama-server`` (parallel slots) into kcode's cache.
 """
 
 from __future__ import annotations
@@ -301,3 +302,34 @@ def stop(model: str = typer.Argument(None, help="A model file, its name or a cat
         typer.echo(f"stopped {Path(record.model).name} (pid {record.pid})", err=True)
     if not stopped:
         typer.echo("no model server " + (f"for {model} " if model else "") + "is running", err=True)
+
+
+@app.command("build-server")
+def build_server(
+    source: Path = typer.Option(None, "--source", help="llama.cpp's sources: a folder or tarball (default: the installed "
+                                "llama-cpp-python's sdist, fetched with pip download)."),
+    jobs: int = typer.Option(None, "--jobs", "-j", min=1, help="Parallel compile jobs (default: the CPUs)."),
+    force: bool = typer.Option(False, "--force", help="Build again even when it is already there."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Print the build's output."),
+) -> None:
+    """Build llama.cpp's llama-server (parallel slots for sub-agents) into kcode's cache; prints its path."""
+    from kcode.errors import KcodeError
+    from kcode.llm.serve._build import build_llama_server, built_llama_server
+
+    def on_line(line: str) -> None:
+        if verbose:
+            typer.echo(line, err=True)
+
+    if not force and built_llama_server().is_file():
+        typer.echo(f"llama-server is already built: {built_llama_server()}", err=True)
+    else:
+        typer.echo("building llama-server from llama.cpp's sources (minutes: about 10 on two cores)", err=True)
+    try:
+        path, built = build_llama_server(source, jobs=jobs, force=force, on_line=on_line,
+                                         on_step=lambda step: typer.echo(step, err=True))
+    except KcodeError as error:
+        typer.echo(f"kcode models build-server: {error}", err=True)
+        raise typer.Exit(1) from error
+    if built:
+        typer.echo(f"built {path}; with parallel_slots = N in [llamacpp], a local model's sub-agents share it", err=True)
+    typer.echo(str(path))

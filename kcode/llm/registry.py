@@ -159,8 +159,8 @@ def _slots_model(path: Path, llamacpp: LlamaCppOptions, sampling: object, max_ou
     notice = options.on_notice or (lambda text: None)
     binary = find_llama_server(llamacpp.llama_server)
     if binary is None:
-        notice(f"parallel_slots = {llamacpp.parallel_slots} needs llama.cpp's llama-server (on PATH, or llama_server = PATH); "
-               "the model serves one conversation at a time")
+        notice(f"parallel_slots = {llamacpp.parallel_slots} needs llama.cpp's llama-server (`kcode models build-server`, "
+               "or on PATH, or llama_server = PATH); the model serves one conversation at a time")
         return None
     try:
         record, started = connect(path, llamacpp, sampling.seed, keep_alive, on_notice=notice, llama_server=binary)

@@ -13,19 +13,23 @@ from kcode.vcs.git import git
 __all__ = ["bundle_commits", "fetch_bundle", "repo_from_bundle"]
 
 
-def bundle_commits(repo: Path, commit: str, ref: str, exclude: str | None = None) -> bytes:
+def bundle_commits(repo: Path, commit: str, ref: str, exclude: str | None = None, also: dict[str, str] | None = None) -> bytes:
     """A bundle holding ``commit`` as ``ref`` (a full ref name), and its history back to, not
-    including, ``exclude``."""
-    if not ref.startswith("refs/"):
-        raise VcsError(f"a bundle's ref must be a full ref name, not {ref!r}")
-    git(["update-ref", ref, commit], repo)  # a bundle names refs, not bare commits
+    including, ``exclude``; ``also``: more refs (name: commit) in it, with their history."""
+    refs = {ref: commit, **(also or {})}
+    for name in refs:
+        if not name.startswith("refs/"):
+            raise VcsError(f"a bundle's ref must be a full ref name, not {name!r}")
+    for name, target in refs.items():
+        git(["update-ref", name, target], repo)  # a bundle names refs, not bare commits
     try:
         with tempfile.TemporaryDirectory(prefix="kcode-bundle-") as tmp:
             path = Path(tmp) / "out.bundle"
-            git(["bundle", "create", "--quiet", str(path), ref, *([f"^{exclude}"] if exclude else [])], repo)
+            git(["bundle", "create", "--quiet", str(path), *refs, *([f"^{exclude}"] if exclude else [])], repo)
             return path.read_bytes()
     finally:
-        git(["update-ref", "-d", ref], repo, check=False)
+        for name in refs:
+            git(["update-ref", "-d", name], repo, check=False)
 
 
 def fetch_bundle(repo: Path, data: bytes, ref: str, into: str) -> str:

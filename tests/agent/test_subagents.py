@@ -144,6 +144,29 @@ def test_limits_steps_and_agents_lower(calc_repo, tmp_path):
     del store
 
 
+def test_per_subagent_time_and_token_caps(calc_repo, tmp_path):
+    """subagent_time and subagent_tokens cap each sub-agent (its run's max_time, max_tokens)."""
+    scripts = tmp_path / "children"
+    scripts.mkdir()
+    _child(scripts, "capped [1/1] x", [
+        {"tool_calls": [{"name": "bash", "arguments": {"command": "sleep 8"}}]},
+        {"tool_calls": [{"name": "finish", "arguments": {"summary": "should not get here"}}]}])
+    parent = write_script(tmp_path / "parent.json", _swarm_turns(["x"], mode="explore", description="capped"))
+    for caps, expected in (({"subagent_time": 1.0}, "time budget exhausted (1 seconds), in step 1"),
+                           ({"subagent_tokens": 50}, "tokens budget exhausted")):
+        store = SessionStore(tmp_path / f"sessions-{len(caps)}-{next(iter(caps))}")
+        outcome = run_task("What is in x?", _config(calc_repo, parent, scripts, **caps), repo=calc_repo, store=store)
+        assert outcome.result.status == "finished", outcome.result.summary
+        (child,) = [m for m in store.list() if m.parent_id == outcome.meta.session_id]
+        assert child.status == "budget_exhausted" and expected in child.summary, (caps, child.summary)
+        if "subagent_time" in caps:
+            (bash,) = [e for e in read_event_dicts(store.log_path(child.session_id)) if e["type"] == "tool.finished"]
+            # its command was stopped at the cap, not run out
+            assert "[cancelled; the process group was killed]" in bash["output"] and bash["duration_ms"] < 7000
+        else:
+            assert child.steps == 1  # its first step's tokens spent the cap: no second step
+
+
 def test_an_interrupt_stops_them_all(calc_repo, tmp_path):
     scripts = tmp_path / "children"
     scripts.mkdir()

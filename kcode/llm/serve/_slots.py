@@ -1,7 +1,7 @@
 """llama.cpp's own ``llama-server`` with parallel slots, kept alive like kcode's model server.
 
 When ``parallel_slots`` is above 0 and a ``llama-server`` binary is there (``llama_server``:
-its path, else the one on PATH), the kept-alive server of a local model is a supervisor
+its path, else the one ``kcode models build-server`` built into the cache, else the one on PATH), the kept-alive server of a local model is a supervisor
 process (``python -m kcode.llm.serve``, as for kcode's own server) that runs ``llama-server
 -m MODEL --parallel N`` on 127.0.0.1 with a fresh API key, watches its ``/metrics`` for
 activity, and stops it after ``keep_alive`` idle, when the model file changes, on SIGTERM,
@@ -39,12 +39,18 @@ _ACTIVITY = re.compile(r"^llamacpp:(requests_processing|requests_deferred|n_deco
 
 
 def find_llama_server(configured: str | None) -> str | None:
-    """The llama-server binary: ``configured`` (a path or a name on PATH), else ``llama-server`` on PATH."""
+    """The llama-server binary: ``configured`` (a path or a name on PATH), else the one
+    ``kcode models build-server`` built into the cache, else ``llama-server`` on PATH."""
+    from kcode.llm.serve._build import built_llama_server
+
     if configured:
         path = Path(configured).expanduser()
         if path.is_file() and os.access(path, os.X_OK):
             return str(path)
         return shutil.which(configured)
+    built = built_llama_server()
+    if built.is_file() and os.access(built, os.X_OK):
+        return str(built)
     return shutil.which("llama-server")
 
 
