@@ -223,10 +223,17 @@ class AttachedRunHandle:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._callbacks: list[EventCallback] = []
+        self._caught_up = threading.Event()
 
     @property
     def running(self) -> bool:
         return log_in_use(self.session_dir / "events.jsonl")
+
+    @property
+    def catching_up(self) -> bool:
+        """True until the subscribers have had every event the log held when they came
+        (a frontend draws the end of the catch-up once, not each step of it)."""
+        return self._thread is not None and not self._caught_up.is_set()
 
     @property
     def seq(self) -> int:
@@ -243,9 +250,14 @@ class AttachedRunHandle:
             self._thread.start()
 
     def _pump(self) -> None:
-        for _seq, event in self._tail.follow(self._stop, self._interval):
-            for callback in list(self._callbacks):
-                callback(event)
+        while not self._stop.is_set():
+            batch = self._tail.poll(limit=5000)
+            for _seq, event in batch:
+                for callback in list(self._callbacks):
+                    callback(event)
+            if not batch:
+                self._caught_up.set()
+                self._stop.wait(self._interval)
 
     def _send(self, cmd: str, **fields: Any) -> str:
         if self._writer is None:
