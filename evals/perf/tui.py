@@ -82,6 +82,8 @@ def run_in_pty(args: list[str], timeout: float) -> dict:
     figures = json.loads(text)
     if "error" in figures:
         raise SystemExit(f"child {args} failed:\n{figures['error']}")
+    if args[0] == "memory" and "rss_20000_mb" not in figures:
+        raise SystemExit(f"child {args} ended before 20,000 events were shown (exit {proc.returncode}); its last output:\n{tail.decode(errors='replace')}")
     return figures
 
 
@@ -489,6 +491,11 @@ def child_main(mode: str, out: Path, launched: float, seconds: float, session: s
         cProfile.runctx("app.run()", globals(), {"app": app}, profile)
     else:
         app.run()
+    failure = getattr(app, "_exception", None)
+    if failure is not None:  # the app stopped on an exception (its traceback went to the pty)
+        import traceback
+
+        figures["error"] = "".join(traceback.format_exception(failure))
     figures["first_frame_ms"] = ((probe.first_frame or time.time()) - launched) * 1000
     figures["latencies_ms"] = probe.latencies
     figures["rss_end_mb"] = rss_mb()
