@@ -82,6 +82,8 @@ def run_in_pty(args: list[str], timeout: float) -> dict:
     figures = json.loads(text)
     if "error" in figures:
         raise SystemExit(f"child {args} failed:\n{figures['error']}")
+    if args[0] == "memory" and "rss_20000_mb" not in figures:
+        raise SystemExit(f"child {args} ended before 20,000 events were shown (exit {proc.returncode}); its last output:\n{tail.decode(errors='replace')}")
     return figures
 
 
@@ -132,8 +134,13 @@ def main() -> int:
             raise
     only = os.environ.get("KCODE_PERF_TUI_ONLY")
     if only:  # one child's raw figures, for working on one of them
-        extra = ["--session", str(write_session(Path(tempfile.mkdtemp()), 20_000))] if only == "attach" else []
-        raw = run_in_pty([only, "--seconds", str(args.seconds), *extra], timeout=args.seconds + 120)
+        home = tempfile.mkdtemp()
+        os.environ["KCODE_HOME"] = home  # the session is written to a store of its own (never the user's)
+        extra = ["--session", str(write_session(Path(home), 20_000))] if only == "attach" else []
+        try:
+            raw = run_in_pty([only, "--seconds", str(args.seconds), *extra], timeout=args.seconds + 120)
+        finally:
+            __import__("shutil").rmtree(home, ignore_errors=True)
         latencies = raw.get("latencies_ms") or [0.0]
         raw.update({f"p{q}_ms": round(percentile(latencies, q / 100), 1) for q in (50, 95, 99)} if only == "live" else {})
         print(json.dumps({k: v for k, v in raw.items() if k != "latencies_ms"}))
@@ -358,7 +365,39 @@ def _time_calls(app, figures: dict) -> None:
 
     timed(app, "drain", "drain")
     timed(Screen, "_refresh_layout", "layout")
+    refresh_layout = Screen._refresh_layout
+    times["scroll_only"] = []
+
+    def which(screen, size=None, scroll=False):  # a scroll's reflow of what is visible, or a full one
+        if scroll and not screen._layout_widgets:
+            times["scroll_only"].append(1.0)
+        return refresh_layout(screen, size, scroll)
+
+    Screen._refresh_layout = which
     timed(app, "_display", "display")
+    causes: dict[str, int] = {}
+    figures["layout_causes"] = causes
+    on_layout = Screen._on_layout
+
+    async def counted(screen, message) -> None:  # which widgets asked for a layout
+        name = type(message.widget).__name__ + "#" + str(message.widget.id or "")
+        causes[name] = causes.get(name, 0) + 1
+        await on_layout(screen, message)
+
+    Screen._on_layout = counted
+    import gc
+
+    pauses: list[list[float]] = []
+    figures["gc_ms"] = pauses
+    started = [0.0]
+
+    def on_gc(phase: str, info: dict) -> None:  # the collector's pauses, by generation
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append([info["generation"], (time.perf_counter() - started[0]) * 1000])
+
+    gc.callbacks.append(on_gc)
 
 
 def child_main(mode: str, out: Path, launched: float, seconds: float, session: str | None) -> int:
@@ -373,7 +412,7 @@ def child_main(mode: str, out: Path, launched: float, seconds: float, session: s
         total = sum(1 for _ in open(Path(session) / "events.jsonl", encoding="utf-8"))
     else:
         handle = ScriptedCore(None)
-    app = KcodeApp(handle, history=History(None))
+    app = KcodeApp(handle, history=History(None), freeze_gc=True)  # as kcode.tui.app.main runs it
     probe = FrameProbe(app)
 
     if mode == "live":
@@ -452,6 +491,11 @@ def child_main(mode: str, out: Path, launched: float, seconds: float, session: s
         cProfile.runctx("app.run()", globals(), {"app": app}, profile)
     else:
         app.run()
+    failure = getattr(app, "_exception", None)
+    if failure is not None:  # the app stopped on an exception (its traceback went to the pty)
+        import traceback
+
+        figures["error"] = "".join(traceback.format_exception(failure))
     figures["first_frame_ms"] = ((probe.first_frame or time.time()) - launched) * 1000
     figures["latencies_ms"] = probe.latencies
     figures["rss_end_mb"] = rss_mb()

@@ -111,6 +111,10 @@ class LocalRunHandle:
         check_answer(decision)
         self.control.answer(request_id, decision, reason)
 
+    def compact(self) -> None:
+        if not self.control.compact():
+            raise UsageError("no run is going on: the conversation is compacted by a run (send a message first)")
+
     def close(self) -> None:
         """Stop a run that is going on and wait for it to end."""
         if self.running:

@@ -185,8 +185,9 @@ class Agent(ToolCalls):
             self.model.withheld_tools = frozenset(self.verify.withheld_tools() | self.guard.repeated_tools())
         for text in self.control.take_steering(self.step) if self.control is not None else ():
             self._add({"role": "user", "content": text})
-        if self.compaction is not None and self._prompt_tokens > self.compaction.threshold:
-            self._compact()
+        asked = self.control is not None and self.control.take_compaction()
+        if self.compaction is not None and (asked or self._prompt_tokens > self.compaction.threshold):
+            self._compact(force=asked)  # one the user asked for summarizes (masking alone may change little)
 
     def _record_answer(self, end: StepEnd, calls: list[ToolCall]) -> None:
         self.usage.add(end.usage)

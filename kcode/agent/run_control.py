@@ -20,6 +20,9 @@ log alone tells an attacher (and a resume) what happened:
 - ``stop``: :class:`InterruptEvent` (run); the run's token is cancelled, the run ends as
   ``interrupted`` (resumable with ``kcode resume``).
 - ``answer``: :class:`ApprovalResolved` for a waiting :class:`ApprovalRequested`.
+- ``compact``: a notice that it is requested; when the next step starts the loop compacts
+  the conversation (a summary of its middle, ``kcode.agent.compaction``) and logs the
+  :class:`Compaction` with the tokens before and after.
 
 Approvals (``approvals = "on-request"``): a tool that needs more than the sandbox profile
 allows asks :meth:`RunControl.approve` (the ``approve`` of its ``ToolContext``), which
@@ -90,6 +93,7 @@ class RunControl:
         self._reader: ControlReader | None = None
         self._input = threading.Event()  # set when a message or a stop comes in
         self._waiting_input = False  # wait_for_input is waiting (an interrupt has nothing to end)
+        self._compact = False  # a compaction asked for, not yet done by a step
 
     # -- a run attaches ------------------------------------------------------------------
 
@@ -143,6 +147,8 @@ class RunControl:
             self.interrupt_step()
         elif cmd == "stop":
             self.stop()
+        elif cmd == "compact":
+            self.compact()
         elif cmd == "answer" and command.get("decision") in DECISIONS:
             self.answer(str(command.get("request_id", "")), command["decision"], str(command.get("reason", "")))
         else:
@@ -195,6 +201,22 @@ class RunControl:
         agent.ctx.cancel.cancel()
         self._input.set()
         return True
+
+    def compact(self) -> bool:
+        """Ask for the conversation to be compacted when the next step starts; False when no
+        run is going."""
+        if self._agent is None:
+            return False
+        with self._lock:
+            self._compact = True
+        self._emit(ErrorEvent(message="compaction requested: the conversation is compacted when the next step starts", kind="notice"))
+        return True
+
+    def take_compaction(self) -> bool:
+        """Whether a compaction was asked for since the last call (the loop's, at a step's start)."""
+        with self._lock:
+            asked, self._compact = self._compact, False
+        return asked
 
     def answer(self, request_id: str, decision: str, reason: str = "") -> bool:
         """Answer a waiting approval request; False (and a notice) when none has that id."""

@@ -5,7 +5,7 @@ or another one:
 
 - :class:`RunHandle` (a protocol): ``subscribe(callback)`` (every event, from a worker
   thread: post it, never touch widgets), ``steer(text)``, ``interrupt_step()``, ``stop()``,
-  ``answer(request_id, decision, reason="")``, ``close()``; ``session_id``, ``read_only``,
+  ``answer(request_id, decision, reason="")``, ``compact()``, ``close()``; ``session_id``, ``read_only``,
   ``running``.
 - :class:`AttachedRunHandle` (here): a run in another process (``kcode attach``). It tails
   the session's log (:class:`kcode.session.tail.EventTail`: catch-up from seq 1, then follow)
@@ -22,7 +22,8 @@ The control channel, in the session directory:
 
 - ``control.jsonl``: one command per line, appended: ``{"id", "ts", "cmd", ...}`` with
   ``cmd`` one of ``steer`` (``text``), ``interrupt`` (the current step), ``stop`` (the
-  run), ``answer`` (``request_id``, ``decision``: once | always | deny, ``reason``).
+  run), ``answer`` (``request_id``, ``decision``: once | always | deny, ``reason``),
+  ``compact`` (compact the conversation when the next step starts).
 - ``control.lock``: a writer holds an exclusive ``flock`` on it for as long as it is
   attached; a second writer gets :class:`kcode.errors.ControlBusy` (it may attach
   read-only). The kernel drops the lock however the writer ends.
@@ -64,7 +65,7 @@ __all__ = [
 
 CONTROL_FILE = "control.jsonl"
 LOCK_FILE = "control.lock"
-COMMANDS = ("steer", "interrupt", "stop", "answer")
+COMMANDS = ("steer", "interrupt", "stop", "answer", "compact")
 DECISIONS = ("once", "always", "deny")
 
 EventCallback = Callable[[Event], None]
@@ -109,6 +110,11 @@ class RunHandle(Protocol):
     def answer(self, request_id: str, decision: str, reason: str = "") -> None:
         """Answer an ``approval.requested``: ``once``, ``always`` (this session) or ``deny``
         (``reason`` goes to the model)."""
+        ...
+
+    def compact(self) -> None:
+        """Compact the conversation when the next step starts (a ``compaction`` event
+        follows, with the tokens before and after)."""
         ...
 
     def close(self) -> None:
@@ -217,10 +223,17 @@ class AttachedRunHandle:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._callbacks: list[EventCallback] = []
+        self._caught_up = threading.Event()
 
     @property
     def running(self) -> bool:
         return log_in_use(self.session_dir / "events.jsonl")
+
+    @property
+    def catching_up(self) -> bool:
+        """True until the subscribers have had every event the log held when they came
+        (a frontend draws the end of the catch-up once, not each step of it)."""
+        return self._thread is not None and not self._caught_up.is_set()
 
     @property
     def seq(self) -> int:
@@ -237,9 +250,14 @@ class AttachedRunHandle:
             self._thread.start()
 
     def _pump(self) -> None:
-        for _seq, event in self._tail.follow(self._stop, self._interval):
-            for callback in list(self._callbacks):
-                callback(event)
+        while not self._stop.is_set():
+            batch = self._tail.poll(limit=5000)
+            for _seq, event in batch:
+                for callback in list(self._callbacks):
+                    callback(event)
+            if not batch:
+                self._caught_up.set()
+                self._stop.wait(self._interval)
 
     def _send(self, cmd: str, **fields: Any) -> str:
         if self._writer is None:
@@ -262,6 +280,9 @@ class AttachedRunHandle:
     def answer(self, request_id: str, decision: str, reason: str = "") -> None:
         check_answer(decision)
         self._send("answer", request_id=request_id, decision=decision, reason=reason)
+
+    def compact(self) -> None:
+        self._send("compact")
 
     def close(self) -> None:
         self._stop.set()

@@ -35,6 +35,7 @@ __all__ = ["KcodeApp", "main", "TICK", "DOUBLE_ESC"]
 TICK = 0.1  # seconds between folds of the event queue into the view
 DOUBLE_ESC = 0.8  # a second esc within this stops the run
 DRAIN_BUDGET = 0.05  # seconds of event folding per tick at most (a catch-up takes several)
+CATCH_UP_POLL = 0.01  # while an attacher catches up with the log: how soon to look again
 
 
 class KcodeApp(App[int]):
@@ -53,7 +54,7 @@ class KcodeApp(App[int]):
     ]
 
     def __init__(self, handle: Any, *, task: str | None = None, repo: Path | None = None, open_session: Callable[[str | None], Any] | None = None,
-                 history: History | None = None, drain_budget: float = DRAIN_BUDGET) -> None:  # fmt: skip
+                 history: History | None = None, drain_budget: float = DRAIN_BUDGET, freeze_gc: bool = False) -> None:  # fmt: skip
         super().__init__()
         self.handle = handle
         self.first_message = task
@@ -69,6 +70,8 @@ class KcodeApp(App[int]):
         self._feed_id = 0
         self.show_reasoning = False  # ctrl+r: every reasoning block open
         self.frames = 0  # drains that changed the view (tests and the perf harness read it)
+        self._catching_up = False  # a drain of an attacher's catch-up is scheduled
+        self.freeze_gc = freeze_gc
 
     # -- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -84,6 +87,8 @@ class KcodeApp(App[int]):
         self.query_one("#input", PromptInput).focus()
         self._subscribe(self.handle)
         self.set_interval(TICK, self.drain)
+        if self.freeze_gc:
+            self.call_after_refresh(_freeze_startup_objects)
         if self.first_message:
             self._send(lambda: self.handle.steer(self.first_message))  # a new session's first message starts it
 
@@ -114,6 +119,14 @@ class KcodeApp(App[int]):
             count += 1
             if count % 256 == 0 and time.perf_counter() > deadline:
                 break
+        if getattr(self.handle, "catching_up", False):  # an attacher reading the log: draw its end, once
+            if not self._catching_up:
+                self._catching_up = True
+                if inbox:
+                    self.call_later(self._catch_up)
+                else:
+                    self.set_timer(CATCH_UP_POLL, self._catch_up)
+            return count
         if count or self.transcript.changed:
             self.conversation.sync()
             self.status_line.draw()
@@ -122,6 +135,10 @@ class KcodeApp(App[int]):
             self.call_later(self.drain)
         self._ask_approval()
         return count
+
+    def _catch_up(self) -> None:
+        self._catching_up = False
+        self.drain()
 
     def _ask_approval(self) -> None:
         from kcode.tui.screens import ApprovalScreen
@@ -247,6 +264,19 @@ class KcodeApp(App[int]):
             pass
 
 
+def _freeze_startup_objects() -> None:
+    """Once the first frame is out: what Textual, Rich and kcode built at startup (modules,
+    classes, styles: most of the heap) is moved out of the cyclic collector's reach. Its
+    oldest generation then scans only what the session made since, and its pauses, which
+    land between a key and its frame, stay short (they were up to ~100 ms). For the
+    process's own TUI only (:func:`main`): in a process that goes on to other things, frozen
+    cycles that die later would never be collected."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def _terminal_size_from_the_terminal() -> None:
     """Textual takes COLUMNS and LINES before the terminal's own size and then ignores
     resizes. A parent process may have exported them without meaning it (GNU readline does,
@@ -274,6 +304,6 @@ def main(handle: Any, *, task: str | None = None, repo: Path | None = None, open
 
     history = History(history_path if history_path is not None else data_dir() / "tui-history.jsonl")
     _terminal_size_from_the_terminal()
-    app = KcodeApp(handle, task=task, repo=repo, open_session=open_session or session_opener(handle), history=history)
+    app = KcodeApp(handle, task=task, repo=repo, open_session=open_session or session_opener(handle), history=history, freeze_gc=True)
     code = app.run()
     return int(code or 0)

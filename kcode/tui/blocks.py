@@ -3,11 +3,15 @@
 Each widget is built from its block and redrawn by :meth:`Synced.sync` when the block's
 ``version`` moved on. Most kinds are one :class:`~textual.widgets.Static`; the assistant's
 text is Rich Markdown re-rendered from the block at each tick (a stream of deltas becomes one
-redraw per ~100 ms), its reasoning folded (click, or ctrl+r for all). A tool card is a head
-and its output in a :class:`~textual.widgets.Log` (a line-based view that renders only the
-lines on screen), folded (enter or click opens it; a failed call's is open); the whole output
-is one keypress away (``o`` on a card, ctrl+o for the latest) in
-:class:`kcode.tui.screens.TextScreen`.
+redraw per ~100 ms), its reasoning folded (click, or ctrl+r for all). A tool card is one
+widget, its head and the last lines of its output, folded (enter or click opens it; a failed
+call's is open); the whole output is one keypress away (``o`` on a card, ctrl+o for the
+latest) in :class:`kcode.tui.screens.TextScreen`, a line-based view that renders only the
+lines on screen.
+
+Every layout of the screen measures every mounted widget, so the widgets are few (one per
+block, two for a checkpoint), drawn before they are mounted, and redrawn without a layout
+when their height stays (:func:`update_in_place`).
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from rich.markdown import Markdown as RichMarkdown
 from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.geometry import Size
 from textual.containers import Vertical
-from textual.widgets import Log, Static
+from textual.widgets import Static
 
 from kcode.tui.state import Block
 
@@ -37,10 +42,9 @@ def _cache_lexers() -> None:
 
 _cache_lexers()
 
-__all__ = ["Synced", "BlockView", "TextView", "ToolCard", "CheckpointView", "view_for", "OUTPUT_HEIGHT", "OUTPUT_KEPT", "format_duration"]
+__all__ = ["Laid", "Head", "Synced", "BlockView", "TextView", "ToolCard", "CheckpointView", "view_for", "update_in_place", "OUTPUT_HEIGHT", "format_duration"]
 
 OUTPUT_HEIGHT = 10  # lines of a tool's output shown in its card
-OUTPUT_KEPT = 200  # lines a card's view holds (its last); the whole output is in the block
 _TOOL_MARK = {"running": "[yellow]⠿[/]", "ok": "[green]✓[/]", "error": "[red]✗[/]"}
 
 
@@ -51,7 +55,38 @@ def format_duration(ms: float) -> str:
     return f"{seconds:.1f} s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
-class Synced:
+def update_in_place(widget: Static, content: RenderableType) -> bool:
+    """``widget.update(content)``, asking for a layout only when its height changes: every
+    layout reflows the whole screen (all mounted blocks), so a redraw of the same height is a
+    repaint of that widget alone. Returns whether a layout was asked for."""
+    width = widget.content_region.width if widget.is_mounted else 0
+    if not width or widget.styles.height is not None and not widget.styles.height.is_auto:
+        widget.update(content, layout=not width)
+        return not width
+    before = widget.content_region.height
+    widget.update(content, layout=False)
+    relayout = widget.get_content_height(Size(0, 0), Size(0, 0), width) != before
+    if relayout:
+        widget.refresh(layout=True)
+    return relayout
+
+
+class Laid:
+    """A widget that a layout of the screen sizes once, not twice. Textual sets a widget's
+    virtual size from each layout, and that reactive asks for another layout of the whole
+    screen whenever it changed: every new or grown block cost two. For the blocks (and the
+    conversation's scroll view, whose scrollbars the same call updates) the layout that
+    measured them has placed everything already."""
+
+    def _size_updated(self, size: Size, virtual_size: Size, container_size: Size, layout: bool = True) -> bool:
+        return super()._size_updated(size, virtual_size, container_size, layout=False)  # type: ignore[misc]
+
+
+class Head(Laid, Static):
+    """The head line of a folding block."""
+
+
+class Synced(Laid):
     """A block's widget: ``draw`` redraws it from its block when the block's version moved."""
 
     block: Block
@@ -78,10 +113,11 @@ class TextView(Synced, Static):
     def __init__(self, block: Block) -> None:
         super().__init__("", classes=f"block block-{block.kind}")
         self.block = block
-        self.drawn = -1
+        self.drawn = block.version  # drawn now: mounting it is then one layout, not a layout and a redraw
+        self.update(self.render_block(), layout=False)  # its mount lays it out (a layout asked for now would come after it)
 
     def draw(self) -> None:
-        self.update(self.render_block())
+        update_in_place(self, self.render_block())
 
     def on_click(self) -> None:
         if self.block.kind in ("agent", "assistant"):
@@ -138,7 +174,12 @@ class TextView(Synced, Static):
         return escape(b.text)
 
     def app_show_reasoning(self) -> bool:
-        return bool(getattr(self.app, "show_reasoning", False))
+        from textual._context import NoActiveAppError
+
+        try:
+            return bool(getattr(self.app, "show_reasoning", False))
+        except NoActiveAppError:  # built outside a running app (a test of the widget alone)
+            return False
 
 
 class BlockView(Synced, Vertical):
@@ -157,10 +198,11 @@ class BlockView(Synced, Vertical):
     def __init__(self, block: Block) -> None:
         super().__init__(classes=f"block block-{block.kind}")
         self.block = block
-        self.drawn = -1
+        self.drawn = block.version  # its head is drawn in compose
+        self.opened_once = False
 
     def compose(self) -> ComposeResult:
-        yield Static(classes="head")
+        yield Head(self.head(), classes="head")
         yield from self.body()
 
     def body(self) -> ComposeResult:  # pragma: no cover - every kind overrides it
@@ -171,7 +213,13 @@ class BlockView(Synced, Vertical):
 
     def set_open(self, opened: bool) -> None:
         self.set_class(opened, "open")
+        if opened and not self.opened_once:
+            self.opened_once = True
+            self.draw_body()
         self.draw_head()
+
+    def draw_body(self) -> None:
+        """Fill the body: only once it is open (a folded body is not drawn at all)."""
 
     def on_click(self) -> None:
         self.action_toggle()
@@ -180,20 +228,32 @@ class BlockView(Synced, Vertical):
         return "▼" if self.has_class("open") else "▶"
 
     def draw_head(self) -> None:
-        self.query_one(".head", Static).update(self.head())
+        update_in_place(self.query_one(".head", Static), self.head())
 
     def head(self) -> str:  # pragma: no cover - every kind overrides it
         return ""
 
 
-class ToolCard(BlockView):
-    """A tool call: status, duration, and its output (o opens all of it)."""
+class ToolCard(Synced, Static):
+    """A tool call: status, duration, and its output, folded (enter or a click opens it; a
+    failed call's is open). One widget, its head and at most ``OUTPUT_HEIGHT`` lines of the
+    output's end: a card costs the screen's layout one widget, whatever the output's size.
+    The whole output is one keypress away (``o``): a line-based view that renders only the
+    lines on screen (:class:`kcode.tui.screens.TextScreen`)."""
 
-    BINDINGS = [("o", "full_output", "Full output")]
-    DEFAULT_CSS = "ToolCard Log { height: auto; max-height: 10; }"
+    can_focus = True
+    BINDINGS = [("enter", "toggle", "Open/close"), ("o", "full_output", "Full output")]
+    DEFAULT_CSS = """
+    ToolCard { height: auto; margin: 0 0 1 0; border-left: wide $panel; padding-left: 1; }
+    ToolCard:focus { border-left: wide $accent; }
+    """
 
-    def body(self) -> ComposeResult:
-        yield Log(classes="body", auto_scroll=False, max_lines=OUTPUT_KEPT)
+    def __init__(self, block: Block) -> None:
+        super().__init__("", classes=f"block block-{block.kind}")
+        self.block = block
+        self.drawn = block.version
+        self._open_failed()
+        self.update(self.render_card(), layout=False)
 
     def head(self) -> str:
         b = self.block
@@ -204,18 +264,41 @@ class ToolCard(BlockView):
             head += f"  [dim]{self.mark()} {count:,} lines of output" + (" — o: all of it" if count > OUTPUT_HEIGHT else "") + "[/]"
         return head
 
+    def mark(self) -> str:
+        return "▼" if self.has_class("open") else "▶"
+
+    def output_lines(self) -> list[str]:
+        """The lines an open card shows: the output's last ``OUTPUT_HEIGHT``."""
+        output = self.block.output
+        tail = output[-OUTPUT_HEIGHT * 400 :] if len(output) > OUTPUT_HEIGHT * 400 else output  # a long output's end, not all of it split
+        return tail.splitlines()[-OUTPUT_HEIGHT:] if output else []
+
+    def render_card(self) -> RenderableType:
+        head = Text.from_markup(self.head())
+        if not self.has_class("open") or not self.block.output:
+            return head
+        body = Text("\n".join(self.output_lines()), style="dim", no_wrap=True, overflow="ellipsis")
+        return Group(head, body)
+
     def draw(self) -> None:
+        self._open_failed()
+        update_in_place(self, self.render_card())
+
+    def _open_failed(self) -> None:
         b = self.block
-        if b.output:
-            lines = b.output.splitlines()
-            log = self.query_one(Log)
-            log.clear()
-            log.write_lines(lines[-OUTPUT_KEPT:])
-            log.styles.height = min(len(lines), OUTPUT_HEIGHT)
-            if b.status == "error" and not self.block.meta.get("folded_once"):
-                self.block.meta["folded_once"] = True
-                self.set_class(True, "open")  # a failed call shows what it said
-        self.draw_head()
+        if b.output and b.status == "error" and not b.meta.get("folded_once"):
+            b.meta["folded_once"] = True
+            self.set_class(True, "open")  # a failed call shows what it said
+
+    def action_toggle(self) -> None:
+        self.set_open(not self.has_class("open"))
+
+    def set_open(self, opened: bool) -> None:
+        self.set_class(opened, "open")
+        update_in_place(self, self.render_card())
+
+    def on_click(self) -> None:
+        self.action_toggle()
 
     def action_full_output(self) -> None:
         from kcode.tui.screens import TextScreen
@@ -235,8 +318,12 @@ class CheckpointView(BlockView):
         return f"[bold blue]◆[/] {self.mark()} checkpoint step {b.meta['step']} [dim]{b.meta['commit'][:10]}{files}[/]"
 
     def draw(self) -> None:
-        self.query_one(".body", Static).update("\n".join(escape(line) for line in self.block.lines) or "[dim](no file changes recorded)[/]")
+        if self.opened_once and not self.block.meta.get("diff_loaded"):
+            self.draw_body()
         self.draw_head()
+
+    def draw_body(self) -> None:
+        self.query_one(".body", Static).update("\n".join(escape(line) for line in self.block.lines) or "[dim](no file changes recorded)[/]")
 
     def set_open(self, opened: bool) -> None:
         super().set_open(opened)

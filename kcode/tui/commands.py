@@ -62,6 +62,17 @@ def _model(app: KcodeApp, arg: str) -> None:
     app.say(f"model: {s.model or 'not known yet'}{window}")
 
 
+def _compact(app: KcodeApp, arg: str) -> None:
+    if getattr(app.handle, "read_only", False):
+        app.say("/compact: attached read-only, commands are not sent", error=True)
+        return
+    if not app.run_active():
+        app.say("/compact: no run is going on (a run compacts its conversation; send a message to continue it)", error=True)
+        return
+    if app._send(app.handle.compact):
+        app.say("compaction requested: it happens when the next step starts")
+
+
 def _undo(app: KcodeApp, arg: str) -> None:
     steps = [step for step, _ in app.transcript.checkpoints]
     if not steps:
@@ -210,6 +221,7 @@ COMMANDS: dict[str, Command] = {
     for c in [
         Command("help", "/help", "these commands and keys", _help),
         Command("model", "/model", "the session's model and its context window", _model),
+        Command("compact", "/compact", "summarize the conversation when the next step starts (a running session)", _compact),
         Command("undo", "/undo", "rewind to before the last checkpointed step (run stopped)", _undo),
         Command("rewind", "/rewind STEP", "restore files and conversation to the end of STEP (run stopped)", _rewind),
         Command("sessions", "/sessions", "pick one of this repository's sessions (--all: every one) to resume", _sessions),

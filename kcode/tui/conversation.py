@@ -14,7 +14,7 @@ from __future__ import annotations
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
 
-from kcode.tui.blocks import Synced, view_for
+from kcode.tui.blocks import Laid, Synced, update_in_place, view_for
 from kcode.tui.state import Block, Transcript
 
 __all__ = ["ConversationView", "TurnView", "WINDOW", "BATCH", "CAP"]
@@ -23,7 +23,7 @@ WINDOW, BATCH, CAP = 12, 10, 60
 MAX_BLOCKS = 60  # blocks mounted at most while following (turns with many tool calls fold sooner)
 
 
-class TurnView(Vertical):
+class TurnView(Laid, Vertical):
     DEFAULT_CSS = "TurnView { height: auto; }"
 
     def __init__(self, index: int, *children) -> None:
@@ -31,10 +31,10 @@ class TurnView(Vertical):
         self.index = index
 
 
-class ConversationView(VerticalScroll):
+class ConversationView(Laid, VerticalScroll):
     DEFAULT_CSS = """
     ConversationView { height: 1fr; padding: 0 1; }
-    ConversationView #folded { color: $text-muted; text-style: italic; margin-bottom: 1; }
+    ConversationView #folded { color: $text-muted; text-style: italic; margin-bottom: 1; height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def __init__(self, transcript: Transcript, **kwargs) -> None:
@@ -51,11 +51,14 @@ class ConversationView(VerticalScroll):
 
     def on_mount(self) -> None:
         self.marker.display = False
+        self.anchor()  # kept at the end as blocks come, in the same layout (no scroll frame after it)
         self.sync()  # what came in while this view was being mounted (a /resume's past)
 
     # -- following the end -------------------------------------------------------------
     @property
     def following(self) -> bool:
+        if self.is_anchored and not getattr(self, "_anchor_released", False):
+            return True  # kept at the end by the layout (before one, its scroll may read below 0)
         return self.scroll_y >= self.max_scroll_y - 1
 
     def sync(self) -> None:
@@ -72,7 +75,7 @@ class ConversationView(VerticalScroll):
         follow = self.following
         with self.app.batch_update():
             if follow:
-                self._fold_below(max(self.lo, self.cleared, len(self.transcript.turns) - WINDOW))
+                self._fold_below(max(self.lo, self.cleared, self._window_start()))
             new: dict[int, list[Block]] = {}
             for block in changed:
                 view = self.views.get(id(block))
@@ -89,8 +92,17 @@ class ConversationView(VerticalScroll):
             if mounted:
                 self.lo = mounted[0]
             self._marker()
-        if follow:
-            self.call_after_refresh(self.scroll_end, animate=False)
+
+    def _window_start(self) -> int:
+        """The first turn of the window while following: the last ``WINDOW`` turns, fewer
+        when they hold more than ``MAX_BLOCKS`` blocks (the last turn always)."""
+        turns = self.transcript.turns
+        lo, count = max(0, len(turns) - WINDOW), 0
+        for index in range(len(turns) - 1, lo - 1, -1):
+            count += len(turns[index].blocks)
+            if count > MAX_BLOCKS and index < len(turns) - 1:
+                return index + 1
+        return lo
 
     def _fold_below(self, lo: int) -> None:
         for index in [i for i in self.turn_views if i < lo]:
@@ -131,9 +143,11 @@ class ConversationView(VerticalScroll):
     def _marker(self) -> None:
         folded = self.lo - self.cleared
         marker = self.marker
-        marker.display = folded > 0
-        if folded > 0:
-            marker.update(f"▲ {folded} earlier turn{'s' if folded != 1 else ''} folded — scroll up (or page up) to show them")
+        if marker.display != (folded > 0):
+            marker.display = folded > 0
+        if folded > 0 and folded != getattr(marker, "folded", None):
+            marker.folded = folded
+            update_in_place(marker, f"▲ {folded} earlier turn{'s' if folded != 1 else ''} folded — scroll up (or page up) to show them")
 
     # -- scrolling back ------------------------------------------------------------------
     def watch_scroll_y(self, old: float, new: float) -> None:
@@ -180,14 +194,16 @@ class ConversationView(VerticalScroll):
 
     def refold(self) -> None:
         """Back to the end: only the window mounted."""
-        self._fold_below(max(self.cleared, len(self.transcript.turns) - WINDOW))
-        self._marker()
-        self.scroll_end(animate=False)
+        with self.app.batch_update():
+            self._fold_below(max(self.cleared, len(self.transcript.turns) - WINDOW))
+            self._marker()
+        self.anchor()
 
     def clear(self) -> None:
         """/clear: nothing of the conversation so far is shown (the transcript keeps it)."""
-        for index in list(self.turn_views):
-            self._unmount_turn(index)
+        with self.app.batch_update():
+            for index in list(self.turn_views):
+                self._unmount_turn(index)
         self.cleared = self.lo = len(self.transcript.turns)
         self.transcript.turns.append(type(self.transcript.turns[0])(self.cleared, self.transcript.status.step))
         self._marker()

@@ -7,6 +7,7 @@ import time
 from rich.markup import escape
 from textual.widgets import Static
 
+from kcode.tui.blocks import update_in_place
 from kcode.tui.state import Status
 
 __all__ = ["StatusLine", "status_text", "short_model", "format_tokens", "format_seconds"]
@@ -86,4 +87,4 @@ class StatusLine(Static):
         text = status_text(self.status)
         if text != self._last:
             self._last = text
-            self.update(text)
+            update_in_place(self, text)  # the clock ticks without a layout of the screen

@@ -189,3 +189,26 @@ def test_an_interrupt_sent_between_two_steps_ends_the_next_one_and_the_run_waits
     assert [(e.step, e.output.splitlines()[0]) for e in events if isinstance(e, ToolCallFinished) and e.name == "bash"] == [(1, "one"), (3, "two")]
     assert next(e for e in events if isinstance(e, SteeringDelivered)).step == 3
     handle.close()
+
+
+def test_a_compact_command_on_the_channel_compacts_a_headless_run_when_its_next_step_starts(calc_repo, tmp_path):
+    from kcode.events import Compaction
+    from kcode.session.control import ControlWriter
+
+    big = [bash(f"seq {n} {n + 3000}") for n in (1, 5000, 9000)]
+    script = write_script(tmp_path / "s.json", [*big, bash("echo one"), bash("echo two"), bash("sleep 2"), FINISH])
+    seen = Recorder()
+    store = SessionStore()
+
+    def ask_on_the_channel(event: Event) -> None:  # as `kcode attach` would, from another process
+        if isinstance(event, ToolCallStarted) and "sleep" in event.arguments.get("command", ""):
+            writer = ControlWriter(store.dir(event.agent_id))
+            writer.send("compact")
+            writer.close()
+
+    outcome = run_task("review calc", Config(model=f"scripted:{script}"), repo=calc_repo, subscribers=[seen, ask_on_the_channel])
+    assert outcome.result.status == "finished"
+    (compaction,) = [e for e in seen.events if isinstance(e, Compaction)]
+    assert compaction.step == 7 and compaction.strategy == "summarize" and compaction.tokens_after < compaction.tokens_before / 2
+    notice = seen.index(lambda e: e.type == "error" and "compaction requested" in e.message)
+    assert seen.index(lambda e: isinstance(e, TurnStarted) and e.step == 7) > notice

@@ -4,9 +4,14 @@ says, and one that cannot says why."""
 from __future__ import annotations
 
 
+import asyncio
+
+from kcode.agent.compaction import HANDOFF_HEADER
+from kcode.events import Compaction, ToolCallStarted, TurnStarted
+from kcode.session import SessionStore, read_events
 from kcode.tui.commands import COMMANDS, help_text
 from tests.conftest import FIX_TURNS, git
-from tests.tui.conftest import SIZE, blocks, local_app, run, screen_text, typed, until
+from tests.tui.conftest import FINISH, SIZE, bash, blocks, local_app, run, screen_text, typed, until
 
 TODO = {"tool_calls": [{"name": "todo", "arguments": {"items": [{"text": "read calc", "status": "done"}, {"text": "fix add", "status": "in_progress"}]}}]}
 
@@ -23,9 +28,38 @@ def _said(app) -> str:
 
 def test_help_lists_only_commands_that_work():
     text = help_text()
-    for name in ("help", "model", "undo", "rewind", "sessions", "resume", "diff", "apply", "todo", "skills", "cost", "clear", "quit"):
+    for name in ("help", "model", "compact", "undo", "rewind", "sessions", "resume", "diff", "apply", "todo", "skills", "cost", "clear", "quit"):
         assert f"/{name}" in text and name in COMMANDS
-    assert "/compact" not in text and "compact" not in COMMANDS  # the run handle has no way to compact on demand
+    assert set(COMMANDS) == {"help", "model", "compact", "undo", "rewind", "sessions", "resume", "diff", "apply", "todo", "skills", "cost", "clear", "quit"}
+
+
+def test_compact_summarizes_the_conversation_at_the_next_step_and_a_marker_shows(calc_repo, tmp_path):
+    big = [bash(f"seq {n} {n + 3000}") for n in (1, 5000, 9000)]  # three long outputs to compact away
+    small = [bash("echo one"), bash("echo two")]  # with the sleeping call: the last messages, kept verbatim
+    app = local_app(calc_repo, [*big, *small, bash("sleep 4; echo slept"), FINISH], tmp_path, task="go")
+
+    async def go():
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: any(b.status == "running" and "sleep" in b.title for b in blocks(app, "tool")), what="the sleeping call")
+            assert not blocks(app, "compaction")
+            await _command(pilot, "/compact")
+            assert "compaction requested" in _said(app)
+            (marker,) = await until(pilot, lambda: blocks(app, "compaction"), what="the compaction")
+            await until(pilot, lambda: app.transcript.status.state == "finished", what="the run's end")
+            await pilot.pause(0.3)
+            assert "context compacted (summarize)" in screen_text(app)
+            return marker
+
+    marker = asyncio.run(go())
+    log = list(read_events(SessionStore().log_path(app.transcript.status.session_id)))
+    (event,) = [e for e in log if isinstance(e, Compaction)]
+    assert event.strategy == "summarize" and event.tokens_after < event.tokens_before / 2  # the three outputs went into a short note
+    assert f"{event.tokens_before:,} → {event.tokens_after:,} tokens" in marker.text
+    started = [e.step for e in log if isinstance(e, TurnStarted)]
+    sleeping = next(e.step for e in log if isinstance(e, ToolCallStarted) and "sleep" in e.arguments["command"])
+    assert event.step == sleeping + 1 and event.step in started  # done when the step after the request began
+    context = str(event.messages)
+    assert HANDOFF_HEADER in context and "2500\\n2501" not in context and "echo two" in context  # the old outputs left the context
 
 
 def test_slash_commands_on_a_finished_session(calc_repo, tmp_path, kcode_home):
@@ -47,6 +81,8 @@ def test_slash_commands_on_a_finished_session(calc_repo, tmp_path, kcode_home):
             assert "tokens: " in _said(app) and "evaluated" in _said(app) and "6 steps" in _said(app)
             await _command(pilot, "/skills")
             assert "tidy-imports (user): Sort and prune Python imports." in _said(app)
+            await _command(pilot, "/compact")
+            assert "/compact: no run is going on" in _said(app)
             await _command(pilot, "/nope")
             assert "no command /nope" in _said(app)
 
