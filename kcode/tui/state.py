@@ -241,6 +241,10 @@ class Transcript:
         block.lines = list(event.failing)
         self.add(block)
 
+    def _on_repair_tried(self, event: Any) -> None:
+        detail = f" — {event.detail}" if event.detail else ""
+        self.add(Block("notice", text=f"repair: {event.name} ({event.path}) #{event.sample}: {event.outcome}{detail}"))
+
     def _on_file_changed(self, event: Any) -> None:
         self._pending_files.extend(event.changes)
 

@@ -10,6 +10,7 @@ from kcode.events import (
     Checkpoint,
     ContextPacked,
     FileChanged,
+    RepairTried,
     SessionFinished,
     SessionStarted,
     TextDelta,
@@ -133,3 +134,12 @@ def test_path_completion_and_history(tmp_path):
     assert History(tmp_path / "h.jsonl").items == ["first", "second\nline"]  # kept, duplicates once
     assert history.previous() == "second\nline" and history.previous() == "first" and history.previous() is None
     assert history.next() == "second\nline" and history.next() == "" and history.next() is None
+
+
+def test_a_repair_rewrite_shows_as_a_notice_with_its_outcome():
+    t = Transcript()
+    t.apply(_started())
+    t.apply(RepairTried(step=0, path="calc.py", name="add", sample=2, outcome="fixed", detail="2 passed, 0 failing (was 1)", agent_id="s1"))
+    block = t.turns[0].blocks[-1]
+    assert block.kind == "notice" and block.text == "repair: add (calc.py) #2: fixed — 2 passed, 0 failing (was 1)"
+
