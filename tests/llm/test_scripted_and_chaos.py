@@ -5,6 +5,7 @@ import pytest
 from kcode.errors import ModelUnavailable, StreamTruncated, TransientModelError, UsageError
 from kcode.llm import StepEnd, TextChunk, ToolSpec, create_model
 from kcode.llm.chaos import FAULTS, ChaosModel
+from kcode.agent.notes import compaction_note
 from kcode.llm.scripted import ScriptedModel
 
 from tests.conftest import write_script
@@ -98,6 +99,14 @@ def test_a_request_without_tools_is_a_summary_and_consumes_no_turn(tmp_path):
     path = write_script(tmp_path / "s.json", [{"content": "first"}])
     model = ScriptedModel.from_file(path)
     transcript = "Transcript:\nTOOL CALL read_file({})\nTOOL CALL bash({\"command\": \"ls\"})"
-    end = list(model.stream([{"role": "system", "content": "summarize"}, {"role": "user", "content": transcript}], []))[-1]
+    summary_request = [{"role": "system", "content": compaction_note("instructions")}, {"role": "user", "content": transcript}]
+    end = list(model.stream(summary_request, []))[-1]
     assert "2 tool calls" in end.content and 'bash({"command": "ls"})' in end.content
     assert model.position == 0 and collect(model)[1].content == "first"
+
+
+def test_another_request_without_tools_takes_the_scripts_next_turn(tmp_path):
+    """The repair phase's rewrite requests have no tools either: the script answers them."""
+    model = ScriptedModel.from_file(write_script(tmp_path / "s.json", [{"content": "```python\ndef f():\n    pass\n```"}]))
+    end = list(model.stream([{"role": "system", "content": "You fix bugs in code."}, {"role": "user", "content": "fix f"}], []))[-1]
+    assert end.content.startswith("```python") and model.position == 1

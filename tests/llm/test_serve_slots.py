@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -54,16 +53,16 @@ def test_parallel_slots_run_llama_server_and_serve_requests_at_once(tiny, fake_l
     others = [model(tiny, parallel_slots=4, llama_server=str(FAKE), ctx=1024) for _ in range(3)]
     assert all("already loaded" in other.serving for other in others)
     ends: list[StepEnd] = []
-    started = time.monotonic()
     threads = [threading.Thread(target=lambda c=c: ends.append(list(c.stream(conversation("Fix add_3."), TOOLS))[-1]))
                for c in [chat, *others]]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(30)
-    elapsed = time.monotonic() - started
     assert [end.content for end in ends] == ["ok done"] * 4
-    assert json.loads(fake_log.read_text())["peak"] == 4 and elapsed < 4 * 0.3  # at once, not one by one
+    # at once, not one by one: the stand-in saw four requests in flight together (a wall-time
+    # bound failed on a loaded CI machine, and says less than this does)
+    assert json.loads(fake_log.read_text())["peak"] == 4
 
     (stopped,) = stop_servers(tiny.name)
     assert not process_alive(stopped.pid) and running_servers() == []
