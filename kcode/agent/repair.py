@@ -28,16 +28,17 @@ from pathlib import Path
 from typing import Any
 
 from kcode.agent.notes import repair_note
+from kcode.config import Config
 from kcode.context import get_packer
 from kcode.context.localize import Suspect, rank_suspects, words_of
 from kcode.cancel import CancelToken
-from kcode.errors import Interrupted, Submitted, TransientModelError
+from kcode.errors import Interrupted, Submitted, TransientModelError, UsageError
 from kcode.events import ErrorEvent, RepairTried, Usage
 from kcode.llm.base import StepEnd, TextChunk, TokenUsage, ToolCall
 from kcode.tools.base import ToolResult
 from kcode.tools.testing import detect_test_command, is_pytest
 
-__all__ = ["RepairPolicy", "repair", "failures_of", "extract_definition", "task_relates", "asks_for_fix"]
+__all__ = ["RepairPolicy", "repair", "repair_policy", "failures_of", "extract_definition", "task_relates", "asks_for_fix"]
 
 _BLOCK = re.compile(r"```[\w+-]*[ \t]*\n(.*?)```", re.S)
 _FAILURE = re.compile(r"^--- (\S.*)$", re.M)
@@ -52,6 +53,19 @@ class RepairPolicy:
     samples: int = 3  # rewrites of each (the model samples: different answers)
     quick_ids: int = 20  # failing tests re-run by id before the whole suite (pytest only)
     test_seconds: float = 90.0  # a test run that takes longer is stopped, and the phase with it
+
+
+def repair_policy(config: Config, model: Any) -> RepairPolicy | None:
+    """The test-driven repair phase's policy, or None: off. "auto" is on for every model but
+    the scripted one (its script is written for the loop's steps; "on" makes it answer the
+    phase's rewrite requests too)."""
+    if config.repair not in ("auto", "on", "off"):
+        raise UsageError(f"unknown repair setting {config.repair!r} (use auto, on or off)")
+    if not 0.0 < config.repair_share <= 1.0:
+        raise UsageError(f"repair_share must be in (0, 1], not {config.repair_share}")
+    scripted = getattr(model, "name", "").startswith("scripted")
+    on = config.repair == "on" or (config.repair == "auto" and not scripted)
+    return RepairPolicy(share=config.repair_share) if on else None
 
 
 def failures_of(result: ToolResult) -> list[tuple[str, str]]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from kcode.agent.compaction import CompactionPolicy
 from kcode.agent.guards import LoopGuard
-from kcode.agent.repair import RepairPolicy
+from kcode.agent.repair import repair_policy
 from kcode.agent.loop import Agent, Budget, RunResult
 from kcode.agent.recovery import recover
 from kcode.agent.run_control import RunControl
@@ -234,19 +234,6 @@ def _agent(config: Config, model: ChatModel, tools: ToolRegistry, ctx: ToolConte
     )
 
 
-def _repair_policy(config: Config, model: ChatModel) -> RepairPolicy | None:
-    """The test-driven repair phase's policy, or None: off. "auto" is on for every model but
-    the scripted one (its script is written for the loop's steps; "on" makes it answer the
-    phase's rewrite requests too)."""
-    if config.repair not in ("auto", "on", "off"):
-        raise UsageError(f"unknown repair setting {config.repair!r} (use auto, on or off)")
-    if not 0.0 < config.repair_share <= 1.0:
-        raise UsageError(f"repair_share must be in (0, 1], not {config.repair_share}")
-    scripted = getattr(model, "name", "").startswith("scripted")
-    on = config.repair == "on" or (config.repair == "auto" and not scripted)
-    return RepairPolicy(share=config.repair_share) if on else None
-
-
 def _default_tools(root: Path) -> tuple[ToolRegistry, SkillSet]:
     """``default_tools()`` with the skills found for the repository at ``root``."""
     found = discover_skills(root)
@@ -411,7 +398,7 @@ def run_task(
             ctx.state.seen_files = seen_files(messages, ctx.root)  # what the edit tools may change
             ctx.state.whole_files = whole_files(messages, ctx.root)  # what write_file may replace
             agent = _agent(config, model, tools, ctx, bus, workspace, messages, task, agents_cwd, repack=opening is None, control=control,
-                           repair=_repair_policy(config, model))
+                           repair=repair_policy(config, model))
             return _finish(agent, meta, store, workspace, tests, apply)
         finally:
             close_subagents(tools)
