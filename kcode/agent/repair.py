@@ -257,7 +257,6 @@ def repair(agent: Any, policy: RepairPolicy) -> None:
     if not suspects or not task_relates(agent.task, sorted(failing), suspects):
         return
     agent.verify._note_tests([baseline])  # the task's failing tests: a finish before they pass is sent back
-    first_suspects = suspects
     failure_text = _failure_text(failures, failed)
     seen: set[str] = set()
     fixed = None
@@ -281,7 +280,6 @@ def repair(agent: Any, policy: RepairPolicy) -> None:
             sample = 0
             break
         sample += 1
-    suspects = first_suspects
     if fixed is not None:
         suspect, diff, _ = fixed
         agent._checkpoint()
@@ -335,7 +333,7 @@ def _try(phase: _Phase, suspect: Suspect, sample: int, failure_text: str, failin
         ids = sorted(failing)[: phase.policy.quick_ids]
         if is_pytest(command) and ids:
             quick = phase.tests(f"{command} {' '.join(shlex.quote(i) for i in ids)}")
-            quick_passed, quick_failed, _ = _counts(quick)
+            _, quick_failed, _ = _counts(quick)
             if phase.stopped:
                 return report("failing", "the test run was stopped (too slow)", diff)
             if quick_failed:
