@@ -183,17 +183,19 @@ class TestsRun(Event):
 @dataclass(kw_only=True)
 class RepairTried(Event):
     """One candidate fix of the test-driven repair phase (kcode.agent.repair), tried before
-    the loop's first step: a definition the failing tests point at, rewritten by the model."""
+    the loop's first step: a definition the failing tests point at, rewritten by the model,
+    or one of its lines written again (the model's fill-in-the-middle mode)."""
 
     type: ClassVar[str] = "repair.tried"
     step: int
     path: str
     name: str  # the definition rewritten
-    sample: int  # 1, 2, ...: the model's n-th rewrite of it
+    sample: int  # 1, 2, ...: the model's n-th rewrite of it (of that line, for a line)
     outcome: str  # "fixed" | "partial" | "failing" | "regressed" | "unchanged" | "duplicate" | "no_code" | "syntax_error"
     detail: str = ""  # the tests' counts, or why it was not run
     diff: str = ""  # the candidate against the file as it was (empty when none was made)
     duration_ms: float = 0.0
+    line: int = 0  # a line of the definition filled in again by the model (0: the whole definition rewritten)
 
 
 @dataclass(kw_only=True)

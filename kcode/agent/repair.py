@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import keyword
 import re
 import shlex
 import textwrap
@@ -32,7 +33,7 @@ from kcode.config import Config
 from kcode.context import get_packer
 from kcode.context.localize import Suspect, rank_suspects, words_of
 from kcode.cancel import CancelToken
-from kcode.errors import Interrupted, Submitted, TransientModelError, UsageError
+from kcode.errors import Interrupted, ModelRequestError, Submitted, TransientModelError, UsageError
 from kcode.events import ErrorEvent, RepairTried, Usage
 from kcode.llm.base import StepEnd, TextChunk, TokenUsage, ToolCall
 from kcode.tools.base import ToolResult
@@ -43,6 +44,9 @@ __all__ = ["RepairPolicy", "repair", "repair_policy", "failures_of", "extract_de
 _BLOCK = re.compile(r"```[\w+-]*[ \t]*\n(.*?)```", re.S)
 _FAILURE = re.compile(r"^--- (\S.*)$", re.M)
 _FAILURE_CHARS = 1000
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
+_BARE = re.compile(r"^\s*(#.*|else:|try:|finally:|pass|[)\]}]+[,:]?|\)\s*(->.*)?:)?\s*$")  # nothing to fill in
+_SIGNAL = re.compile(r"[<>=!]=?|[-+*/%]|\[.*:.*\]|\d|\w+=")  # comparisons, arithmetic, slices, numbers, keywords
 _COMMON = {"the", "and", "for", "with", "that", "this", "from", "not", "but", "are", "was", "get", "set", "all", "any", "one", "two"}
 
 
@@ -53,6 +57,10 @@ class RepairPolicy:
     samples: int = 3  # rewrites of each (the model samples: different answers)
     quick_ids: int = 20  # failing tests re-run by id before the whole suite (pytest only)
     test_seconds: float = 90.0  # a test run that takes longer is stopped, and the phase with it
+    line_suspects: int = 2  # definitions whose lines are filled in again one by one (models with a fill-in-the-middle mode)
+    lines: int = 16  # lines of each, the likeliest first
+    line_samples: int = 4  # fills of each line
+    line_tests: int = 16  # distinct filled-in lines tested, per definition
 
 
 def repair_policy(config: Config, model: Any) -> RepairPolicy | None:
@@ -137,6 +145,7 @@ class _Phase:
         self.tried = 0
         self.runs = 0
         self.stopped = False  # a test run was stopped: no more
+        self.no_infill = False  # the model has no fill-in-the-middle mode
         self.packer: Any = None  # the repository index (kcode.context.get_packer)
 
     def out_of_time(self) -> bool:
@@ -165,6 +174,35 @@ class _Phase:
         if token.cancelled:
             self.stopped = True
         return result
+
+    def fill(self, prefix: str, suffix: str) -> str | None:
+        """The model's line between ``prefix`` and ``suffix`` (fill in the middle); None when
+        it has no such mode (the phase stops asking), "" when this one was lost."""
+        agent = self.agent
+        infill = getattr(agent.model, "infill", None)
+        if infill is None or self.no_infill:
+            self.no_infill = True
+            return None
+        token, timer = self._limited(float("inf"))
+        try:
+            got = infill(prefix, suffix, cancel=token)
+        except Interrupted:
+            if agent.ctx.cancel.cancelled:
+                raise
+            self.stopped = agent._elapsed() >= self.deadline
+            return ""
+        except (TransientModelError, ModelRequestError) as error:  # this fill is lost, not the phase
+            agent.bus.emit(ErrorEvent(message=f"repair: {error}", kind="model_retry", step=agent.step))
+            return ""
+        finally:
+            timer.cancel()
+        if got is None:
+            self.no_infill = True
+            return None
+        text, usage = got
+        agent.usage.add(usage)
+        agent.bus.emit(Usage(step=agent.step, **usage.as_dict()))
+        return text
 
     def ask(self, suspect: Suspect, code: str, failures: str, outline: str) -> str:
         """The model's answer to a rewrite request. It is cut as soon as it holds a complete
@@ -259,13 +297,20 @@ def repair(agent: Any, policy: RepairPolicy) -> None:
     agent.verify._note_tests([baseline])  # the task's failing tests: a finish before they pass is sent back
     failure_text = _failure_text(failures, failed)
     seen: set[str] = set()
+    filled: set[str] = set()  # definitions whose lines were filled in
     fixed = None
     sample = 1
     while sample <= policy.samples and fixed is None and not phase.out_of_time():
-        for suspect in suspects:
+        for rank, suspect in enumerate(suspects):
             if phase.out_of_time():
                 break
-            outcome = _try(phase, suspect, sample, failure_text, failing, failed, seen, command)
+            outcome = None
+            where = f"{suspect.path}:{suspect.definition.start}"
+            if sample == 1 and rank < policy.line_suspects and where not in filled:
+                filled.add(where)
+                outcome = _fill_lines(phase, suspect, failure_text, failing, failed, seen, command)
+            if outcome is None and not phase.out_of_time():
+                outcome = _try(phase, suspect, sample, failure_text, failing, failed, seen, command)
             if outcome is None:
                 continue
             passed, failed, failing, accepted = outcome
@@ -324,6 +369,13 @@ def _try(phase: _Phase, suspect: Suspect, sample: int, failure_text: str, failin
         ast.parse(after)
     except SyntaxError as error:
         return report("syntax_error", f"line {error.lineno}: {error.msg}")
+    return _check(phase, suspect, before, after, failing, failed, command, report)
+
+
+def _check(phase: _Phase, suspect: Suspect, before: str, after: str, failing: set[str], failed: int, command: str, report: Any) -> tuple[int, int, set[str], tuple[Suspect, str, ToolResult]] | None:
+    """``after`` written over ``suspect``'s file and tested: the failing tests by id, then the
+    suite. Kept when it fixes some failures and breaks none (the new counts), else put back."""
+    path = phase.root / suspect.path
     diff = _diff(suspect.path, before, after)
     phase.tried += 1
     kept = False
@@ -351,3 +403,84 @@ def _try(phase: _Phase, suspect: Suspect, sample: int, failure_text: str, failin
     finally:
         if not kept:
             path.write_text(before, encoding="utf-8")
+
+
+def _words(text: str) -> set[str]:
+    return {w.lower() for w in _WORD.findall(text) if len(w) > 1 and not keyword.iskeyword(w)} - _COMMON
+
+
+def _lines_to_fill(lines: list[str], start: int, end: int, words: set[str], limit: int) -> list[int]:
+    """Indexes (in ``lines``) of the lines of the definition at ``start``..``end`` worth
+    filling in again: its body's statements without the docstring, comments and bare
+    keywords; those sharing the report's words, or computing something, first. In file order."""
+    try:
+        node = ast.parse(textwrap.dedent("".join(lines[start - 1 : end]))).body[0]
+        body = node.body  # type: ignore[attr-defined]
+    except (SyntaxError, IndexError, AttributeError):
+        return []
+    skip: set[int] = set()
+    first = body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        skip = set(range(first.lineno, (first.end_lineno or first.lineno) + 1))
+    ranked = []
+    for relative in range(first.lineno, min(node.end_lineno or 0, end - start + 1) + 1):
+        index = start - 2 + relative
+        text = lines[index]
+        if relative in skip or _BARE.match(text):
+            continue
+        code = text.split("#", 1)[0]
+        ranked.append((-(2 * len(_words(code) & words) + bool(_SIGNAL.search(code))), index))
+    return sorted(index for _, index in sorted(ranked)[:limit])
+
+
+def _fill_lines(phase: _Phase, suspect: Suspect, failure_text: str, failing: set[str], failed: int, seen: set[str], command: str) -> tuple[int, int, set[str], tuple[Suspect, str, ToolResult]] | None:
+    """Each likely line of ``suspect``, one at a time, blanked and filled in again by the model
+    from the code around it (fill in the middle: a small coder model writes the usual line
+    where it does not see the bug in the whole); each new line tested like a rewrite."""
+    agent, policy = phase.agent, phase.policy
+    try:
+        before = (phase.root / suspect.path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    lines = before.splitlines(keepends=True)
+    start, end = suspect.definition.start, suspect.definition.end
+    words = _words(agent.task + "\n" + failure_text)
+    tested = 0
+    for index in _lines_to_fill(lines, start, end, words, policy.lines):
+        original = lines[index]
+        indent = original[: len(original) - len(original.lstrip())]
+        prefix = "".join(lines[max(0, start - 31, index - 120) : index]) + indent
+        suffix = "".join(lines[index + 1 : min(len(lines), end + 5, index + 41)])
+        counts: dict[str, int] = {}
+        for _ in range(policy.line_samples):
+            if phase.out_of_time():
+                return None
+            text = phase.fill(prefix, suffix)
+            if text is None:
+                return None
+            new = indent + text.strip()
+            if text.strip() and new.split() != original.split():
+                counts[new] = counts.get(new, 0) + 1
+        for sample, new in enumerate(sorted(counts, key=lambda c: -counts[c]), 1):
+            started = time.monotonic()
+            key = f"{suspect.path}:{index}:{new.strip()}"
+            if key in seen or tested >= policy.line_tests or phase.out_of_time():
+                continue
+            seen.add(key)
+            tested += 1
+            newline = "\n" if original.endswith("\n") else ""
+            after = "".join(lines[:index]) + new + newline + "".join(lines[index + 1 :])
+
+            def report(outcome: str, detail: str = "", diff: str = "", sample: int = sample, started: float = started, line: int = index + 1) -> None:
+                agent.bus.emit(RepairTried(step=agent.step, path=suspect.path, name=suspect.name, sample=sample, outcome=outcome, detail=detail, diff=diff,
+                                           duration_ms=round((time.monotonic() - started) * 1000, 1), line=line))
+
+            try:
+                ast.parse(after)
+            except SyntaxError as error:
+                report("syntax_error", f"line {error.lineno}: {error.msg}")
+                continue
+            outcome = _check(phase, suspect, before, after, failing, failed, command, report)
+            if outcome is not None:
+                return outcome
+    return None

@@ -95,7 +95,7 @@ class TextRenderer:
             if event.note:
                 self._line(self._style(f"  ! {event.note}", "33"))
         elif isinstance(event, RepairTried):
-            self._line(self._style(f"  repair: {event.name} ({event.path}) #{event.sample}: {event.outcome}" + (f" — {event.detail}" if event.detail else ""), "2"))
+            self._line(self._style(f"  repair: {event.name} ({event.path}{f' line {event.line}' if event.line else ''}) #{event.sample}: {event.outcome}" + (f" — {event.detail}" if event.detail else ""), "2"))
         elif isinstance(event, ContextPacked):
             where = f"{event.files_whole} files whole" + (f", {event.files_map} in the map" if event.files_map else "")
             self._line(self._style(f"  repository packed ({event.mode}): {event.tokens} of {event.budget} tokens, {where}", "2"))

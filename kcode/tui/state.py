@@ -243,7 +243,7 @@ class Transcript:
 
     def _on_repair_tried(self, event: Any) -> None:
         detail = f" — {event.detail}" if event.detail else ""
-        self.add(Block("notice", text=f"repair: {event.name} ({event.path}) #{event.sample}: {event.outcome}{detail}"))
+        self.add(Block("notice", text=f"repair: {event.name} ({event.path}{f' line {event.line}' if getattr(event, 'line', 0) else ''}) #{event.sample}: {event.outcome}{detail}"))
 
     def _on_file_changed(self, event: Any) -> None:
         self._pending_files.extend(event.changes)
