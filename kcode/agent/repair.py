@@ -3,7 +3,10 @@ task speaks of what they test, have the model rewrite the definitions the failur
 one at a time, and keep a rewrite only when the tests say it fixes them.
 
 This is the Agentless recipe (localize, rewrite, validate by tests) in front of the agent
-loop. A small local model that cannot drive the loop to a fix (it repeats a no-op edit, it
+loop, with one step of AlphaRepair's before the rewrites: for the two likeliest definitions,
+each likely line is blanked and written again by the model's fill-in-the-middle mode (a
+model without one skips it), which finds the usual line where the whole-function rewrite
+copies the bug. A small local model that cannot drive the loop to a fix (it repeats a no-op edit, it
 edits the docstring) can still write a corrected function when shown exactly one, and the
 tests pick the rewrite that works; a strong model gets there in a few seconds. Whatever the
 phase does not fix goes to the loop, with the failing tests and the suspects as its head start.

@@ -12,6 +12,10 @@ script can contain malformed calls). The position is part of the session state: 
 session continues with the next unconsumed turn. When the turns run out the step fails with
 :class:`~kcode.errors.ModelUnavailable` instead of hanging.
 
+A turn ``{"infill": "text"}`` answers a fill-in-the-middle request (:meth:`ScriptedModel.infill`,
+the repair phase's line fills) instead of a step; when the next turn is not one, the model
+answers that it has no such mode (None), and consumes nothing.
+
 A request without tools is a compaction request, not an agent step: it is answered with a
 deterministic handoff note built from the transcript, and consumes no turn.
 """
@@ -117,6 +121,16 @@ class ScriptedModel:
 
     def close(self) -> None:
         pass
+
+    def infill(self, prefix: str, suffix: str, *, cancel: CancelToken | None = None, **_: Any) -> tuple[str, TokenUsage] | None:
+        """The next turn's ``infill`` text, up to its first line end; None when the next turn
+        is not an infill turn."""
+        turn = self._turns[self._position] if self._position < len(self._turns) else {}
+        if "infill" not in turn:
+            return None
+        self._position += 1
+        text = str(turn["infill"]).split("\n", 1)[0]
+        return text, TokenUsage(input_tokens=estimate_tokens(prefix + suffix), output_tokens=estimate_tokens(text))
 
     def _handoff_note(self, messages: list[Message]) -> Iterator[StreamChunk]:
         """A summary for compaction, made up from the transcript (scripts are written for the

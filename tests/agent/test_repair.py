@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from kcode.agent.repair import asks_for_fix, extract_definition, failures_of, task_relates
+from kcode.agent.repair import _lines_to_fill, _words, asks_for_fix, extract_definition, failures_of, task_relates
 from kcode.agent.runner import run_task
 from kcode.config import Config
 from kcode.context.index import RepoIndex
@@ -66,6 +66,47 @@ def test_rewrites_that_do_not_fix_are_put_back_and_the_loop_starts_with_the_find
     # the loop then fixed it: its edit_file found the original text, so the rewrite was put back
     assert outcome.result.status == "finished" and outcome.result.steps == 5
     assert outcome.tests["ok"] and work_tree_file(outcome, "calc/__init__.py") == CALC_BUGGY.replace("a - b", "a + b")
+
+
+def test_a_line_filled_in_again_that_fixes_the_tests_is_kept(calc_repo, tmp_path):
+    # the model's four fills of add's one line: itself (not tried), a*b twice (tried first), a+b
+    fills = [{"infill": "return a - b"}, {"infill": "return a * b"}, {"infill": "return a * b"}, {"infill": "return a + b"}]
+    outcome, events = run(calc_repo, write_script(tmp_path / "s.json", fills), repair="on")
+    attempts = [e for e in events if isinstance(e, RepairTried)]
+    assert [(e.outcome, e.line, e.name) for e in attempts] == [("failing", 2, "add"), ("fixed", 2, "add")]
+    assert "+    return a * b" in attempts[0].diff and "+    return a + b" in attempts[1].diff
+    assert outcome.result.status == "finished" and outcome.result.steps == 0
+    assert work_tree_file(outcome, "calc/__init__.py") == CALC_BUGGY.replace("a - b", "a + b")
+
+
+def test_filled_lines_that_fail_are_put_back_and_the_rewrites_follow(calc_repo, tmp_path):
+    fills = [{"infill": "return (a"}, {"infill": "return a * b"}, {"infill": "return a * b"}, {"infill": "return a * b"}]
+    rewrite = {"content": "```python\ndef add(a, b):\n    return a + b\n```"}
+    outcome, events = run(calc_repo, write_script(tmp_path / "s.json", [*fills, rewrite]), repair="on")
+    attempts = [(e.outcome, e.line) for e in events if isinstance(e, RepairTried)]
+    assert attempts == [("failing", 2), ("syntax_error", 2), ("fixed", 0)]  # the likelier fill first; then the rewrite
+    assert outcome.result.status == "finished" and outcome.result.steps == 0
+    assert work_tree_file(outcome, "calc/__init__.py") == CALC_BUGGY.replace("a - b", "a + b")
+
+
+def test_the_lines_worth_filling_skip_the_docstring_comments_and_bare_keywords():
+    source = (
+        "x = 1\n"
+        "def ordinal(number):\n"
+        '    """The suffix.\n'
+        "\n"
+        '    ordinal(11) is th."""\n'
+        "    number = abs(int(number))\n"
+        "    # teens\n"
+        "    if number % 10 in (11, 12, 13):\n"
+        "        return 'th'\n"
+        "    else:\n"
+        "        return {1: 'st'}.get(number % 10, 'th')\n"
+    )
+    lines = source.splitlines(keepends=True)
+    words = _words("ordinalize(11) gives 11st; the teens are wrong")
+    assert _lines_to_fill(lines, 2, 11, words, limit=10) == [5, 7, 8, 10]  # file order
+    assert _lines_to_fill(lines, 2, 11, words, limit=1) == [7]  # the line with the report's 11 and a computation
 
 
 def test_an_answer_is_cut_once_it_holds_the_definition(calc_repo, tmp_path):

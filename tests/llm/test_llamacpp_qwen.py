@@ -81,3 +81,18 @@ def test_the_grammar_checked_last_picks_what_the_grammar_on_every_token_picks(qw
         # the step opens with the opener's one special token, not "<", "tool", "_call", ">"
         assert len(opener) == 1 and generated[0] == opener[0]
     assert outputs[0] == outputs[1]
+
+
+def test_fill_in_the_middle_writes_one_line_and_reuses_the_file_before_it(qwen):
+    assert qwen.fim_tokens is not None  # Qwen2.5-Coder's <|fim_prefix|>, <|fim_suffix|>, <|fim_middle|>
+    prefix = 'def add(a, b):\n    """Return the sum of a and b."""\n    '
+    suffix = "\n\n\nassert add(2, 3) == 5\n"
+    text, usage = qwen.infill(prefix, suffix, temperature=0.0)
+    assert "\n" not in text and text.startswith("return") and "+" in text
+    again, second = qwen.infill(prefix, suffix, temperature=0.0)
+    assert again == text
+    assert second.cached_input_tokens == usage.input_tokens - 1 and second.input_tokens == 1  # all but the last prompt token held
+    # the conversation bookkeeping is intact: a chat step after the fills answers as before
+    _, end = step(qwen, [{"role": "system", "content": "Answer in one short sentence."},
+                         {"role": "user", "content": "What is the capital of France?"}], [])
+    assert "Paris" in end.content

@@ -231,3 +231,8 @@ def test_a_local_model_caps_each_step_at_2048_tokens_by_default_and_the_cap_ends
     capped.close()
     assert all(end.usage.output_tokens <= 5 for end in ends)
     assert any(end.finish_reason == "length" and end.usage.output_tokens == 5 for end in ends)
+
+
+def test_a_model_without_fill_in_the_middle_tokens_says_so(model):
+    assert model.fim_tokens is None
+    assert model.infill("def add(a, b):\n    ", "\n") is None

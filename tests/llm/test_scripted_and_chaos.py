@@ -110,3 +110,11 @@ def test_another_request_without_tools_takes_the_scripts_next_turn(tmp_path):
     model = ScriptedModel.from_file(write_script(tmp_path / "s.json", [{"content": "```python\ndef f():\n    pass\n```"}]))
     end = list(model.stream([{"role": "system", "content": "You fix bugs in code."}, {"role": "user", "content": "fix f"}], []))[-1]
     assert end.content.startswith("```python") and model.position == 1
+
+
+def test_an_infill_turn_answers_a_fill_and_other_turns_are_left_for_the_steps():
+    model = ScriptedModel([{"infill": "return a + b\nmore"}, {"content": "done"}])
+    text, usage = model.infill("def add(a, b):\n    ", "\n")
+    assert text == "return a + b" and usage.output_tokens > 0 and model.position == 1
+    assert model.infill("x", "y") is None and model.position == 1  # the next turn is a step's
+    assert list(model.stream([{"role": "user", "content": "go"}], []))[-1].content == "done"
