@@ -64,6 +64,7 @@ class RepairPolicy:
     lines: int = 16  # lines of each, the likeliest first
     line_samples: int = 4  # fills of each line
     line_tests: int = 16  # distinct filled-in lines tested, per definition
+    line_inserts: bool = True  # also a new line before each (half the samples): a statement left out
 
 
 def repair_policy(config: Config, model: Any) -> RepairPolicy | None:
@@ -439,7 +440,8 @@ def _lines_to_fill(lines: list[str], start: int, end: int, words: set[str], limi
 def _fill_lines(phase: _Phase, suspect: Suspect, failure_text: str, failing: set[str], failed: int, seen: set[str], command: str) -> tuple[int, int, set[str], tuple[Suspect, str, ToolResult]] | None:
     """Each likely line of ``suspect``, one at a time, blanked and filled in again by the model
     from the code around it (fill in the middle: a small coder model writes the usual line
-    where it does not see the bug in the whole); each new line tested like a rewrite."""
+    where it does not see the bug in the whole); then a new line before each (a statement
+    left out). Each new line is tested like a rewrite."""
     agent, policy = phase.agent, phase.policy
     try:
         before = (phase.root / suspect.path).read_text(encoding="utf-8")
@@ -449,30 +451,33 @@ def _fill_lines(phase: _Phase, suspect: Suspect, failure_text: str, failing: set
     start, end = suspect.definition.start, suspect.definition.end
     words = _words(agent.task + "\n" + failure_text)
     tested = 0
-    for index in _lines_to_fill(lines, start, end, words, policy.lines):
+    chosen = _lines_to_fill(lines, start, end, words, policy.lines)
+    # each line written again, then (a statement left out) a new line written before each
+    for index, insert in [(index, False) for index in chosen] + [(index, True) for index in chosen if policy.line_inserts]:
         original = lines[index]
         indent = original[: len(original) - len(original.lstrip())]
         prefix = "".join(lines[max(0, start - 31, index - 120) : index]) + indent
-        suffix = "".join(lines[index + 1 : min(len(lines), end + 5, index + 41)])
+        suffix = "".join(lines[index + (0 if insert else 1) : min(len(lines), end + 5, index + 41)])
         counts: dict[str, int] = {}
-        for _ in range(policy.line_samples):
+        same = [original.split()] + ([lines[index - 1].split()] if insert else [])  # not a change (or a copy of a neighbour)
+        for _ in range(policy.line_samples // (2 if insert else 1)):
             if phase.out_of_time():
                 return None
             text = phase.fill(prefix, suffix)
             if text is None:
                 return None
             new = indent + text.strip()
-            if text.strip() and new.split() != original.split():
+            if text.strip() and new.split() not in same:
                 counts[new] = counts.get(new, 0) + 1
         for sample, new in enumerate(sorted(counts, key=lambda c: -counts[c]), 1):
             started = time.monotonic()
-            key = f"{suspect.path}:{index}:{new.strip()}"
+            key = f"{suspect.path}:{index}:{insert}:{new.strip()}"
             if key in seen or tested >= policy.line_tests or phase.out_of_time():
                 continue
             seen.add(key)
             tested += 1
             newline = "\n" if original.endswith("\n") else ""
-            after = "".join(lines[:index]) + new + newline + "".join(lines[index + 1 :])
+            after = "".join(lines[:index]) + new + ("\n" if insert else newline) + "".join(lines[index + (0 if insert else 1) :])
 
             def report(outcome: str, detail: str = "", diff: str = "", sample: int = sample, started: float = started, line: int = index + 1) -> None:
                 agent.bus.emit(RepairTried(step=agent.step, path=suspect.path, name=suspect.name, sample=sample, outcome=outcome, detail=detail, diff=diff,

@@ -89,6 +89,14 @@ def test_filled_lines_that_fail_are_put_back_and_the_rewrites_follow(calc_repo, 
     assert work_tree_file(outcome, "calc/__init__.py") == CALC_BUGGY.replace("a - b", "a + b")
 
 
+def test_a_new_line_written_before_a_statement_is_tried_after_the_lines_themselves(calc_repo, tmp_path):
+    fills = [{"infill": "return a * b"}] * 4 + [{"infill": "return a + b"}, {"infill": "return a - b"}]  # then: before it
+    outcome, events = run(calc_repo, write_script(tmp_path / "s.json", fills), repair="on")
+    assert [(e.outcome, e.line) for e in events if isinstance(e, RepairTried)] == [("failing", 2), ("fixed", 2)]
+    assert work_tree_file(outcome, "calc/__init__.py") == CALC_BUGGY.replace("    return a - b", "    return a + b\n    return a - b")
+    assert outcome.result.status == "finished" and outcome.result.steps == 0
+
+
 def test_the_lines_worth_filling_skip_the_docstring_comments_and_bare_keywords():
     source = (
         "x = 1\n"
