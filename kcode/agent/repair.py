@@ -150,6 +150,7 @@ class _Phase:
         self.runs = 0
         self.stopped = False  # a test run was stopped: no more
         self.no_infill = False  # the model has no fill-in-the-middle mode
+        self.passed = 0  # tests passing now (the baseline's, then after a kept partial fix)
         self.packer: Any = None  # the repository index (kcode.context.get_packer)
 
     def out_of_time(self) -> bool:
@@ -291,6 +292,7 @@ def repair(agent: Any, policy: RepairPolicy) -> None:
     phase.packer = packer = get_packer(ctx.root)
     baseline = phase.tests()
     passed, failed, failing = _counts(baseline)
+    phase.passed = passed
     if phase.stopped or baseline.data.get("tests", {}).get("ok", True) or failed == 0:
         return
     failures = failures_of(baseline)
@@ -318,6 +320,7 @@ def repair(agent: Any, policy: RepairPolicy) -> None:
             if outcome is None:
                 continue
             passed, failed, failing, accepted = outcome
+            phase.passed = passed
             if failed == 0:
                 fixed = accepted
                 break
@@ -399,6 +402,11 @@ def _check(phase: _Phase, suspect: Suspect, before: str, after: str, failing: se
             return report("failing", "the test run was stopped (too slow)", diff)
         now_passed, now_failed, now_failing = _counts(result)
         new = now_failing - failing
+        if now_passed < phase.passed or (now_failed == 0 and not result.data.get("tests", {}).get("ok")):
+            # fewer tests pass than before: the change broke the import or the collection (a run
+            # that errors before any test counts no failures, which is not a fix)
+            said = [line for line in result.output.splitlines() if "Error" in line] or ["no tests ran"]
+            return report("regressed", f"{now_passed} passed (was {phase.passed}): {said[0].strip()[:200]}", diff)
         if new or now_failed >= failed:
             return report("regressed" if new else "failing", f"{now_failed} failing" + (f", {len(new)} new: {', '.join(sorted(new)[:3])}" if new else ""), diff)
         kept = True

@@ -97,6 +97,21 @@ def test_a_new_line_written_before_a_statement_is_tried_after_the_lines_themselv
     assert outcome.result.status == "finished" and outcome.result.steps == 0
 
 
+def test_a_change_that_stops_the_tests_from_running_is_not_a_fix(calc_repo, tmp_path):
+    # a conftest imports the package: a rewrite that breaks the import leaves pytest with no
+    # test run at all (0 passed, 0 failed), which must not count as "no failures"
+    (calc_repo / "tests" / "conftest.py").write_text("import calc  # noqa: F401\n")
+    subprocess.run(["git", "add", "-A"], cwd=calc_repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "conftest"], cwd=calc_repo, check=True)
+    broken = {"content": "```python\ndef add(a, b=no_such_name):\n    return a + b\n```"}
+    good = {"content": "```python\ndef add(a, b):\n    return a + b\n```"}
+    outcome, events = run(calc_repo, write_script(tmp_path / "s.json", [broken, good]), repair="on")
+    attempts = [e for e in events if isinstance(e, RepairTried)]
+    assert [e.outcome for e in attempts] == ["regressed", "fixed"]
+    assert attempts[0].detail.startswith("0 passed (was 1)") and "Error" in attempts[0].detail
+    assert outcome.result.status == "finished" and work_tree_file(outcome, "calc/__init__.py") == CALC_BUGGY.replace("a - b", "a + b")
+
+
 def test_the_lines_worth_filling_skip_the_docstring_comments_and_bare_keywords():
     source = (
         "x = 1\n"
