@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import ast
 import difflib
-import keyword
 import re
 import shlex
 import textwrap
@@ -34,7 +33,7 @@ from typing import Any
 from kcode.agent.notes import repair_note
 from kcode.config import Config
 from kcode.context import get_packer
-from kcode.context.localize import Suspect, rank_suspects, words_of
+from kcode.context.localize import Suspect, line_words, lines_to_fill, rank_suspects, words_of
 from kcode.cancel import CancelToken
 from kcode.errors import Interrupted, ModelRequestError, Submitted, TransientModelError, UsageError
 from kcode.events import ErrorEvent, RepairTried, Usage
@@ -47,9 +46,6 @@ __all__ = ["RepairPolicy", "repair", "repair_policy", "failures_of", "extract_de
 _BLOCK = re.compile(r"```[\w+-]*[ \t]*\n(.*?)```", re.S)
 _FAILURE = re.compile(r"^--- (\S.*)$", re.M)
 _FAILURE_CHARS = 1000
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
-_BARE = re.compile(r"^\s*(#.*|else:|try:|finally:|pass|[)\]}]+[,:]?|\)\s*(->.*)?:)?\s*$")  # nothing to fill in
-_SIGNAL = re.compile(r"[<>=!]=?|[-+*/%]|\[.*:.*\]|\d|\w+=")  # comparisons, arithmetic, slices, numbers, keywords
 _COMMON = {"the", "and", "for", "with", "that", "this", "from", "not", "but", "are", "was", "get", "set", "all", "any", "one", "two"}
 
 
@@ -417,34 +413,6 @@ def _check(phase: _Phase, suspect: Suspect, before: str, after: str, failing: se
             path.write_text(before, encoding="utf-8")
 
 
-def _words(text: str) -> set[str]:
-    return {w.lower() for w in _WORD.findall(text) if len(w) > 1 and not keyword.iskeyword(w)} - _COMMON
-
-
-def _lines_to_fill(lines: list[str], start: int, end: int, words: set[str], limit: int) -> list[int]:
-    """Indexes (in ``lines``) of the lines of the definition at ``start``..``end`` worth
-    filling in again: its body's statements without the docstring, comments and bare
-    keywords; those sharing the report's words, or computing something, first. In file order."""
-    try:
-        node = ast.parse(textwrap.dedent("".join(lines[start - 1 : end]))).body[0]
-        body = node.body  # type: ignore[attr-defined]
-    except (SyntaxError, IndexError, AttributeError):
-        return []
-    skip: set[int] = set()
-    first = body[0]
-    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
-        skip = set(range(first.lineno, (first.end_lineno or first.lineno) + 1))
-    ranked = []
-    for relative in range(first.lineno, min(node.end_lineno or 0, end - start + 1) + 1):
-        index = start - 2 + relative
-        text = lines[index]
-        if relative in skip or _BARE.match(text):
-            continue
-        code = text.split("#", 1)[0]
-        ranked.append((-(2 * len(_words(code) & words) + bool(_SIGNAL.search(code))), index))
-    return sorted(index for _, index in sorted(ranked)[:limit])
-
-
 def _fill_lines(phase: _Phase, suspect: Suspect, failure_text: str, failing: set[str], failed: int, seen: set[str], command: str) -> tuple[int, int, set[str], tuple[Suspect, str, ToolResult]] | None:
     """Each likely line of ``suspect``, one at a time, blanked and filled in again by the model
     from the code around it (fill in the middle: a small coder model writes the usual line
@@ -457,9 +425,9 @@ def _fill_lines(phase: _Phase, suspect: Suspect, failure_text: str, failing: set
         return None
     lines = before.splitlines(keepends=True)
     start, end = suspect.definition.start, suspect.definition.end
-    words = _words(agent.task + "\n" + failure_text)
+    words = line_words(agent.task + "\n" + failure_text)
     tested = 0
-    chosen = _lines_to_fill(lines, start, end, words, policy.lines)
+    chosen = lines_to_fill(lines, start, end, words, policy.lines)
     # each line written again, then (a statement left out) a new line written before each
     for index, insert in [(index, False) for index in chosen] + [(index, True) for index in chosen if policy.line_inserts]:
         original = lines[index]

@@ -16,7 +16,10 @@ parses is ranked; what to do with a definition is the caller's.
 
 from __future__ import annotations
 
+import ast
+import keyword
 import re
+import textwrap
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -24,7 +27,7 @@ from kcode.context.content import is_test_path
 from kcode.context.index import IndexedFile
 from kcode.context.tags import Definition
 
-__all__ = ["Suspect", "failure_frames", "rank_suspects", "task_names"]
+__all__ = ["Suspect", "failure_frames", "line_words", "lines_to_fill", "rank_suspects", "task_names"]
 
 MAX_LINES = 150  # a definition longer than this is not a suspect (its methods may be)
 
@@ -195,3 +198,42 @@ def rank_suspects(files: dict[str, IndexedFile], failures: list[tuple[str, str]]
     ranked = [s for s in longest.values() if s.lines <= MAX_LINES and s.definition.kind not in _NOT_CODE]
     ranked.sort(key=lambda s: (-s.score, s.lines, s.path, s.definition.start))
     return ranked[:limit]
+
+
+_LINE_COMMON = {"the", "and", "for", "with", "that", "this", "from", "not", "but", "are", "was", "get", "set", "all", "any", "one", "two"}
+
+
+# --- lines within a definition --------------------------------------------------------
+
+_LINE_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
+_BARE = re.compile(r"^\s*(#.*|else:|try:|finally:|pass|[)\]}]+[,:]?|\)\s*(->.*)?:)?\s*$")  # nothing to fill in
+_SIGNAL = re.compile(r"[<>=!]=?|[-+*/%]|\[.*:.*\]|\d|\w+=")  # comparisons, arithmetic, slices, numbers, keywords
+
+
+def line_words(text: str) -> set[str]:
+    """The identifiers and numbers of ``text`` (lowercase; no keywords, no common words)."""
+    return {w.lower() for w in _LINE_WORD.findall(text) if len(w) > 1 and not keyword.iskeyword(w)} - _LINE_COMMON
+
+
+def lines_to_fill(lines: list[str], start: int, end: int, words: set[str], limit: int) -> list[int]:
+    """Indexes (in ``lines``) of the lines of the definition at ``start``..``end`` worth
+    filling in again: its body's statements without the docstring, comments and bare
+    keywords; those sharing the report's words, or computing something, first. In file order."""
+    try:
+        node = ast.parse(textwrap.dedent("".join(lines[start - 1 : end]))).body[0]
+        body = node.body  # type: ignore[attr-defined]
+    except (SyntaxError, IndexError, AttributeError):
+        return []
+    skip: set[int] = set()
+    first = body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        skip = set(range(first.lineno, (first.end_lineno or first.lineno) + 1))
+    ranked = []
+    for relative in range(first.lineno, min(node.end_lineno or 0, end - start + 1) + 1):
+        index = start - 2 + relative
+        text = lines[index]
+        if relative in skip or _BARE.match(text):
+            continue
+        code = text.split("#", 1)[0]
+        ranked.append((-(2 * len(line_words(code) & words) + bool(_SIGNAL.search(code))), index))
+    return sorted(index for _, index in sorted(ranked)[:limit])

@@ -8,11 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-from kcode.agent.repair import _lines_to_fill, _words, asks_for_fix, extract_definition, failures_of, task_relates
+from kcode.agent.repair import asks_for_fix, extract_definition, failures_of, task_relates
 from kcode.agent.runner import run_task
 from kcode.config import Config
 from kcode.context.index import RepoIndex
-from kcode.context.localize import failure_frames, rank_suspects, words_of
+from kcode.context.localize import failure_frames, line_words, lines_to_fill, rank_suspects, words_of
 from kcode.events import MessageAdded, RepairTried
 from kcode.tools.base import ToolResult
 
@@ -127,9 +127,9 @@ def test_the_lines_worth_filling_skip_the_docstring_comments_and_bare_keywords()
         "        return {1: 'st'}.get(number % 10, 'th')\n"
     )
     lines = source.splitlines(keepends=True)
-    words = _words("ordinalize(11) gives 11st; the teens are wrong")
-    assert _lines_to_fill(lines, 2, 11, words, limit=10) == [5, 7, 8, 10]  # file order
-    assert _lines_to_fill(lines, 2, 11, words, limit=1) == [7]  # the line with the report's 11 and a computation
+    words = line_words("ordinalize(11) gives 11st; the teens are wrong")
+    assert lines_to_fill(lines, 2, 11, words, limit=10) == [5, 7, 8, 10]  # file order
+    assert lines_to_fill(lines, 2, 11, words, limit=1) == [7]  # the line with the report's 11 and a computation
 
 
 def test_an_answer_is_cut_once_it_holds_the_definition(calc_repo, tmp_path):

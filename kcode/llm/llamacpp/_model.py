@@ -21,7 +21,6 @@ prefill's speed, from llama.cpp's own counters, refreshes the stored prefill spe
 from __future__ import annotations
 
 import codecs
-import functools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from kcode.llm.base import (
 )
 from kcode.llm.llamacpp._chat_template import ChatTemplate
 from kcode.llm.llamacpp._grammar import tool_call_grammar
+from kcode.llm.llamacpp._infill import FillInTheMiddle
 from kcode.llm.llamacpp._loader import load_llama
 from kcode.llm.llamacpp._prefix_cache import (
     PrefixStore,
@@ -69,9 +69,6 @@ from kcode.llm.toolcall_parse import (
 __all__ = ["LlamaCppModel", "Sampling", "StepTimings", "PrefixStatus", "decode_counters", "DEFAULT_MAX_OUTPUT_TOKENS"]
 
 _OPENERS = {"kimi": KIMI_SECTION_BEGIN, "hermes": HERMES_BEGIN}
-# Fill-in-the-middle control tokens (prefix, suffix, middle) by model family: Qwen2.5-Coder
-# and StarCoder2 spell them with bars, StarCoder 1 and SantaCoder without.
-_FIM_SPELLINGS = (("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"), ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"))
 _MIN_LAYER_TOKENS = 32  # a prompt layer shorter than this is not worth a cache entry
 # A step's output cap unless --max-output-tokens says otherwise: a small local model can write
 # prose until the wall-clock cap; 2048 tokens hold any tool call worth making (~8 KB of code).
@@ -127,7 +124,7 @@ class Sampling:
         self.seed = seed
 
 
-class LlamaCppModel:
+class LlamaCppModel(FillInTheMiddle):
     """A GGUF model run in process. ``options``: placement, context, batch sizes, the prefix
     cache (``prefix_cache``: None is the cache folder's ``prefix/``, "off" none).
     ``on_notice`` hears what the user should know (a context lowered to fit the memory, an
@@ -290,53 +287,6 @@ class LlamaCppModel:
             finish_reason = "tool_calls"
         usage.output_tokens = len(generated)
         yield StepEnd(parsed.content, parsed.reasoning, parsed.tool_calls, usage, finish_reason)
-
-    # --- fill in the middle ---------------------------------------------------------------
-
-    @functools.cached_property
-    def fim_tokens(self) -> tuple[int, int, int] | None:
-        """The ids of this model's fill-in-the-middle tokens, None when it has none."""
-        for spelling in _FIM_SPELLINGS:
-            ids = [self.vocabulary.tokenize(text) for text in spelling]
-            if all(len(found) == 1 for found in ids):
-                return ids[0][0], ids[1][0], ids[2][0]
-        return None
-
-    def infill(self, prefix: str, suffix: str, *, max_tokens: int = 80, temperature: float | None = None,
-               cancel: CancelToken | None = None) -> tuple[str, TokenUsage] | None:
-        """The code the model writes between ``prefix`` and ``suffix`` (its fill-in-the-middle
-        mode), up to the end of the line: (text, usage), or None when the model has no such
-        mode. The context keeps what it shares with the last prompt (the prefix of the same
-        file), so filling line after line of one definition evaluates little."""
-        fim = self.fim_tokens
-        if fim is None:
-            return None
-        tokens = ([fim[0]] + self.vocabulary.tokenize(prefix) + [fim[1]] + self.vocabulary.tokenize(suffix) + [fim[2]])
-        if len(tokens) + max_tokens >= self._n_ctx:
-            raise ModelRequestError(f"the infill prompt has {len(tokens)} tokens but the context holds {self._n_ctx}")
-        reuse = min(self._common_with_context(tokens), len(tokens) - 1)
-        self._llm.n_tokens = reuse
-        self._timed_eval(tokens[reuse:], cancel)
-        kwargs = dict(self._sampling.kwargs)
-        if temperature is not None:
-            kwargs["temp"] = temperature
-        sampler = TokenSampler(self._llm, kwargs)
-        generated: list[int] = []
-        text = ""
-        try:
-            for token in self._generate(sampler):
-                if cancel is not None and cancel.cancelled:
-                    raise Interrupted("interrupted by the user")
-                if self.vocabulary.is_end_of_turn(token) or token in fim:
-                    break
-                generated.append(token)
-                text = self.vocabulary.detokenize(generated)
-                if "\n" in text or len(generated) >= max_tokens:
-                    break
-        finally:
-            sampler.close()
-        return text.split("\n", 1)[0], TokenUsage(input_tokens=len(tokens) - reuse, cached_input_tokens=reuse,
-                                                   output_tokens=len(generated))
 
     # --- prefill speed and the prompt's fixed part ----------------------------------------
 
