@@ -25,8 +25,11 @@ lock = threading.Lock()
 
 
 def save() -> None:
-    with open(os.environ["FAKE_LLAMA_SERVER_LOG"], "w") as handle:
+    """Written whole and renamed into place: a reader never sees a half-written (or empty) log."""
+    path = os.environ["FAKE_LLAMA_SERVER_LOG"]
+    with open(f"{path}.{threading.get_ident()}", "w") as handle:
         json.dump(state, handle)
+    os.replace(handle.name, path)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -67,6 +70,7 @@ class Handler(BaseHTTPRequestHandler):
         with lock:
             state["now"] += 1
             state["peak"] = max(state["peak"], state["now"])
+            save()  # before the reply: the client cannot read the log before its request counted
         time.sleep(0.3)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
