@@ -34,6 +34,7 @@ from kcode.agent.notes import repair_note
 from kcode.config import Config
 from kcode.context import get_packer
 from kcode.context.localize import Suspect, line_words, lines_to_fill, rank_suspects, words_of
+from kcode.context.spectrum import TRACER, Spectrum, read_spectrum, traced_command
 from kcode.cancel import CancelToken
 from kcode.errors import Interrupted, ModelRequestError, Submitted, TransientModelError, UsageError
 from kcode.events import ErrorEvent, RepairTried, Usage
@@ -56,11 +57,12 @@ class RepairPolicy:
     samples: int = 3  # rewrites of each (the model samples: different answers)
     quick_ids: int = 20  # failing tests re-run by id before the whole suite (pytest only)
     test_seconds: float = 90.0  # a test run that takes longer is stopped, and the phase with it
-    line_suspects: int = 2  # definitions whose lines are filled in again one by one (models with a fill-in-the-middle mode)
+    line_suspects: int = 3  # definitions whose lines are filled in again one by one (models with a fill-in-the-middle mode)
     lines: int = 16  # lines of each, the likeliest first
     line_samples: int = 4  # fills of each line
     line_tests: int = 16  # distinct filled-in lines tested, per definition
     line_inserts: bool = True  # also a new line before each (half the samples): a statement left out
+    spectrum_seconds: float = 45.0  # the failing tests' files run once under a line tracer (pytest), at most
 
 
 def repair_policy(config: Config, model: Any) -> RepairPolicy | None:
@@ -148,6 +150,7 @@ class _Phase:
         self.no_infill = False  # the model has no fill-in-the-middle mode
         self.passed = 0  # tests passing now (the baseline's, then after a kept partial fix)
         self.packer: Any = None  # the repository index (kcode.context.get_packer)
+        self.spectrum: Spectrum | None = None  # the lines the failing tests ran (kcode.context.spectrum)
 
     def out_of_time(self) -> bool:
         return self.stopped or self.agent._elapsed() >= self.deadline or self.agent.ctx.cancel.cancelled
@@ -162,19 +165,43 @@ class _Phase:
         timer.start()
         return token, timer
 
-    def tests(self, command: str | None = None) -> ToolResult:
-        """A test run, stopped after ``test_seconds`` or at the phase's deadline (a suite too
-        slow to run again and again is not one to repair by): then the phase ends."""
+    def tests(self, command: str | None = None, seconds: float | None = None, stops: bool = True) -> ToolResult:
+        """A test run, stopped after ``test_seconds`` (or ``seconds``) or at the phase's
+        deadline (a suite too slow to run again and again is not one to repair by): then the
+        phase ends, unless not ``stops``."""
         self.runs += 1
         arguments = {"command": command} if command else {}
-        token, timer = self._limited(self.policy.test_seconds)
+        token, timer = self._limited(self.policy.test_seconds if seconds is None else seconds)
         try:
             result = self.agent._run_tool(ToolCall(f"repair_tests_{self.runs}", "run_tests", arguments), record=False)
         finally:
             timer.cancel()
-        if token.cancelled:
+        if token.cancelled and (stops or self.agent._elapsed() >= self.deadline):
             self.stopped = True
         return result
+
+    def trace(self, command: str, failing: set[str]) -> Spectrum | None:
+        """The failing tests' files run again under the line tracer (kcode.context.spectrum):
+        which lines the failing tests ran and the passing ones did not. None for a command
+        that is not ``PYTHON -m pytest``, without a scratch directory, or when it fails."""
+        scratch = getattr(self.agent.ctx, "scratch_dir", None)
+        files = sorted({test_id.split("::")[0] for test_id in failing if (self.root / test_id.split("::")[0]).is_file()})[:5]
+        seconds = min(self.policy.spectrum_seconds, max(5.0, (self.deadline - self.agent._elapsed()) * 0.25))
+        if scratch is None or not files or self.out_of_time():
+            return None
+        out, script = Path(scratch) / f"spectrum-{self.runs + 1}.json", Path(scratch) / "kcode_spectrum.py"
+        traced = traced_command(command, script, out, seconds, files)
+        if traced is None:
+            return None
+        try:
+            script.write_text(TRACER, encoding="utf-8")
+            out.unlink(missing_ok=True)
+        except OSError:
+            return None
+        self.tests(traced, seconds=seconds + 30, stops=False)
+        spectrum = read_spectrum(out)
+        out.unlink(missing_ok=True)
+        return spectrum
 
     def fill(self, prefix: str, suffix: str) -> str | None:
         """The model's line between ``prefix`` and ``suffix`` (fill in the middle); None when
@@ -244,8 +271,8 @@ class _Phase:
         return text
 
 
-def _suspects(packer: Any, failures: list[tuple[str, str]], task: str, policy: RepairPolicy) -> list[Suspect]:
-    ranked = rank_suspects(packer.index.files, failures, task, limit=policy.suspects * 2)
+def _suspects(packer: Any, failures: list[tuple[str, str]], task: str, policy: RepairPolicy, spectrum: Spectrum | None = None) -> list[Suspect]:
+    ranked = rank_suspects(packer.index.files, failures, task, limit=policy.suspects * 2, spectrum=spectrum)
     return [found for found in ranked if found.path.endswith(".py")][: policy.suspects]
 
 
@@ -296,6 +323,9 @@ def repair(agent: Any, policy: RepairPolicy) -> None:
     suspects = _suspects(packer, failures, agent.task, policy)
     if not suspects or not task_relates(agent.task, sorted(failing), suspects):
         return
+    if is_pytest(command):  # ranked again by what the failing tests ran
+        phase.spectrum = phase.trace(command, failing)
+        suspects = _suspects(packer, failures, agent.task, policy, phase.spectrum) if phase.spectrum is not None else suspects
     agent.verify._note_tests([baseline])  # the task's failing tests: a finish before they pass is sent back
     failure_text = _failure_text(failures, failed)
     seen: set[str] = set()
@@ -323,6 +353,7 @@ def repair(agent: Any, policy: RepairPolicy) -> None:
             # some failures fixed, none broken: kept; the rest are localized again (lines moved)
             failures = failures_of(accepted[2])
             packer.refresh([accepted[0].path])
+            phase.spectrum = None  # its lines are the old file's
             suspects = _suspects(packer, failures, agent.task, policy) or suspects
             failure_text = _failure_text(failures, failed)
             sample = 0
@@ -427,7 +458,8 @@ def _fill_lines(phase: _Phase, suspect: Suspect, failure_text: str, failing: set
     start, end = suspect.definition.start, suspect.definition.end
     words = line_words(agent.task + "\n" + failure_text)
     tested = 0
-    chosen = lines_to_fill(lines, start, end, words, policy.lines)
+    scores = phase.spectrum.scores(suspect.path) if phase.spectrum is not None else None
+    chosen = lines_to_fill(lines, start, end, words, policy.lines, scores)
     # each line written again, then (a statement left out) a new line written before each
     for index, insert in [(index, False) for index in chosen] + [(index, True) for index in chosen if policy.line_inserts]:
         original = lines[index]
@@ -451,7 +483,6 @@ def _fill_lines(phase: _Phase, suspect: Suspect, failure_text: str, failing: set
             if key in seen or tested >= policy.line_tests or phase.out_of_time():
                 continue
             seen.add(key)
-            tested += 1
             newline = "\n" if original.endswith("\n") else ""
             after = "".join(lines[:index]) + new + ("\n" if insert else newline) + "".join(lines[index + (0 if insert else 1) :])
 
@@ -464,6 +495,7 @@ def _fill_lines(phase: _Phase, suspect: Suspect, failure_text: str, failing: set
             except SyntaxError as error:
                 report("syntax_error", f"line {error.lineno}: {error.msg}")
                 continue
+            tested += 1  # a test run (a fill that does not parse costs none)
             outcome = _check(phase, suspect, before, after, failing, failed, command, report)
             if outcome is not None:
                 return outcome

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from kcode.context.content import is_test_path
 from kcode.context.index import IndexedFile
+from kcode.context.spectrum import Spectrum
 from kcode.context.tags import Definition
 
 __all__ = ["Suspect", "failure_frames", "line_words", "lines_to_fill", "rank_suspects", "task_names"]
@@ -37,7 +38,7 @@ _PYTHON_FRAME = re.compile(r'File "([^"]+)", line (\d+), in ')
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
 _STRONG = re.compile(r"`([^`\n]+)`|([A-Za-z_][\w.]*)\(")  # `code` or name( in a task
 _NOT_CODE = {"module", "field", "variable", "constant", "property", "key"}  # kinds with no body to fix
-_WEIGHTS = {"frame": 4.0, "innermost": 3.0, "test": 2.0, "task": 3.0, "task_word": 1.0, "callee": 1.5, "test_word": 1.0}
+_WEIGHTS = {"frame": 4.0, "innermost": 3.0, "test": 2.0, "task": 3.0, "task_word": 1.0, "callee": 1.5, "test_word": 1.0, "spectrum": 8.0}
 
 
 @dataclass
@@ -124,9 +125,12 @@ def _test_definition(indexed: IndexedFile, test_id: str) -> Definition | None:
     return matches[0] if matches else None
 
 
-def rank_suspects(files: dict[str, IndexedFile], failures: list[tuple[str, str]], task: str, *, limit: int = 6) -> list[Suspect]:
+def rank_suspects(files: dict[str, IndexedFile], failures: list[tuple[str, str]], task: str, *, limit: int = 6, spectrum: Spectrum | None = None) -> list[Suspect]:
     """The ``limit`` likeliest definitions of the source files for ``failures`` ((test id,
-    failure text) pairs) and ``task``, best first; a definition over MAX_LINES lines is left out."""
+    failure text) pairs) and ``task``, best first; a definition over MAX_LINES lines is left out.
+    With a ``spectrum`` (kcode.context.spectrum), each definition the failing tests ran gains
+    by its likeliest line's score: the failing tests' own evidence where no traceback reaches
+    the library (an assertion that fails in the test)."""
     source = {path: indexed for path, indexed in files.items()
               if not is_test_path(path) and not path.endswith(".pyi") and indexed.tags.definitions}
     by_name: dict[str, list[tuple[str, Definition]]] = defaultdict(list)
@@ -167,6 +171,16 @@ def rank_suspects(files: dict[str, IndexedFile], failures: list[tuple[str, str]]
             referenced = {name for name, line in indexed.tags.references if test_def.start <= line <= test_def.end}
             for name in referenced:
                 named(name, _WEIGHTS["test"], f"called by {test_id.split('[')[0]}")
+    if spectrum is not None:
+        for path in spectrum.lines.keys() & source.keys():
+            code = [d for d in source[path].tags.definitions if d.kind not in _NOT_CODE]
+            best: dict[int, tuple[float, Definition]] = {}
+            for line, score in spectrum.scores(path).items():
+                definition = _innermost(code, line)
+                if definition is not None and score > best.get(definition.start, (0.0, definition))[0]:
+                    best[definition.start] = (score, definition)
+            for score, definition in best.values():
+                suspect(path, definition).add(_WEIGHTS["spectrum"] * score, f"run by the failing tests ({score:.2f})")
     test_names = sorted({test_id.split("::")[-1].split("[")[0] for test_id, _ in failures})
     for test_name in test_names[:6]:
         worded(words_of(test_name) - {"test", "tests"}, _WEIGHTS["test_word"], f"the subject of {test_name}")
@@ -215,10 +229,14 @@ def line_words(text: str) -> set[str]:
     return {w.lower() for w in _LINE_WORD.findall(text) if len(w) > 1 and not keyword.iskeyword(w)} - _LINE_COMMON
 
 
-def lines_to_fill(lines: list[str], start: int, end: int, words: set[str], limit: int) -> list[int]:
+def lines_to_fill(lines: list[str], start: int, end: int, words: set[str], limit: int, scores: dict[int, float] | None = None) -> list[int]:
     """Indexes (in ``lines``) of the lines of the definition at ``start``..``end`` worth
     filling in again: its body's statements without the docstring, comments and bare
-    keywords; those sharing the report's words, or computing something, first. In file order."""
+    keywords; those sharing the report's words, or computing something, first. In file order.
+
+    With ``scores`` (line number -> a spectrum's score, kcode.context.spectrum) that reach
+    this definition, only the lines the failing tests ran are kept (a continuation line
+    counts as its statement's first), the likeliest first: in that order, not the file's."""
     try:
         node = ast.parse(textwrap.dedent("".join(lines[start - 1 : end]))).body[0]
         body = node.body  # type: ignore[attr-defined]
@@ -228,12 +246,33 @@ def lines_to_fill(lines: list[str], start: int, end: int, words: set[str], limit
     first = body[0]
     if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
         skip = set(range(first.lineno, (first.end_lineno or first.lineno) + 1))
+    ran = _statement_scores(node, start - 1, scores) if scores else {}
     ranked = []
     for relative in range(first.lineno, min(node.end_lineno or 0, end - start + 1) + 1):
         index = start - 2 + relative
         text = lines[index]
-        if relative in skip or _BARE.match(text):
+        if relative in skip or _BARE.match(text) or (ran and relative not in ran):
             continue
         code = text.split("#", 1)[0]
-        ranked.append((-(2 * len(line_words(code) & words) + bool(_SIGNAL.search(code))), index))
-    return sorted(index for _, index in sorted(ranked)[:limit])
+        ranked.append((-ran.get(relative, 0.0), -(2 * len(line_words(code) & words) + bool(_SIGNAL.search(code))), index))
+    if ran:
+        return [index for *_, index in sorted(ranked)[:limit]]
+    return sorted(index for *_, index in sorted(ranked)[:limit])
+
+
+def _statement_scores(node: ast.AST, offset: int, scores: dict[int, float]) -> dict[int, float]:
+    """``scores`` by line relative to ``node`` (parsed from the definition alone, ``offset``
+    lines into its file), each line of a statement's header given its first line's score."""
+    owner: dict[int, int] = {}
+    for inner in ast.walk(node):  # breadth first: an inner statement's lines overwrite its parent's
+        if isinstance(inner, ast.stmt) and inner is not node:
+            body = getattr(inner, "body", None)
+            last = body[0].lineno - 1 if isinstance(body, list) and body and isinstance(body[0], ast.stmt) else (inner.end_lineno or inner.lineno)
+            for relative in range(inner.lineno, max(inner.lineno, last) + 1):
+                owner[relative] = inner.lineno
+    ran = {}
+    for relative, head in owner.items():
+        score = max(scores.get(relative + offset, 0.0), scores.get(head + offset, 0.0))
+        if score > 0:
+            ran[relative] = score
+    return ran

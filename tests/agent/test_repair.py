@@ -301,3 +301,26 @@ def test_the_module_imports_no_model_backend():
     # the phase talks to whatever ChatModel the run has; importing it loads no backend
     code = "import sys, kcode.agent.repair; print(any(m.startswith('llama_cpp') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_the_failing_tests_spectrum_sends_the_line_fills_to_the_faulty_line_first(tmp_path):
+    """The task names area() first, but only the failing test runs clamp's second `return
+    low`: the tracer run (real pytest, in the sandbox) ranks clamp first and that line first,
+    so the model's first fill is asked there, and fixes it."""
+    from tests.context.test_spectrum import SHAPES, TESTS
+
+    repo = tmp_path / "repo"
+    (repo / "tests").mkdir(parents=True)
+    (repo / "shapes.py").write_text(SHAPES)
+    (repo / "tests" / "test_shapes.py").write_text(TESTS)
+    (repo / "pyproject.toml").write_text("[tool.pytest.ini_options]\npythonpath = ['.']\n")
+    (repo / ".gitignore").write_text("__pycache__/\n.pytest_cache/\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "initial"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    fills = [{"infill": "return high"}] * 4
+    task = "area() of a clamped width is wrong: area(clamp(12, 0, 10), 2) gives 0, not 20."
+    outcome, events = run(repo, write_script(tmp_path / "s.json", fills), task=task, repair="on")
+    assert [(e.outcome, e.name, e.line) for e in events if isinstance(e, RepairTried)] == [("fixed", "clamp", 9)]
+    assert outcome.result.status == "finished" and outcome.result.steps == 0
+    assert work_tree_file(outcome, "shapes.py") == SHAPES.replace("        return low\n    return x", "        return high\n    return x")
+    assert outcome.changed_files == [{"path": "shapes.py", "kind": "update"}]  # the tracer left nothing behind
