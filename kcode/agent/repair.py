@@ -62,6 +62,9 @@ class RepairPolicy:
     line_samples: int = 4  # fills of each line
     line_tests: int = 16  # distinct filled-in lines tested, per definition
     line_inserts: bool = True  # also a new line before each (half the samples): a statement left out
+    block_lines: int = 3  # and before the likeliest few, a block of lines (a guard with its body)
+    block_size: int = 4  # lines in a block, at most
+    block_samples: int = 2
     spectrum_seconds: float = 45.0  # the failing tests' files run once under a line tracer (pytest), at most
 
 
@@ -203,7 +206,7 @@ class _Phase:
         out.unlink(missing_ok=True)
         return spectrum
 
-    def fill(self, prefix: str, suffix: str) -> str | None:
+    def fill(self, prefix: str, suffix: str, lines: int = 1) -> str | None:
         """The model's line between ``prefix`` and ``suffix`` (fill in the middle); None when
         it has no such mode (the phase stops asking), "" when this one was lost."""
         agent = self.agent
@@ -213,7 +216,7 @@ class _Phase:
             return None
         token, timer = self._limited(float("inf"))
         try:
-            got = infill(prefix, suffix, cancel=token)
+            got = infill(prefix, suffix, cancel=token, lines=lines)
         except Interrupted:
             if agent.ctx.cancel.cancelled:
                 raise
@@ -448,7 +451,8 @@ def _fill_lines(phase: _Phase, suspect: Suspect, failure_text: str, failing: set
     """Each likely line of ``suspect``, one at a time, blanked and filled in again by the model
     from the code around it (fill in the middle: a small coder model writes the usual line
     where it does not see the bug in the whole); then a new line before each (a statement
-    left out). Each new line is tested like a rewrite."""
+    left out), then a block of a few lines before the likeliest (a guard with its body).
+    Each is tested like a rewrite."""
     agent, policy = phase.agent, phase.policy
     try:
         before = (phase.root / suspect.path).read_text(encoding="utf-8")
@@ -460,26 +464,31 @@ def _fill_lines(phase: _Phase, suspect: Suspect, failure_text: str, failing: set
     tested = 0
     scores = phase.spectrum.scores(suspect.path) if phase.spectrum is not None else None
     chosen = lines_to_fill(lines, start, end, words, policy.lines, scores)
-    # each line written again, then (a statement left out) a new line written before each
-    for index, insert in [(index, False) for index in chosen] + [(index, True) for index in chosen if policy.line_inserts]:
+    # each line written again, then (a statement left out) a new line written before each,
+    # then a few lines before the likeliest (an `if ...:` with its body left out)
+    plan = [(index, "line") for index in chosen] + [(index, "insert") for index in chosen if policy.line_inserts]
+    plan += [(index, "block") for index in chosen[: policy.block_lines]]
+    for index, mode in plan:
+        insert = mode != "line"
         original = lines[index]
         indent = original[: len(original) - len(original.lstrip())]
         prefix = "".join(lines[max(0, start - 31, index - 120) : index]) + indent
         suffix = "".join(lines[index + (0 if insert else 1) : min(len(lines), end + 5, index + 41)])
         counts: dict[str, int] = {}
         same = [original.split()] + ([lines[index - 1].split()] if insert else [])  # not a change (or a copy of a neighbour)
-        for _ in range(policy.line_samples // (2 if insert else 1)):
+        samples = {"line": policy.line_samples, "insert": policy.line_samples // 2, "block": policy.block_samples}[mode]
+        for _ in range(samples):
             if phase.out_of_time():
                 return None
-            text = phase.fill(prefix, suffix)
+            text = phase.fill(prefix, suffix, lines=policy.block_size if mode == "block" else 1)
             if text is None:
                 return None
-            new = indent + text.strip()
-            if text.strip() and new.split() not in same:
+            new = (_block(text, indent, original) or "") if mode == "block" else indent + text.strip()
+            if new.strip() and new.split() not in same:
                 counts[new] = counts.get(new, 0) + 1
         for sample, new in enumerate(sorted(counts, key=lambda c: -counts[c]), 1):
             started = time.monotonic()
-            key = f"{suspect.path}:{index}:{insert}:{new.strip()}"
+            key = f"{suspect.path}:{index}:{insert}:{' '.join(new.split())}"
             if key in seen or tested >= policy.line_tests or phase.out_of_time():
                 continue
             seen.add(key)
@@ -500,3 +509,15 @@ def _fill_lines(phase: _Phase, suspect: Suspect, failure_text: str, failing: set
             if outcome is not None:
                 return outcome
     return None
+
+
+def _block(text: str, indent: str, following: str) -> str | None:
+    """The model's lines to insert (at ``indent``, before the line ``following``), as far as
+    they stay a block there: up to a blank line, a line indented less, or a copy of the line
+    that follows; None for fewer than two (a single line is an insert of its own)."""
+    kept = [indent + text.split("\n", 1)[0].strip()]
+    for line in text.split("\n")[1:]:
+        if not line.strip() or len(line) - len(line.lstrip()) < len(indent) or line.strip() == following.strip():
+            break
+        kept.append(line.rstrip())
+    return "\n".join(kept) if len(kept) >= 2 else None

@@ -122,14 +122,14 @@ class ScriptedModel:
     def close(self) -> None:
         pass
 
-    def infill(self, prefix: str, suffix: str, *, cancel: CancelToken | None = None, **_: Any) -> tuple[str, TokenUsage] | None:
-        """The next turn's ``infill`` text, up to its first line end; None when the next turn
+    def infill(self, prefix: str, suffix: str, *, cancel: CancelToken | None = None, lines: int = 1, **_: Any) -> tuple[str, TokenUsage] | None:
+        """The next turn's ``infill`` text, its first ``lines`` lines; None when the next turn
         is not an infill turn."""
         turn = self._turns[self._position] if self._position < len(self._turns) else {}
         if "infill" not in turn:
             return None
         self._position += 1
-        text = str(turn["infill"]).split("\n", 1)[0]
+        text = "\n".join(str(turn["infill"]).split("\n")[:lines]).rstrip("\n")
         return text, TokenUsage(input_tokens=estimate_tokens(prefix + suffix), output_tokens=estimate_tokens(text))
 
     def _handoff_note(self, messages: list[Message]) -> Iterator[StreamChunk]:

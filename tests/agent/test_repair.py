@@ -324,3 +324,24 @@ def test_the_failing_tests_spectrum_sends_the_line_fills_to_the_faulty_line_firs
     assert outcome.result.status == "finished" and outcome.result.steps == 0
     assert work_tree_file(outcome, "shapes.py") == SHAPES.replace("        return low\n    return x", "        return high\n    return x")
     assert outcome.changed_files == [{"path": "shapes.py", "kind": "update"}]  # the tracer left nothing behind
+
+
+def test_a_block_of_lines_written_before_a_statement_is_tried_last(tmp_path):
+    """A guard left out (an `if` with its body): neither a line written again nor one new line
+    fixes it; the model's block of lines before the statement does, up to where it goes on
+    with the code that follows."""
+    repo = tmp_path / "repo"
+    (repo / "tests").mkdir(parents=True)
+    (repo / "maths.py").write_text("def safe_div(a, b):\n    return a / b\n")
+    (repo / "tests" / "test_maths.py").write_text("from maths import safe_div\n\n\ndef test_by_zero():\n    assert safe_div(1, 0) == 0\n")
+    (repo / "pyproject.toml").write_text("[tool.pytest.ini_options]\npythonpath = ['.']\n")
+    (repo / ".gitignore").write_text("__pycache__/\n.pytest_cache/\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "initial"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    same = {"infill": "return a / b"}
+    block = {"infill": "if b == 0:\n        return 0\n    return a / b\n"}  # the model goes on past the block
+    fills = [same] * 4 + [same] * 2 + [{"infill": "if b == 0:"}, block]  # a lone `if` is not a block
+    outcome, events = run(repo, write_script(tmp_path / "s.json", fills), task="safe_div(1, 0) raises ZeroDivisionError instead of giving 0.", repair="on")
+    assert [(e.outcome, e.line) for e in events if isinstance(e, RepairTried)] == [("fixed", 2)]
+    assert work_tree_file(outcome, "maths.py") == "def safe_div(a, b):\n    if b == 0:\n        return 0\n    return a / b\n"
+    assert outcome.result.status == "finished" and outcome.result.steps == 0

@@ -92,6 +92,9 @@ def test_fill_in_the_middle_writes_one_line_and_reuses_the_file_before_it(qwen):
     again, second = qwen.infill(prefix, suffix, temperature=0.0)
     assert again == text
     assert second.cached_input_tokens == usage.input_tokens - 1 and second.input_tokens == 1  # all but the last prompt token held
+    # a block: up to the end of its third line, or where the model ends it
+    block, _ = qwen.infill('def mean(values):\n    ', "\n\n\nassert mean([1, 3]) == 2\n", temperature=0.0, lines=3)
+    assert block.count("\n") <= 2 and not block.endswith("\n") and block.strip()
     # the conversation bookkeeping is intact: a chat step after the fills answers as before
     _, end = step(qwen, [{"role": "system", "content": "Answer in one short sentence."},
                          {"role": "user", "content": "What is the capital of France?"}], [])

@@ -38,9 +38,10 @@ class FillInTheMiddle:
         return None
 
     def infill(self, prefix: str, suffix: str, *, max_tokens: int = 80, temperature: float | None = None,
-               cancel: CancelToken | None = None) -> tuple[str, TokenUsage] | None:
+               cancel: CancelToken | None = None, lines: int = 1) -> tuple[str, TokenUsage] | None:
         """The code the model writes between ``prefix`` and ``suffix`` (its fill-in-the-middle
-        mode), up to the end of the line: (text, usage), or None when the model has no such
+        mode), up to the end of its ``lines``-th line (or its end, if it ends sooner; the lines
+        joined by newlines, the last without one): (text, usage), or None when the model has no such
         mode. The context keeps what it shares with the last prompt (the prefix of the same
         file), so filling line after line of one definition evaluates little."""
         fim = self.fim_tokens
@@ -66,9 +67,9 @@ class FillInTheMiddle:
                     break
                 generated.append(token)
                 text = self.vocabulary.detokenize(generated)
-                if "\n" in text or len(generated) >= max_tokens:
+                if text.count("\n") >= lines or len(generated) >= max_tokens:
                     break
         finally:
             sampler.close()
-        return text.split("\n", 1)[0], TokenUsage(input_tokens=len(tokens) - reuse, cached_input_tokens=reuse,
+        return "\n".join(text.split("\n")[:lines]).rstrip("\n"), TokenUsage(input_tokens=len(tokens) - reuse, cached_input_tokens=reuse,
                                                    output_tokens=len(generated))
