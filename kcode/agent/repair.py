@@ -63,7 +63,7 @@ class RepairPolicy:
     line_tests: int = 16  # distinct filled-in lines tested, per definition
     line_inserts: bool = True  # also a new line before each (half the samples): a statement left out
     block_lines: int = 3  # and before the likeliest few, a block of lines (a guard with its body)
-    block_size: int = 4  # lines in a block, at most
+    block_size: int = 6  # lines in a block, at most (a raise with its arguments on their own lines)
     block_samples: int = 2
     spectrum_seconds: float = 45.0  # the failing tests' files run once under a line tracer (pytest), at most
 
