@@ -106,14 +106,16 @@ def asks_for_fix(task: str) -> bool:
 
 def task_relates(task: str, failing: list[str], suspects: list[Suspect]) -> bool:
     """Whether the task speaks of what fails: a word of it in a failing test's name, a
-    suspect's name or its file's name (a failing test the task says nothing of is left alone)."""
+    suspect's name or its module's name (a package's ``__init__.py``: the package's); a failing
+    test the task says nothing of is left alone."""
     said = {word for name in re.findall(r"[A-Za-z_]\w+", task) for word in words_of(name)} - _COMMON
     seen: set[str] = set()
     for test_id in failing:
         seen |= words_of(test_id.split("::")[-1].split("[")[0])
     for found in suspects:  # those the tests point at (the task's own names prove nothing here)
         if any(not reason.startswith("named in the task") for reason in found.why):
-            seen |= words_of(found.name) | words_of(Path(found.path).stem)
+            path = Path(found.path)
+            seen |= words_of(found.name) | words_of(path.parent.name if path.stem == "__init__" else path.stem)  # a package's module: its name
     return bool(said & (seen - {"test", "tests"}))
 
 

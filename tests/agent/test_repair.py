@@ -297,6 +297,26 @@ def test_the_task_must_speak_of_what_fails(tmp_path):
     assert not task_relates(unrelated, ["tests/test_core.py::test_ordinal"], rank_suspects(index.files, failures, unrelated))
 
 
+def test_a_package_named_in_the_task_relates_the_failures_in_its_init(tmp_path):
+    """inflection's report speaks of `inflection.tableize`; the failing test is
+    test_underscore, which calls underscore in inflection/__init__.py: the package's name
+    relates them (a module's own name does, and `__init__` says nothing)."""
+    root = tmp_path / "lib"
+    (root / "inflection").mkdir(parents=True)
+    (root / "inflection" / "__init__.py").write_text("def underscore(word):\n    return word.lower()\n\n\ndef tableize(word):\n    return underscore(word) + 's'\n")
+    (root / "test_inflection.py").write_text("from inflection import underscore\n\n\ndef test_underscore():\n    assert underscore('Area51Sighting') == 'area51_sighting'\n")
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+    index = RepoIndex.open(root, persist=False)
+    index.refresh()
+    failing = ["test_inflection.py::test_underscore"]
+    task = "Table names are glued together: `inflection.tableize('Area51Sighting')` gives 'area51sightings'."
+    suspects = rank_suspects(index.files, [(failing[0], "")], task)
+    assert suspects[0].name == "underscore" and task_relates(task, failing, suspects)
+    other = "Table names are glued together: `tableize('Area51Sighting')` gives 'area51sightings'."
+    assert not task_relates(other, failing, rank_suspects(index.files, [(failing[0], "")], other))
+
+
 def test_the_module_imports_no_model_backend():
     # the phase talks to whatever ChatModel the run has; importing it loads no backend
     code = "import sys, kcode.agent.repair; print(any(m.startswith('llama_cpp') for m in sys.modules))"
