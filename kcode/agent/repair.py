@@ -20,9 +20,7 @@ Python definitions only (the rewrite is parsed to find the definition in the mod
 from __future__ import annotations
 
 import ast
-import difflib
 import re
-import shlex
 import textwrap
 import threading
 import time
@@ -31,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from kcode.agent.notes import repair_note
+from kcode.agent.repair_check import check_candidate, count_tests, fill_lines
 from kcode.config import Config
 from kcode.context import get_packer
-from kcode.context.localize import Suspect, line_words, lines_to_fill, rank_suspects, words_of
+from kcode.context.localize import Suspect, rank_suspects, words_of
 from kcode.context.spectrum import TRACER, Spectrum, read_spectrum, traced_command
 from kcode.cancel import CancelToken
 from kcode.errors import Interrupted, ModelRequestError, Submitted, TransientModelError, UsageError
@@ -138,10 +137,6 @@ def extract_definition(answer: str, name: str) -> str | None:
 def _indent(code: str, like: str) -> str:
     pad = like[: len(like) - len(like.lstrip())]
     return "\n".join(pad + line if line.strip() else line for line in code.splitlines())
-
-
-def _diff(path: str, before: str, after: str) -> str:
-    return "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True), f"a/{path}", f"b/{path}", n=2))
 
 
 class _Phase:
@@ -303,11 +298,6 @@ def _failure_text(failures: list[tuple[str, str]], count: int) -> str:
     return f"{shown}\n\n({count} failing: {ids})".strip()
 
 
-def _counts(result: ToolResult) -> tuple[int, int, set[str]]:
-    tests = result.data.get("tests") or {}
-    return tests.get("passed", 0), tests.get("failed", 0) + tests.get("errors", 0), set(tests.get("failing", []))
-
-
 def repair(agent: Any, policy: RepairPolicy) -> None:
     """The repair phase for ``agent`` (a :class:`kcode.agent.loop.Agent` before its first
     step). Raises Submitted when the tests pass after it; otherwise leaves the work tree as it
@@ -319,7 +309,7 @@ def repair(agent: Any, policy: RepairPolicy) -> None:
     phase = _Phase(agent, policy)
     phase.packer = packer = get_packer(ctx.root)
     baseline = phase.tests()
-    passed, failed, failing = _counts(baseline)
+    passed, failed, failing = count_tests(baseline)
     phase.passed = passed
     if phase.stopped or baseline.data.get("tests", {}).get("ok", True) or failed == 0:
         return
@@ -345,7 +335,7 @@ def repair(agent: Any, policy: RepairPolicy) -> None:
             where = f"{suspect.path}:{suspect.definition.start}"
             if sample == 1 and rank < policy.line_suspects and where not in filled:
                 filled.add(where)
-                outcome = _fill_lines(phase, suspect, failure_text, failing, failed, seen, command)
+                outcome = fill_lines(phase, suspect, failure_text, failing, failed, seen, command)
             if outcome is None and not phase.out_of_time():
                 outcome = _try(phase, suspect, sample, failure_text, failing, failed, seen, command)
             if outcome is None:
@@ -367,7 +357,7 @@ def repair(agent: Any, policy: RepairPolicy) -> None:
     if fixed is not None:
         suspect, diff, _ = fixed
         agent._checkpoint()
-        before = _counts(baseline)[1]
+        before = count_tests(baseline)[1]
         agent._add({"role": "user", "content": repair_note("fixed", failed_before=before, definition=suspect.name, path=suspect.path, passed=passed, diff=diff)})
         tests = "the failing test passes" if before == 1 else f"the {before} failing tests pass"
         raise Submitted(f"Fixed `{suspect.name}` in {suspect.path}: {tests} now ({passed} passed). Found and checked by kcode's test-driven repair.")
@@ -408,118 +398,4 @@ def _try(phase: _Phase, suspect: Suspect, sample: int, failure_text: str, failin
         ast.parse(after)
     except SyntaxError as error:
         return report("syntax_error", f"line {error.lineno}: {error.msg}")
-    return _check(phase, suspect, before, after, failing, failed, command, report)
-
-
-def _check(phase: _Phase, suspect: Suspect, before: str, after: str, failing: set[str], failed: int, command: str, report: Any) -> tuple[int, int, set[str], tuple[Suspect, str, ToolResult]] | None:
-    """``after`` written over ``suspect``'s file and tested: the failing tests by id, then the
-    suite. Kept when it fixes some failures and breaks none (the new counts), else put back."""
-    path = phase.root / suspect.path
-    diff = _diff(suspect.path, before, after)
-    phase.tried += 1
-    kept = False
-    path.write_text(after, encoding="utf-8")
-    try:
-        quick = None
-        ids = sorted(failing)[: phase.policy.quick_ids]
-        if is_pytest(command) and ids:
-            quick = phase.tests(f"{command} {' '.join(shlex.quote(i) for i in ids)}")
-            _, quick_failed, _ = _counts(quick)
-            if phase.stopped:
-                return report("failing", "the test run was stopped (too slow)", diff)
-            if quick_failed:
-                return report("failing", f"{quick_failed} of the failing tests still fail", diff)
-        result = phase.tests()
-        if phase.stopped:
-            return report("failing", "the test run was stopped (too slow)", diff)
-        now_passed, now_failed, now_failing = _counts(result)
-        new = now_failing - failing
-        if now_passed < phase.passed or (now_failed == 0 and not result.data.get("tests", {}).get("ok")):
-            # fewer tests pass than before: the change broke the import or the collection (a run
-            # that errors before any test counts no failures, which is not a fix)
-            said = [line for line in result.output.splitlines() if "Error" in line] or ["no tests ran"]
-            return report("regressed", f"{now_passed} passed (was {phase.passed}): {said[0].strip()[:200]}", diff)
-        if new or now_failed >= failed:
-            return report("regressed" if new else "failing", f"{now_failed} failing" + (f", {len(new)} new: {', '.join(sorted(new)[:3])}" if new else ""), diff)
-        kept = True
-        report("fixed" if now_failed == 0 else "partial", f"{now_passed} passed, {now_failed} failing (was {failed})", diff)
-        return now_passed, now_failed, now_failing, (suspect, diff, result)
-    finally:
-        if not kept:
-            path.write_text(before, encoding="utf-8")
-
-
-def _fill_lines(phase: _Phase, suspect: Suspect, failure_text: str, failing: set[str], failed: int, seen: set[str], command: str) -> tuple[int, int, set[str], tuple[Suspect, str, ToolResult]] | None:
-    """Each likely line of ``suspect``, one at a time, blanked and filled in again by the model
-    from the code around it (fill in the middle: a small coder model writes the usual line
-    where it does not see the bug in the whole); then a new line before each (a statement
-    left out), then a block of a few lines before the likeliest (a guard with its body).
-    Each is tested like a rewrite."""
-    agent, policy = phase.agent, phase.policy
-    try:
-        before = (phase.root / suspect.path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-    lines = before.splitlines(keepends=True)
-    start, end = suspect.definition.start, suspect.definition.end
-    words = line_words(agent.task + "\n" + failure_text)
-    tested = 0
-    scores = phase.spectrum.scores(suspect.path) if phase.spectrum is not None else None
-    chosen = lines_to_fill(lines, start, end, words, policy.lines, scores)
-    # each line written again, then (a statement left out) a new line written before each,
-    # then a few lines before the likeliest (an `if ...:` with its body left out)
-    plan = [(index, "line") for index in chosen] + [(index, "insert") for index in chosen if policy.line_inserts]
-    plan += [(index, "block") for index in chosen[: policy.block_lines]]
-    for index, mode in plan:
-        insert = mode != "line"
-        original = lines[index]
-        indent = original[: len(original) - len(original.lstrip())]
-        prefix = "".join(lines[max(0, start - 31, index - 120) : index]) + indent
-        suffix = "".join(lines[index + (0 if insert else 1) : min(len(lines), end + 5, index + 41)])
-        counts: dict[str, int] = {}
-        same = [original.split()] + ([lines[index - 1].split()] if insert else [])  # not a change (or a copy of a neighbour)
-        samples = {"line": policy.line_samples, "insert": policy.line_samples // 2, "block": policy.block_samples}[mode]
-        for _ in range(samples):
-            if phase.out_of_time():
-                return None
-            text = phase.fill(prefix, suffix, lines=policy.block_size if mode == "block" else 1)
-            if text is None:
-                return None
-            new = (_block(text, indent, original) or "") if mode == "block" else indent + text.strip()
-            if new.strip() and new.split() not in same:
-                counts[new] = counts.get(new, 0) + 1
-        for sample, new in enumerate(sorted(counts, key=lambda c: -counts[c]), 1):
-            started = time.monotonic()
-            key = f"{suspect.path}:{index}:{insert}:{' '.join(new.split())}"
-            if key in seen or tested >= policy.line_tests or phase.out_of_time():
-                continue
-            seen.add(key)
-            newline = "\n" if original.endswith("\n") else ""
-            after = "".join(lines[:index]) + new + ("\n" if insert else newline) + "".join(lines[index + (0 if insert else 1) :])
-
-            def report(outcome: str, detail: str = "", diff: str = "", sample: int = sample, started: float = started, line: int = index + 1) -> None:
-                agent.bus.emit(RepairTried(step=agent.step, path=suspect.path, name=suspect.name, sample=sample, outcome=outcome, detail=detail, diff=diff,
-                                           duration_ms=round((time.monotonic() - started) * 1000, 1), line=line))
-
-            try:
-                ast.parse(after)
-            except SyntaxError as error:
-                report("syntax_error", f"line {error.lineno}: {error.msg}")
-                continue
-            tested += 1  # a test run (a fill that does not parse costs none)
-            outcome = _check(phase, suspect, before, after, failing, failed, command, report)
-            if outcome is not None:
-                return outcome
-    return None
-
-
-def _block(text: str, indent: str, following: str) -> str | None:
-    """The model's lines to insert (at ``indent``, before the line ``following``), as far as
-    they stay a block there: up to a blank line, a line indented less, or a copy of the line
-    that follows; None for fewer than two (a single line is an insert of its own)."""
-    kept = [indent + text.split("\n", 1)[0].strip()]
-    for line in text.split("\n")[1:]:
-        if not line.strip() or len(line) - len(line.lstrip()) < len(indent) or line.strip() == following.strip():
-            break
-        kept.append(line.rstrip())
-    return "\n".join(kept) if len(kept) >= 2 else None
+    return check_candidate(phase, suspect, before, after, failing, failed, command, report)
