@@ -2,10 +2,11 @@
 
 A task seeds the files whose paths it names, the files defining the identifiers it names
 (those written as code weigh more than plain words that happen to name a definition), files
-in the tracebacks it quotes, failing tests' files, the files the agent touched, and modules a
-word names. Its words (the first line's weighing double) feed the lexical ranking, and its
-code spans (`like this`) the quoted order: the file that holds a quoted span verbatim is
-likely where the fix goes.
+in the tracebacks it quotes, failing tests' files, the files the agent touched, modules a
+word names, and modules an identifier spells (``autodoc_typehints``: ``autodoc/typehints.py``).
+Its words (the first line's weighing double) feed the lexical ranking, and its code spans
+(`like this`) the quoted order: the file that holds a quoted span verbatim is likely where
+the fix goes.
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ _CODE_CONTEXT = re.compile(r"`[^`\n]{1,200}`")
 _TRACEBACK_PY = re.compile(r'File "([^"\n]+)", line \d+')
 _PATH_LINE = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w.-]+\.[A-Za-z0-9]{1,8}):\d+")
 _PATHISH = re.compile(r"(?<![\w-])((?:[\w.-]+/)*[\w-]+\.[A-Za-z0-9]{1,8})(?![\w/])")
+_CAMEL = re.compile(r"[a-z][A-Z]")
 _SUBWORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
+NAMED_MODULE_WEIGHT = 4.0  # seed weight of the module a compound identifier spells (see PathIndex.named_by)
 PLAIN_WORD_WEIGHT = 0.25  # seed weight of a task word that names a definition but is not written as code
 TITLE_WEIGHT = 1.0  # extra weight of the task's first line's words in the lexical ranking
 
@@ -71,18 +74,35 @@ class Seeds:
 
 
 class PathIndex:
-    """Repo paths by every suffix of their components, and by lower-case stem (built once per
-    file set, reused for every task)."""
+    """Repo paths by every suffix of their components, by lower-case stem, and by the words
+    of their last two module names (built once per file set, reused for every task)."""
 
     def __init__(self, files: Iterable[str]) -> None:
         self.by_suffix: dict[str, list[str]] = {}
         self.by_stem: dict[str, list[str]] = {}
+        self.by_tail: dict[tuple[str, ...], list[str]] = {}
         for path in files:
             parts = path.split("/")
             for i in range(len(parts)):
                 self.by_suffix.setdefault("/".join(parts[i:]), []).append(path)
             stem = parts[-1].rsplit(".", 1)[0].lower()
             self.by_stem.setdefault(stem, []).append(path)
+            modules = parts[:-1] if stem == "__init__" else [*parts[:-1], stem]
+            if len(modules) >= 2:
+                tail = tuple(subwords(modules[-2]) + subwords(modules[-1]))
+                if len(tail) >= 2:
+                    self.by_tail.setdefault(tail, []).append(path)
+
+    def named_by(self, identifier: str) -> list[str]:
+        """Paths whose last two module names an identifier spells, as a run of its words:
+        a config value or test named ``autodoc_typehints_format``, ``test_pycode_ast``
+        names ``autodoc/typehints.py``, ``pycode/ast.py``."""
+        words = subwords(identifier)
+        found: list[str] = []
+        for n in range(2, len(words) + 1):
+            for i in range(len(words) - n + 1):
+                found.extend(self.by_tail.get(tuple(words[i : i + n]), ()))
+        return sorted(set(found))
 
     def match(self, named: Iterable[str]) -> set[str]:
         """Match absolute or partial paths to repo paths by their longest common suffix."""
@@ -170,6 +190,12 @@ def seeds_from_task(
         paths[path] = paths.get(path, 0.0) + 4.0
     for path in seeds.focus:
         paths[path] = paths.get(path, 0.0) + 2.0
+    # An identifier spelling a package and module (``autodoc_typehints``) seeds that module
+    # as strongly as a path the task writes.
+    for word in sorted({w for w in _IDENT.findall(task) if "_" in w.strip("_") or _CAMEL.search(w)}):
+        hits = [p for p in paths_index.named_by(word) if files.get(p) is not None and files[p].language is not None]
+        for path in hits:
+            paths[path] = paths.get(path, 0.0) + NAMED_MODULE_WEIGHT / len(hits)
     # A word naming a module (``autodetector`` for autodetector.py) seeds that module weakly
     # (code only: "images" names a module, not every images.txt of the test fixtures).
     words = {w.lower() for w in _IDENT.findall(task) if len(w) >= 4}

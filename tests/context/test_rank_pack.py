@@ -201,3 +201,32 @@ def test_quoted_matches_weighs_rare_spans_and_ignores_common_ones():
     texts = [(f"f{i}.py", "common()\n" + ("rare()\n" if i == 0 else "")) for i in range(200)]
     scores = quoted_matches(["common()", "rare()", "absent()"], texts)
     assert list(scores) == ["f0.py"] and scores["f0.py"] == pytest.approx(5.2983, abs=1e-3)  # log(200)
+
+
+def test_an_identifier_spelling_a_package_and_module_names_that_module():
+    from kcode.context.seeds import PathIndex
+
+    index = PathIndex(["sphinx/ext/autodoc/typehints.py", "sphinx/ext/autodoc/__init__.py", "sphinx/pycode/ast.py",
+                       "sphinx/__init__.py", "tests/test_typehints.py"])  # fmt: skip
+    assert index.named_by("autodoc_typehints_description_target") == ["sphinx/ext/autodoc/typehints.py"]
+    assert index.named_by("test_pycode_ast") == ["sphinx/pycode/ast.py"]
+    assert index.named_by("typehints") == [] and index.named_by("description_target") == []
+    # a package counts by its directory: ext/autodoc/__init__.py is "ext autodoc"
+    assert index.named_by("sphinx_ext_autodoc") == ["sphinx/ext/autodoc/__init__.py"]
+
+
+def test_a_config_value_named_after_a_module_ranks_that_module(tmp_path, tree_writer):
+    """``autodoc_typehints`` is no definition's name (a config value, read as an attribute),
+    and the module is one of many sharing its words; its name spells ``autodoc/typehints.py``."""
+    files = {"docs/ext/autodoc/__init__.py": "def setup(app):\n    app.add_config_value('autodoc_typehints', 'signature')\n"}
+    files["docs/ext/autodoc/typehints.py"] = (
+        "def merge_typehints(app, domain, objtype, contentnode):\n"
+        "    if app.config.autodoc_typehints not in ('both', 'description'):\n        return\n"
+    )
+    for i in range(6):
+        files[f"docs/ext/other{i}.py"] = f"def describe{i}(app, description, option):\n    return app.config.option{i}, description\n"
+    root = tree_writer(tmp_path / "repo", files)
+    p = packer(root, tmp_path)
+    p.index.refresh()
+    task = "With `autodoc_typehints = 'description'` the option adds a return type to a class description"
+    assert p.rank(task).files[0] == "docs/ext/autodoc/typehints.py"
