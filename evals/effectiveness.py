@@ -12,7 +12,8 @@ it is stopped at the end. One agent at a time, one instance at a time.
   runs it; ``--kcode-backend server``: ``--model llama-server:NAME --base-url ...``, the peers' server),
   ``--max-steps`` and ``--max-time``, one instance per process, killed at the wall cap like
   the peers (kcode checks its budget between steps); its tokens are its own ``result.json``
-  (the proxy's count when it was killed).
+  and its model calls the ``usage`` events of its trajectory (one per call, the repair
+  phase's included; when it was killed, those of its session's event log so far).
 - mini-swe-agent (pinned, in a throwaway venv under ``<cache>/evals/peers/``): its
   ``DefaultAgent`` with ``mini.yaml``, ``step_limit`` = the step cap, the wall cap kills it.
 - Aider (pinned, likewise): ``aider --message TASK`` in the checkout; no step cap of its own,
@@ -147,6 +148,25 @@ def load_runs(agent_dir: Path) -> dict[str, AgentRun]:
 # --- the agents -------------------------------------------------------------------------
 
 
+def trajectory_usage(trajectory: Path) -> tuple[int, int]:
+    """(model calls, input + output tokens) of a kcode event log: its ``usage`` events, one
+    per model call; (0, 0) when it is missing."""
+    try:
+        lines = trajectory.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return 0, 0
+    calls = tokens = 0
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # a torn last line of a killed run
+        if isinstance(event, dict) and event.get("type") == "usage":
+            calls += 1
+            tokens += int(event.get("input_tokens") or 0) + int(event.get("output_tokens") or 0)
+    return calls, tokens
+
+
 def run_kcode(inst: Instance, args: argparse.Namespace, proxy: UsageProxy, out: Path) -> AgentRun:
     """``kcode eval run`` on one instance (this checkout's kcode), its own ``--max-steps`` and
     ``--max-time`` (which also ends a step in flight). As a safety the process group is killed
@@ -184,7 +204,9 @@ def run_kcode(inst: Instance, args: argparse.Namespace, proxy: UsageProxy, out: 
             run.status = "error" if result.get("status") == "error" else "done"
             run.error, run.wall_s = result.get("error"), float(result.get("wall_s") or wall)
             run.tokens = int(tokens.get("input_tokens", 0)) + int(tokens.get("output_tokens", 0))
-            run.calls = int(result.get("steps") or 0)
+            # Model calls, as the proxy counts the peers': one ``usage`` event per call (the
+            # loop's steps leave out the repair phase's calls).
+            run.calls = trajectory_usage(instance_dir / "trajectory.jsonl")[0] or int(result.get("steps") or 0)
             run.extra.update(kcode_status=result.get("status"), tokens=tokens)
         else:
             # killed at the cap (or died): what it had changed so far; tokens as the proxy saw them
@@ -192,6 +214,9 @@ def run_kcode(inst: Instance, args: argparse.Namespace, proxy: UsageProxy, out: 
             run.error = None if code is None else f"kcode eval run exited {code} with no result"
             run.patch = take_patch(checkout_dir, inst.base_commit) if checkout_dir.exists() else ""
             run.tokens, run.calls = tally["prompt_tokens"] + tally["completion_tokens"], tally["calls"]
+            if not served:  # the model was in kcode's process: its own event log counts
+                logs = sorted((instance_dir / "session").glob("*/events.jsonl"))
+                run.calls, run.tokens = trajectory_usage(logs[-1]) if logs else (0, 0)
     finally:
         shutil.rmtree(run_dir / "work" / inst.instance_id, ignore_errors=True)
     return run

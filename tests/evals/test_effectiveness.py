@@ -144,3 +144,24 @@ def test_the_dataset_rows_kcode_gets_load_back(bench, tmp_path: Path) -> None:
     path.write_text(json.dumps(instance_to_row(inst)) + "\n")
     (loaded,) = load_dataset(path)
     assert (loaded.instance_id, loaded.tier, loaded.overrides["test_files"]) == ("a__b-1", "easy", ["t.py"])
+
+
+def test_kcode_model_calls_are_the_usage_events_of_its_trajectory(bench, eval_fixture, tmp_path: Path) -> None:
+    """kcode's calls in the table are its model calls (the repair phase's too), counted from
+    the trajectory a real ``kcode eval run`` writes: three scripted turns are three calls,
+    whatever its step count, and a torn last line (a killed run) is skipped."""
+    from kcode.evals.run import EvalOptions, run_eval
+
+    mirrors, dataset, scripts = eval_fixture
+    [inst] = [i for i in load_dataset(dataset) if i.instance_id == "acme__calc-1"]
+    out = tmp_path / "run"
+    assert run_eval([inst], EvalOptions(str(out), model=f"scripted:{scripts}", repos_dir=str(mirrors), config={"max_steps": 6}))["done"] == 1
+    trajectory = out / "instances" / inst.instance_id / "trajectory.jsonl"
+    calls, tokens = bench.trajectory_usage(trajectory)
+    assert calls == 3
+    usage = [json.loads(line) for line in trajectory.read_text().splitlines() if '"usage"' in line]
+    assert tokens == sum(e["input_tokens"] + e["output_tokens"] for e in usage if e["type"] == "usage")
+    with trajectory.open("a") as log:
+        log.write('{"type": "usage", "input_tok')
+    assert bench.trajectory_usage(trajectory) == (3, tokens)
+    assert bench.trajectory_usage(tmp_path / "missing.jsonl") == (0, 0)
