@@ -328,15 +328,22 @@ def repair(agent: Any, policy: RepairPolicy) -> None:
     fixed = None
     sample = 1
     while sample <= policy.samples and fixed is None and not phase.out_of_time():
-        for rank, suspect in enumerate(suspects):
+        # The first round fills in the lines of the likeliest few suspects before any whole
+        # rewrite: a fill costs a few tokens and a test run, a rewrite a whole definition's
+        # worth of output, and the first suspect is often only the caller of the broken one.
+        steps = [(suspect, False) for suspect in suspects]
+        if sample == 1:
+            steps = [(suspect, True) for suspect in suspects[: policy.line_suspects]] + steps
+        for suspect, by_lines in steps:
             if phase.out_of_time():
                 break
-            outcome = None
             where = f"{suspect.path}:{suspect.definition.start}"
-            if sample == 1 and rank < policy.line_suspects and where not in filled:
+            if by_lines:
+                if where in filled:
+                    continue
                 filled.add(where)
                 outcome = fill_lines(phase, suspect, failure_text, failing, failed, seen, command)
-            if outcome is None and not phase.out_of_time():
+            else:
                 outcome = _try(phase, suspect, sample, failure_text, failing, failed, seen, command)
             if outcome is None:
                 continue

@@ -365,3 +365,25 @@ def test_a_block_of_lines_written_before_a_statement_is_tried_last(tmp_path):
     assert [(e.outcome, e.line) for e in events if isinstance(e, RepairTried)] == [("fixed", 2)]
     assert work_tree_file(outcome, "maths.py") == "def safe_div(a, b):\n    if b == 0:\n        return 0\n    return a / b\n"
     assert outcome.result.status == "finished" and outcome.result.steps == 0
+
+
+def test_the_likeliest_suspects_lines_are_all_filled_in_before_any_rewrite(tmp_path):
+    """The task names total(), which only calls the broken _sum(): the first round fills in
+    total's line, then _sum's lines (where the fix is), before it asks for a whole rewrite
+    of either (a fill is a few tokens, a rewrite a whole definition's)."""
+    repo = tmp_path / "repo"
+    (repo / "tests").mkdir(parents=True)
+    source = "def total(xs):\n    return _sum(xs) + 0\n\n\ndef _sum(xs):\n    s = 0\n    for x in xs:\n        s -= x\n    return s\n"
+    (repo / "sums.py").write_text(source)
+    (repo / "tests" / "test_sums.py").write_text("from sums import total\n\n\ndef test_total():\n    assert total([1, 2]) == 3\n")
+    (repo / "pyproject.toml").write_text("[tool.pytest.ini_options]\npythonpath = ['.']\n")
+    (repo / ".gitignore").write_text("__pycache__/\n.pytest_cache/\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "initial"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    fills = [{"infill": "return 0"}] * 8 + [{"infill": "s += x"}] * 40
+    outcome, events = run(repo, write_script(tmp_path / "s.json", fills), task="total([1, 2]) gives -3 instead of 3.", repair="on")
+    attempts = [(e.name, e.outcome, e.line) for e in events if isinstance(e, RepairTried)]
+    assert attempts[0][0] == "total" and attempts[-1] == ("_sum", "fixed", 8)
+    assert all(line > 0 for _, _, line in attempts)  # no rewrite was asked for on the way
+    assert work_tree_file(outcome, "sums.py") == source.replace("s -= x", "s += x")
+    assert outcome.result.status == "finished" and outcome.result.steps == 0
