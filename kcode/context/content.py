@@ -5,7 +5,7 @@ are single definitions (a class by its own lines: header, docstring, attributes;
 methods are units of their own) and files without definitions, taken best first by their
 worth, one scale over the POOL best-ranked files (see :func:`content_units`):
 
-    worth = relevance · r^-0.5 · (tokens + 50)^-0.5
+    worth = relevance · r^-d · (tokens + 50)^-0.5
 
 - relevance: BM25 of the task's words against the unit's own words (its name, twice, its
   scopes' headers, its lines, strings and comments included; the IDF over the pool), as a
@@ -14,7 +14,10 @@ worth, one scale over the POOL best-ranked files (see :func:`content_units`):
   the names the task writes. So the function that raises the error a report quotes in
   plain words comes first even deep in a 5,000-line module, or in a file ranked 30th;
 - r: the file's rank (a test's or the documentation's counts TEST_DEMOTION times): the
-  chance that a unit is the code the task is about falls off down the ranking;
+  chance that a unit is the code the task is about falls off down the ranking; d is 1
+  where the room holds a handful of units (4K tokens or less), 0.5 where it holds hundreds
+  (16K or more), and 0.5 for the pool's best lexical match at any room (weighted by the
+  unit's lexical share between);
 - tokens: what the unit costs; a long function is likelier to hold the fix than a short
   one, but not in proportion to its length.
 
@@ -29,6 +32,7 @@ them out).
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -54,8 +58,15 @@ CANDIDATES = 20  # files that may be shown whole, from the top of the ranking
 POOL = 40  # files whose definitions take part (as excerpts), from the top of the ranking
 MAX_UNITS = 3000  # units tried, best first
 TEST_DEMOTION = 3  # a test file's rank counts this many times (see source_first)
-# A unit's worth (see content_units): relevance * rank ** -FILE_DECAY * (tokens + COST_FLOOR) ** -COST_DECAY
-FILE_DECAY, COST_DECAY, COST_FLOOR = 0.5, 0.5, 50.0
+# A unit's worth (see content_units): relevance * rank ** -file_decay(room) * (tokens + COST_FLOOR) ** -COST_DECAY
+COST_DECAY, COST_FLOOR = 0.5, 50.0
+# The file prior's exponent falls with the room offered to source: where a handful of units
+# fit, the best files' come first (rank^-1); with room for hundreds, lower files' best
+# definitions get their turn (rank^-0.5). Log-linear between the two rooms. A unit's own
+# exponent moves from the flat one towards that by how far its lexical share is below the
+# pool's best: the definition that holds a report's words keeps its turn at any room.
+FILE_DECAY_SMALL, FILE_DECAY_LARGE = 1.0, 0.5
+SMALL_ROOM, LARGE_ROOM = 4096.0, 16384.0
 # BM25 grows like a log-odds of relevance: a unit scoring half the best is far less than
 # half as likely to be the one, so its share counts squared.
 LEXICAL_POWER = 2.0
@@ -113,7 +124,7 @@ def choose_content(
     chars_per_token = 1000.0 / max(ratio * estimate(1000), 1e-6)
     tokens = lambda text: ratio * estimate(len(text))  # noqa: E731
     picked: dict[str, list[int]] = {}
-    units, lines_of, costs = units or content_units(ranking, files, text_of, definers, file_cache)
+    units, lines_of, costs = units or content_units(ranking, files, text_of, definers, file_cache, allowance)
     # The best-ranked files are offered whole before any unit (j = -2: whole or nothing).
     lead = sorted({(r, path) for path, r, _ in units if r <= TOP_WHOLE})
     for path, r, j in [(path, r, -2) for r, path in lead] + units:
@@ -187,12 +198,24 @@ def source_first(paths: list[str]) -> list[str]:
     return [path for _, _, path in sorted(keyed)]
 
 
+def file_decay(room: float | None) -> float:
+    """The exponent of the file prior, rank^-decay, for ``room`` tokens offered to source
+    (None: as for a large room)."""
+    if room is None or room >= LARGE_ROOM:
+        return FILE_DECAY_LARGE
+    if room <= SMALL_ROOM:
+        return FILE_DECAY_SMALL
+    share = math.log(room / SMALL_ROOM) / math.log(LARGE_ROOM / SMALL_ROOM)
+    return FILE_DECAY_SMALL + (FILE_DECAY_LARGE - FILE_DECAY_SMALL) * share
+
+
 def content_units(
     ranking: Ranking,
     files: dict[str, IndexedFile],
     text_of: Callable[[str], str],
     definers: Mapping[str, int] | None = None,
     file_cache: dict[str, tuple] | None = None,
+    room: float | None = None,
 ) -> Units:
     """The pool's units, best first: (path, rank, definition index; -1 for a file without
     definitions), and each file's lines and excerpt cost table.
@@ -202,7 +225,8 @@ def content_units(
     its own words (the IDF over the whole pool) as a share of the best, squared, plus what
     the graph and the task's names say (GRAPH_WEIGHT of the walk's flow into it as a share of the
     pool's most, NAMED_WEIGHT per name the task writes, less the more files define it);
-    times its file's prior, rank^-FILE_DECAY; per unit of room, tokens^-COST_DECAY (a long
+    times its file's prior, rank^-decay (see :func:`file_decay`: steeper the less ``room``
+    is offered to source); per unit of room, tokens^-COST_DECAY (a long
     function is likelier to hold the fix than a short one, but not in proportion to its
     length). So the function whose words a report uses comes first even deep in a
     5,000-line module or in a file ranked 30th, and a file's definitions that share no word
@@ -252,11 +276,15 @@ def content_units(
     best_lexical = max(lexical, default=0.0) or 1.0
     best_graph = max(graph, default=0.0) or 1.0
     worth: dict[tuple[int, int], float] = {}
+    decay = file_decay(room)
     for i, (r, j) in enumerate(keys):
-        relevance = (lexical[i] / best_lexical) ** LEXICAL_POWER + GRAPH_WEIGHT * graph[i] / best_graph
+        share = (lexical[i] / best_lexical) ** LEXICAL_POWER
+        relevance = share + GRAPH_WEIGHT * graph[i] / best_graph
         if j >= 0:
             relevance += NAMED_WEIGHT * named.get(files[pool[r - 1]].tags.definitions[j].name, 0.0)
-        worth[(r, j)] = round(relevance * r**-FILE_DECAY * (sizes[i] / 4.0 + COST_FLOOR) ** -COST_DECAY, 12)
+        # the pool's best lexical matches keep the flat prior whatever the room
+        d = FILE_DECAY_LARGE + (decay - FILE_DECAY_LARGE) * (1.0 - share)
+        worth[(r, j)] = round(relevance * r**-d * (sizes[i] / 4.0 + COST_FLOOR) ** -COST_DECAY, 12)
     best = sorted(worth, key=lambda key: (-worth[key], key))[:MAX_UNITS]
     return [(pool[r - 1], r, j) for r, j in best], lines_of, costs
 

@@ -252,7 +252,7 @@ class Packer:
         definers = self.ranker.definers(files, self.index.version)
         if len(self._file_cache) > 512:
             self._file_cache.clear()
-        units = content_units(ranking, files, text_of, definers, self._file_cache)
+        units = content_units(ranking, files, text_of, definers, self._file_cache, allowance)
         for _ in range(4):
             content = choose_content(
                 ranking, files, allowance, fitter.ratio, text_of, whole_of, _estimate, definers, self._file_cache, units

@@ -102,3 +102,36 @@ def test_a_small_lower_ranked_file_is_not_whole_ahead_of_the_top_files_definitio
                              lambda p: packer.index.read_text(p), lambda chars: chars / 4.0,
                              packer.ranker.definers(files_, packer.index.version))  # fmt: skip
     assert "net/retry.py" in content.excerpts and "net/report.py" not in content.whole
+
+
+def test_the_file_prior_is_steeper_where_few_units_fit(tmp_path, tree_writer):
+    # The task names cart.py, whose apply_discount shares one of its words; reports.py, ranked
+    # third, has a function that shares more, but not the most (ledger.py's does). Where a
+    # handful of units fit, the top file's comes before it (rank^-1 for a middling match);
+    # with room for hundreds, the better match does (rank^-0.5). The pool's best match keeps
+    # the flat prior at any room (the audit test above: an error message in a low file).
+    from kcode.context.content import FILE_DECAY_LARGE, FILE_DECAY_SMALL, LARGE_ROOM, SMALL_ROOM, file_decay
+
+    files = {
+        "shop/cart.py": "def apply_discount(basket):\n    # the discount\n    return basket.discount\n\n\n"
+        + "".join(f"def cart_step_{i}(value):\n    return value * {i}\n\n\n" for i in range(30)),
+        "shop/reports.py": "from shop.cart import apply_discount\n\n\ndef discount_report(basket):\n"
+        "    # checkout discount of the basket total, twice twice\n    total = apply_discount(basket)\n    return total\n",
+        "shop/ledger.py": "def ledger_entry(basket):\n"
+        "    # the checkout discount is applied twice to the basket total: applied twice, twice\n    return basket\n",
+    }
+    root = tree_writer(tmp_path / "repo", files)
+    packer = Packer(root, cache_path=tmp_path / "t.sqlite")
+    packer.index.refresh(None)
+    ranking = packer.rank("shop/cart.py: the checkout discount is applied twice to the basket total")
+    assert ranking.files == ["shop/cart.py", "shop/ledger.py", "shop/reports.py"]
+    indexed = packer.index.files
+
+    def order(room: float) -> list[str]:
+        units, _, _ = content_units(ranking, indexed, packer.index.read_text, None, {}, room)
+        return [indexed[path].tags.definitions[j].name for path, _, j in units[:3]]
+
+    assert order(1000) == ["ledger_entry", "apply_discount", "discount_report"]
+    assert order(30000) == ["ledger_entry", "discount_report", "apply_discount"]
+    assert file_decay(SMALL_ROOM) == FILE_DECAY_SMALL and file_decay(LARGE_ROOM) == file_decay(None) == FILE_DECAY_LARGE
+    assert FILE_DECAY_LARGE < file_decay(8000) < FILE_DECAY_SMALL
